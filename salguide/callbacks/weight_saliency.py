@@ -1,0 +1,6 @@
+"""Placeholder: being written."""
+from salguide._lightning import Callback
+
+
+class WeightSaliencyCallback(Callback):
+    pass
