@@ -1,6 +1,129 @@
-"""Placeholder: being written."""
+"""Random-label unlearning (RL) on an unmodified LightningModule, by rewriting each training batch.
+
+The module's ``training_step`` keeps computing its ordinary cross-entropy on ``(x, y)``; this callback
+appends forget samples carrying fixed random labels to every retain batch in ``on_train_batch_start``
+(see ``salguide.unlearning.random_labels``). Combined with ``WeightSaliencyCallback`` this is SalUn
+(Fan et al., ICLR 2024).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+
 from salguide._lightning import Callback
+from salguide.unlearning.random_labels import draw_random_labels, forget_count
 
 
 class RandomLabelCallback(Callback):
-    pass
+    """Mix forget samples with random labels into every retain batch.
+
+    Args:
+        forget_dataset: dataset of ``(x, y, ...)`` samples to forget; default ``trainer.datamodule.forget_dataset``.
+        num_classes: number of classes; default ``trainer.datamodule.num_classes``.
+        n_retain: size of the retain set the trainer iterates, for the mixing proportion; default the size of
+            the training dataloader's dataset.
+        seed: seeds the random labels and the forget-sample order (offset by the global rank).
+        exclude_true: never draw a sample's true label (SalUn draws uniformly over all classes).
+    """
+
+    def __init__(
+        self,
+        forget_dataset: Dataset | None = None,
+        num_classes: int | None = None,
+        n_retain: int | None = None,
+        seed: int = 0,
+        exclude_true: bool = False,
+    ) -> None:
+        self.forget_dataset = forget_dataset
+        self.num_classes = num_classes
+        self.n_retain = n_retain
+        self.seed = seed
+        self.exclude_true = exclude_true
+        self._x: torch.Tensor | None = None
+        self._labels: torch.Tensor | None = None
+        self._order: torch.Tensor = torch.empty(0, dtype=torch.long)
+        self._cursor = 0
+        self._gen = torch.Generator()
+        self._loaded_state: dict[str, Any] | None = None
+
+    # ---- set-up ----------------------------------------------------------------------------------
+    def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+        dm = getattr(trainer, "datamodule", None)
+        forget = self.forget_dataset if self.forget_dataset is not None else getattr(dm, "forget_dataset", None)
+        if forget is None:
+            raise ValueError(
+                "RandomLabelCallback needs forget data: pass forget_dataset=... or use a datamodule with a "
+                "`forget_dataset` attribute (e.g. salguide.data.DigitsDataModule)"
+            )
+        if len(forget) == 0:
+            raise ValueError("the forget set is empty: nothing to unlearn")
+        num_classes = self.num_classes if self.num_classes is not None else getattr(dm, "num_classes", None)
+        if num_classes is None:
+            raise ValueError("RandomLabelCallback needs num_classes (argument or datamodule.num_classes)")
+        samples = [forget[i] for i in range(len(forget))]
+        self._x = torch.stack([torch.as_tensor(s[0]) for s in samples])
+        true = torch.as_tensor([int(s[1]) for s in samples])
+        self._gen.manual_seed(self.seed + 7919 * int(trainer.global_rank))
+        self._labels = draw_random_labels(true, int(num_classes), self._gen, self.exclude_true)
+        if self._loaded_state is not None:
+            self._restore(self._loaded_state)
+
+    def _retain_size(self, trainer: Any) -> int:
+        if self.n_retain is not None:
+            return self.n_retain
+        loader = trainer.train_dataloader
+        dataset = getattr(loader, "dataset", None)
+        if dataset is None:
+            raise ValueError("cannot infer the retain-set size from the train dataloader; pass n_retain=")
+        return len(dataset)
+
+    # ---- per batch -------------------------------------------------------------------------------
+    def _next_indices(self, n: int) -> torch.Tensor:
+        out = []
+        while n > 0:
+            if self._cursor >= len(self._order):
+                self._order = torch.randperm(len(self._labels), generator=self._gen)
+                self._cursor = 0
+            take = self._order[self._cursor : self._cursor + n]
+            self._cursor += len(take)
+            n -= len(take)
+            out.append(take)
+        return torch.cat(out)
+
+    def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+        if not isinstance(batch, list) or len(batch) != 2:
+            raise TypeError(
+                "RandomLabelCallback rewrites the batch in place and needs a list [x, y] (PyTorch's default "
+                f"collate of (x, y) samples gives one); got {type(batch).__name__} of length {len(batch)}"
+            )
+        x, y = batch[0], batch[1]
+        n = forget_count(len(y), len(self._labels), self._retain_size(trainer), self._gen)
+        if n == 0:
+            return
+        idx = self._next_indices(n)
+        batch[0] = torch.cat([x, self._x[idx].to(device=x.device, dtype=x.dtype)])
+        batch[1] = torch.cat([y, self._labels[idx].to(device=y.device, dtype=y.dtype)])
+
+    # ---- checkpointing ---------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "labels": self._labels,
+            "order": self._order,
+            "cursor": self._cursor,
+            "generator": self._gen.get_state(),
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._loaded_state = state_dict
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        if state["labels"] is None or len(state["labels"]) != len(self._labels):
+            raise ValueError("checkpointed random labels do not match the forget set of this run")
+        self._labels = state["labels"]
+        self._order = state["order"]
+        self._cursor = int(state["cursor"])
+        self._gen.set_state(state["generator"])
+        self._loaded_state = None

@@ -1,0 +1,23 @@
+"""Models (no torchvision): a small CNN, ResNet-18, and the ClassifierModule that trains them."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from torch import nn
+
+from .classifier import ClassifierModule
+from .cnn import SmallCNN
+from .resnet import ResNet, resnet18
+
+MODELS: dict[str, Callable[..., nn.Module]] = {"small_cnn": SmallCNN, "resnet18": resnet18}
+
+
+def build_model(name: str, **kwargs: Any) -> nn.Module:
+    """Build the model registered as ``name`` (see ``MODELS``) with keyword arguments ``kwargs``."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; valid names: {sorted(MODELS)}")
+    return MODELS[name](**kwargs)
+
+
+__all__ = ["MODELS", "ClassifierModule", "ResNet", "SmallCNN", "build_model", "resnet18"]

@@ -1,0 +1,6 @@
+"""matplotlib figures (Agg backend, PNG written atomically) for callbacks and reports."""
+
+from salguide.viz.mask_sparsity import plot_mask_sparsity
+from salguide.viz.unlearning import plot_metrics_vs_retrain
+
+__all__ = ["plot_mask_sparsity", "plot_metrics_vs_retrain"]

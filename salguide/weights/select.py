@@ -1,4 +1,158 @@
-"""Placeholder: being written."""
-def topk_mask(*a, **k):  # placeholder
-    raise NotImplementedError
+"""Top-k selection of weight scores: SalUn's global rule and ANT's per-layer rule.
 
+``topk_mask`` does not sort large score sets. Every float32 score is mapped to an int32 key whose
+signed order is the order of the floats; a two-pass radix select (a 65,536-bucket histogram of the
+high 16 bits, then of the low 16 bits inside the one bucket that holds the k-th key) finds the exact
+threshold key, and a last pass writes the masks. Work is done tensor by tensor, so the extra memory is
+a few copies of the largest tensor, never a concatenation of all P scores or an int64 index of them.
+Below 65,536 entries (small layers in ``scope="layer"``) one stable sort of the keys is faster.
+
+Fan et al., "SalUn: Empowering Machine Unlearning via Gradient-based Weight Saliency", ICLR 2024
+(global top-k); ANT ("Set You Straight", 2025) selects per layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from numbers import Real
+
+import torch
+from torch import Tensor
+
+_BUCKETS = 1 << 16
+SORT_BELOW = 1 << 16  # fewer entries than this: one stable sort of their keys beats two histograms
+_SCOPES = ("global", "layer")
+
+
+def check_ratio(ratio: float) -> float:
+    """Return ``ratio`` as a float, or raise ValueError unless it is a real number in (0, 1]."""
+    if isinstance(ratio, bool) or not isinstance(ratio, Real):
+        raise ValueError(f"ratio must be a number in (0, 1], got {ratio!r}")
+    value = float(ratio)
+    if not 0.0 < value <= 1.0:  # also rejects NaN
+        raise ValueError(f"ratio must be in (0, 1], got {ratio!r}")
+    return value
+
+
+def check_scope(scope: str) -> str:
+    if scope not in _SCOPES:
+        raise ValueError(f"scope must be one of {_SCOPES}, got {scope!r}")
+    return scope
+
+
+def check_scores(scores: Mapping[str, Tensor]) -> None:
+    """Raise ValueError for an empty score dict, a non-float tensor, or a non-finite score (naming it)."""
+    if not isinstance(scores, Mapping) or not scores:
+        raise ValueError("scores must be a non-empty mapping of parameter name -> tensor")
+    for name, t in scores.items():
+        if not isinstance(t, Tensor) or not t.is_floating_point():
+            kind = t.dtype if isinstance(t, Tensor) else type(t).__name__
+            raise ValueError(f"score {name!r} must be a floating-point tensor, got {kind}")
+        if not bool(torch.isfinite(t).all()):
+            raise ValueError(f"score {name!r} contains NaN or inf")
+
+
+def keep_count(ratio: float, n: int) -> int:
+    """Number of entries kept out of ``n``: ``max(1, round(ratio * n))`` (Python's round), at most n."""
+    return min(n, max(1, round(ratio * n)))
+
+
+def order_keys(t: Tensor, largest: bool = True) -> Tensor:
+    """Flat int32 keys of ``t`` (read as float32) whose signed integer order is the float order.
+
+    Negative floats have their 31 low bits flipped, so larger floats give larger keys; -0.0 is folded
+    into +0.0 so equal values get equal keys. With ``largest=False`` the keys are bit-inverted, which
+    reverses the order, so "the k largest keys" always means "the k entries to keep".
+    """
+    x = t.detach().reshape(-1).to(torch.float32) + 0.0  # a fresh copy; -0.0 + 0.0 == +0.0
+    bits = x.view(torch.int32)
+    keys = bits ^ ((bits >> 31) & 0x7FFFFFFF)
+    return keys if largest else keys.bitwise_not_()
+
+
+def _bucket_of_kth(hist: Tensor, k: int) -> tuple[int, int]:
+    """Bucket holding the k-th largest entry of a histogram and the count in buckets above it."""
+    from_top = hist.flip(0).cumsum(0)
+    i = int(torch.searchsorted(from_top, k))
+    bucket = _BUCKETS - 1 - i
+    return bucket, int(from_top[i]) - int(hist[bucket])
+
+
+def _threshold_key(tensors: Sequence[Tensor], k: int, largest: bool) -> tuple[int, int]:
+    """Exact k-th largest key over all tensors and the number of keys strictly above it."""
+    device = tensors[0].device
+    hist = torch.zeros(_BUCKETS, dtype=torch.int64, device=device)
+    for t in tensors:
+        hist += torch.bincount((order_keys(t, largest) >> 16) + (_BUCKETS >> 1), minlength=_BUCKETS)
+    high, above = _bucket_of_kth(hist, k)
+
+    hist.zero_()
+    for t in tensors:
+        keys = order_keys(t, largest)
+        low = keys[(keys >> 16) == high - (_BUCKETS >> 1)] & 0xFFFF
+        hist += torch.bincount(low, minlength=_BUCKETS)
+    low, above_low = _bucket_of_kth(hist, k - above)
+    return ((high - (_BUCKETS >> 1)) << 16) | low, above + above_low
+
+
+def _select_by_sort(tensors: Sequence[Tensor], k: int, largest: bool) -> list[Tensor]:
+    """Same result as ``_select`` through a stable sort; only used for fewer than SORT_BELOW entries."""
+    keys = torch.cat([order_keys(t, largest) for t in tensors])
+    keep = torch.zeros(keys.numel(), dtype=torch.bool, device=keys.device)
+    keep[torch.sort(keys, descending=True, stable=True).indices[:k]] = True
+    return [m.view(t.shape) for m, t in zip(keep.split([t.numel() for t in tensors]), tensors)]
+
+
+def _select(tensors: Sequence[Tensor], k: int, largest: bool) -> list[Tensor]:
+    """Masks keeping the k largest entries; ties at the threshold go to the earliest (tensor, index)."""
+    if sum(t.numel() for t in tensors) < SORT_BELOW:
+        return _select_by_sort(tensors, k, largest)
+    threshold, above = _threshold_key(tensors, k, largest)
+    ties_left = k - above
+    masks = []
+    for t in tensors:
+        keys = order_keys(t, largest)
+        mask = keys > threshold
+        if ties_left > 0:
+            equal = keys == threshold
+            n_equal = int(equal.sum())
+            if n_equal <= ties_left:
+                mask |= equal
+            else:
+                mask[equal.nonzero().squeeze(1)[:ties_left]] = True
+            ties_left -= min(n_equal, ties_left)
+        masks.append(mask.view(t.shape))
+    return masks
+
+
+def topk_mask(
+    scores: Mapping[str, Tensor], ratio: float, *, scope: str = "global", largest: bool = True
+) -> dict[str, Tensor]:
+    """Boolean masks keeping the ``ratio`` share of entries with the largest (or smallest) scores.
+
+    ``scope="global"`` keeps exactly ``k = max(1, round(ratio * n))`` of all n entries (SalUn);
+    ``scope="layer"`` applies that rule to every tensor on its own (ANT; an empty tensor keeps none).
+    Among scores equal to the threshold, the ones earliest in (dict order, flattened index) are kept.
+    Scores are compared as float32. Masks are on the scores' devices, keys and shapes as in ``scores``.
+    """
+    ratio = check_ratio(ratio)
+    check_scope(scope)
+    check_scores(scores)
+    names = list(scores)
+    tensors = [scores[n] for n in names]
+    if scope == "layer":
+        masks = [_select_or_empty([t], keep_count(ratio, t.numel()), largest)[0] for t in tensors]
+    else:
+        masks = _select_or_empty(tensors, keep_count(ratio, sum(t.numel() for t in tensors)), largest)
+    return dict(zip(names, masks))
+
+
+def _select_or_empty(tensors: Sequence[Tensor], k: int, largest: bool) -> list[Tensor]:
+    if k == 0:  # only when every tensor is empty
+        return [torch.zeros(t.shape, dtype=torch.bool, device=t.device) for t in tensors]
+    if len({t.device for t in tensors}) > 1:
+        raise ValueError("global selection needs all scores on one device")
+    return _select(tensors, k, largest)
+
+
+__all__ = ["topk_mask", "check_ratio", "check_scope", "check_scores", "keep_count", "order_keys"]

@@ -1,0 +1,44 @@
+"""A small content-addressed cache of trained weights (safetensors), so experiments reuse the model
+they unlearn from instead of retraining it every run."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from salguide.io import atomic_path
+
+
+def config_key(*parts: Any) -> str:
+    """A short stable hash of JSON-able configuration parts."""
+    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def cached_weights(path: str | Path, model: nn.Module, train: Callable[[nn.Module], nn.Module]) -> tuple[nn.Module, bool]:
+    """Load ``model``'s weights from ``path`` if present, else ``train(model)`` and save them.
+
+    Returns ``(model, hit)``. A file that does not match the model (names or shapes) is an error, not a
+    silent retrain: delete it to retrain.
+    """
+    path = Path(path)
+    if path.exists():
+        try:
+            state = load_file(str(path))
+        except Exception as err:  # safetensors raises several types for a damaged file
+            raise ValueError(f"cached weights {path} are unreadable ({err}); delete the file to retrain") from err
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as err:
+            raise ValueError(f"cached weights {path} do not fit this model; delete the file to retrain\n{err}") from err
+        return model.eval(), True
+    model = train(model)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp))
+    return model, False

@@ -1,0 +1,147 @@
+"""The attention op as ``torch.library`` custom ops (``salguide::attention`` and its backward), so
+``torch.compile`` keeps it as one opaque node with a fake (shape-only) implementation and a
+registered autograd formula instead of breaking the graph around it.
+
+The forward returns four tensors (out, mass, lse, colsum); mass and colsum are empty [0] tensors
+when not asked for. The backend is resolved inside the op (see :mod:`.dispatch`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .checks import check_values
+from .dispatch import resolve_backend
+from .reference import reference_forward
+from .reference_backward import reference_backward
+
+
+@torch.library.custom_op("salguide::attention", mutates_args=())
+def attention_op(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    key_mask: Tensor | None,
+    key_index: Tensor | None,
+    key_bias: Tensor | None,
+    target: Tensor | None,
+    always_self: bool,
+    return_colsum: bool,
+    scale: float,
+    backend: str | None,
+    validate: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    if validate:
+        check_values(q, k, v, key_index, key_bias, target)
+    if resolve_backend(backend, q) == "triton":
+        from .triton_colsum import triton_colsum
+        from .triton_common import key_set
+        from .triton_forward import triton_forward
+
+        keys = key_set(key_mask, key_index, always_self, q.shape[2])
+        out, mass, lse, colsum = triton_forward(q, k, v, keys, key_bias, target, scale, return_colsum)
+        if colsum is not None:
+            colsum = triton_colsum(q, k, lse, keys, key_bias, scale, colsum)
+    else:
+        with torch.no_grad():
+            out, mass, lse, colsum = reference_forward(
+                q, k, v, key_mask, key_index, key_bias, target, always_self, scale
+            )
+    return out.contiguous(), _or_empty(mass, lse), lse, _or_empty(colsum if return_colsum else None, lse)
+
+
+@attention_op.register_fake
+def _attention_fake(q, k, v, key_mask, key_index, key_bias, target, always_self, return_colsum, scale, backend,
+                    validate):  # fmt: skip
+    stats = q.new_empty(q.shape[:3], dtype=_stats_dtype(q))
+    empty = q.new_empty(0, dtype=stats.dtype)
+    return q.new_empty(q.shape), stats.clone() if target is not None else empty, stats, (
+        stats.clone() if return_colsum else empty.clone()
+    )
+
+
+@torch.library.custom_op("salguide::attention_backward", mutates_args=())
+def attention_backward_op(
+    dout: Tensor,
+    dmass: Tensor,
+    dlse: Tensor,
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    out: Tensor,
+    mass: Tensor,
+    lse: Tensor,
+    key_mask: Tensor | None,
+    key_index: Tensor | None,
+    key_bias: Tensor | None,
+    target: Tensor | None,
+    always_self: bool,
+    scale: float,
+    backend: str | None,
+    need_dbias: bool,
+    need_dtarget: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Return (dq, dk, dv, dbias, dtarget); dbias/dtarget are empty [0] when not needed."""
+    need_dbias = need_dbias and key_bias is not None
+    need_dtarget = need_dtarget and target is not None
+    if resolve_backend(backend, q) == "triton":
+        from .triton_backward import triton_backward
+        from .triton_common import key_set
+
+        keys = key_set(key_mask, key_index, always_self, q.shape[2])
+        dq, dk, dv, dbias, dw = triton_backward(
+            dout, dmass, dlse, q, k, v, out, mass if target is not None else None, lse, keys, key_bias,
+            target, scale, need_dbias, need_dtarget,
+        )  # fmt: skip
+    else:
+        dq, dk, dv, dbias, dw = reference_backward(
+            dout, dmass, dlse, q, k, v, out, mass, key_mask, key_index, key_bias, target, always_self, scale
+        )
+    dbias = _reduce_heads(dbias, key_bias) if need_dbias else q.new_empty(0)
+    dtarget = _reduce_heads(dw, target) if need_dtarget else q.new_empty(0)
+    return dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), dbias, dtarget
+
+
+@attention_backward_op.register_fake
+def _attention_backward_fake(dout, dmass, dlse, q, k, v, out, mass, lse, key_mask, key_index, key_bias, target,
+                             always_self, scale, backend, need_dbias, need_dtarget):  # fmt: skip
+    dbias = key_bias.new_empty(key_bias.shape) if need_dbias and key_bias is not None else q.new_empty(0)
+    dtarget = target.new_empty(target.shape) if need_dtarget and target is not None else q.new_empty(0)
+    return q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape), dbias, dtarget
+
+
+def _setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
+    q, k, v, key_mask, key_index, key_bias, target, always_self, _, scale, backend, _ = inputs
+    out, mass, lse, _ = output
+    ctx.save_for_backward(q, k, v, out, mass, lse, key_mask, key_index, key_bias, target)
+    ctx.always_self, ctx.scale, ctx.backend = always_self, scale, backend
+
+
+def _backward(ctx: Any, dout: Tensor, dmass: Tensor, dlse: Tensor, _dcolsum: Tensor) -> tuple:
+    q, k, v, out, mass, lse, key_mask, key_index, key_bias, target = ctx.saved_tensors
+    need = ctx.needs_input_grad
+    dq, dk, dv, dbias, dtarget = attention_backward_op(
+        dout, dmass, dlse, q, k, v, out, mass, lse, key_mask, key_index, key_bias, target, ctx.always_self,
+        ctx.scale, ctx.backend, need[5], need[6],
+    )  # fmt: skip
+    dbias = dbias if need[5] and key_bias is not None else None
+    dtarget = dtarget if need[6] and target is not None else None
+    return dq, dk, dv, None, None, dbias, dtarget, None, None, None, None, None
+
+
+attention_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def _reduce_heads(per_head: Tensor, like: Tensor) -> Tensor:
+    """A float32 [B, H, N] per-head gradient in the shape and dtype of ``like`` ([B, N] or [B, H, N])."""
+    return (per_head.sum(1) if like.dim() == 2 else per_head).to(like.dtype)
+
+
+def _stats_dtype(q: Tensor) -> torch.dtype:
+    return torch.float64 if q.dtype == torch.float64 else torch.float32
+
+
+def _or_empty(x: Tensor | None, like: Tensor) -> Tensor:
+    return like.new_empty(0) if x is None else x

@@ -1,0 +1,36 @@
+"""What :func:`salguide.kernels.attention` returns when more than the output is asked for."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from torch import Tensor
+
+
+class AttentionResult(NamedTuple):
+    """out [B,H,N,D]; mass [B,H,N] (m_i = sum_j p_ij w_j, differentiable) or None without a target;
+    colsum [B,H,N] (c_j = sum_i p_ij, no gradient) or None unless asked for; lse [B,H,N] (natural-log
+    log-sum-exp of each query's allowed scores, +inf for rows with no allowed key, differentiable) or
+    None unless asked for. mass, colsum and lse are float32 (float64 for float64 inputs)."""
+
+    out: Tensor
+    mass: Tensor | None
+    colsum: Tensor | None
+    lse: Tensor | None
+
+
+def package(
+    out: Tensor,
+    mass: Tensor | None,
+    colsum: Tensor,
+    lse: Tensor,
+    has_target: bool,
+    return_colsum: bool,
+    return_lse: bool,
+) -> Tensor | AttentionResult:
+    """The bare output when nothing else was asked for, else an :class:`AttentionResult`."""
+    if not (has_target or return_colsum or return_lse):
+        return out
+    return AttentionResult(
+        out, mass if has_target else None, colsum if return_colsum else None, lse if return_lse else None
+    )

@@ -1,0 +1,223 @@
+"""Triton backward of attention with mass (FlashAttention-2 backward, Dao 2023, two kernels, no atomics).
+
+With g_i = dL/dm_i and l_i = dL/dlse_i, dL/ds_ij = p_ij (dO_i.v_j + g_i w_j - D_i) where
+D_i = dO_i.o_i + g_i m_i - l_i (DESIGN.md): the mass only adds g_i w_j to dP and g_i m_i to D.
+p is recomputed from the saved log-sum-exp. ``_dkdv_kernel`` is key-major (dK, dV, d target, d bias
+per key slot), ``_dq_kernel`` query-major (dQ, and every gradient of the own-key terms, which only
+their own query touches)."""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+
+from .triton_common import (
+    LOG2E,
+    KeySet,
+    autotune_configs,
+    dot_precision,
+    head_strides,
+    key_block,
+    load_rows,
+    n_keys,
+    per_key,
+    store_rows,
+    unit_last_dim,
+)
+
+_DKDV_CONFIGS = autotune_configs([(32, 128, 4, 3), (64, 128, 8, 3), (64, 64, 4, 3), (32, 64, 4, 4), (16, 128, 4, 3)])
+_DQ_CONFIGS = autotune_configs([(128, 32, 4, 3), (128, 64, 8, 3), (64, 64, 4, 3), (64, 32, 4, 4)])
+_KEY = ["N", "HEAD_DIM", "INDEXED", "HAS_BIAS", "HAS_TARGET"]
+
+
+@triton.jit
+def _delta_kernel(
+    Out, DOut, Mass, DMass, DLse, Delta, sob, soh, son, sdb, sdh, sdn, H, N,
+    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, HAS_TARGET: tl.constexpr,
+):  # fmt: skip
+    """D_i = dO_i.o_i + g_i m_i - dlse_i."""
+    pid_m, h, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    ok = rows < N
+    o = load_rows(Out + b * sob + h * soh, rows, ok, son, HEAD_DIM, BLOCK_D).to(tl.float32)
+    do = load_rows(DOut + b * sdb + h * sdh, rows, ok, sdn, HEAD_DIM, BLOCK_D).to(tl.float32)
+    stats = (b * H + h) * N + rows
+    delta = tl.sum(o * do, 1) - tl.load(DLse + stats, mask=ok, other=0.0)
+    if HAS_TARGET:
+        delta += tl.load(DMass + stats, mask=ok, other=0.0) * tl.load(Mass + stats, mask=ok, other=0.0)
+    tl.store(Delta + stats, delta, mask=ok)
+
+
+@triton.autotune(configs=_DKDV_CONFIGS, key=_KEY)
+@triton.jit
+def _dkdv_kernel(
+    Q, K, V, DO, DK, DV, Lse, Delta, G, Bias, W, DBias, DW, Index, Count,
+    sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sdb, sdh, sdn, sdkb, sdkh, sdkn, sdvb, sdvh, sdvn,
+    sbb, sbh, swb, swh, sib,
+    H, N, scale, scale_log2,
+    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    INDEXED: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_TARGET: tl.constexpr,
+    NEED_DBIAS: tl.constexpr, NEED_DW: tl.constexpr, PRECISION: tl.constexpr,
+):  # fmt: skip
+    pid_n, h, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    n = n_keys(Count, b, N, INDEXED)
+    start = pid_n * BLOCK_N
+    pos, ok = key_block(Index, b, sib, start, n, N, BLOCK_N, INDEXED)
+    k = load_rows(K + b * skb + h * skh, pos, ok, skn, HEAD_DIM, BLOCK_D)
+    v = load_rows(V + b * svb + h * svh, pos, ok, svn, HEAD_DIM, BLOCK_D)
+    bias = tl.zeros([BLOCK_N], tl.float32)
+    if HAS_BIAS:
+        bias = tl.load(Bias + b * sbb + h * sbh + pos, mask=ok, other=0.0) * LOG2E
+    w = tl.zeros([BLOCK_N], tl.float32)
+    if HAS_TARGET:
+        w = tl.load(W + b * swb + h * swh + pos, mask=ok, other=0.0)
+    Q += b * sqb + h * sqh
+    DO += b * sdb + h * sdh
+    stats = (b * H + h) * N
+    dk = tl.zeros([BLOCK_N, BLOCK_D], tl.float32)
+    dv = tl.zeros([BLOCK_N, BLOCK_D], tl.float32)
+    db = tl.zeros([BLOCK_N], tl.float32)
+    dw = tl.zeros([BLOCK_N], tl.float32)
+    for m0 in range(0, tl.where(start < n, N, 0), BLOCK_M):  # blocks past the key list do nothing
+        rows = m0 + tl.arange(0, BLOCK_M)
+        row_ok = rows < N
+        q = load_rows(Q, rows, row_ok, sqn, HEAD_DIM, BLOCK_D)
+        do = load_rows(DO, rows, row_ok, sdn, HEAD_DIM, BLOCK_D)
+        lse = tl.load(Lse + stats + rows, mask=row_ok, other=float("inf")) * LOG2E
+        delta = tl.load(Delta + stats + rows, mask=row_ok, other=0.0)
+        s = tl.dot(k, tl.trans(q), input_precision=PRECISION) * scale_log2 + bias[:, None]
+        p = tl.math.exp2(s - lse[None, :])  # [keys, queries]; empty and padded rows have p = 0
+        dv += tl.dot(p.to(do.dtype), do, input_precision=PRECISION)
+        dp = tl.dot(v, tl.trans(do), input_precision=PRECISION)
+        if HAS_TARGET:
+            g = tl.load(G + stats + rows, mask=row_ok, other=0.0)
+            dp += w[:, None] * g[None, :]
+            if NEED_DW:
+                dw += tl.sum(p * g[None, :], 1)
+        ds = p * (dp - delta[None, :])
+        dk += tl.dot(ds.to(q.dtype), q, input_precision=PRECISION)
+        if NEED_DBIAS:
+            db += tl.sum(ds, 1)
+    store_rows(DK + b * sdkb + h * sdkh, pos, ok, sdkn, (dk * scale).to(DK.dtype.element_ty), HEAD_DIM, BLOCK_D)
+    store_rows(DV + b * sdvb + h * sdvh, pos, ok, sdvn, dv.to(DV.dtype.element_ty), HEAD_DIM, BLOCK_D)
+    if NEED_DBIAS:
+        tl.store(DBias + stats + pos, db, mask=ok)
+    if NEED_DW:
+        tl.store(DW + stats + pos, dw, mask=ok)
+
+
+@triton.autotune(configs=_DQ_CONFIGS, key=_KEY + ["HAS_OWN"])
+@triton.jit
+def _dq_kernel(
+    Q, K, V, DO, DQ, DK, DV, Lse, Delta, G, Bias, W, DBias, DW, Index, Count, Own,
+    sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sdb, sdh, sdn, sdqb, sdqh, sdqn,
+    sdkb, sdkh, sdkn, sdvb, sdvh, sdvn, sbb, sbh, swb, swh, sib,
+    H, N, scale, scale_log2,
+    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    INDEXED: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_TARGET: tl.constexpr, HAS_OWN: tl.constexpr,
+    NEED_DBIAS: tl.constexpr, NEED_DW: tl.constexpr, PRECISION: tl.constexpr,
+):  # fmt: skip
+    pid_m, h, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    row_ok = rows < N
+    K += b * skb + h * skh
+    V += b * svb + h * svh
+    if HAS_BIAS:
+        Bias += b * sbb + h * sbh
+    if HAS_TARGET:
+        W += b * swb + h * swh
+    stats = (b * H + h) * N + rows
+    q = load_rows(Q + b * sqb + h * sqh, rows, row_ok, sqn, HEAD_DIM, BLOCK_D)
+    do = load_rows(DO + b * sdb + h * sdh, rows, row_ok, sdn, HEAD_DIM, BLOCK_D)
+    lse = tl.load(Lse + stats, mask=row_ok, other=float("inf")) * LOG2E
+    delta = tl.load(Delta + stats, mask=row_ok, other=0.0)
+    g = tl.zeros([BLOCK_M], tl.float32)
+    if HAS_TARGET:
+        g = tl.load(G + stats, mask=row_ok, other=0.0)
+    dq = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
+    if HAS_OWN:
+        own = row_ok & (tl.load(Own + b * N + rows, mask=row_ok, other=0) != 0)
+        k_own = load_rows(K, rows, own, skn, HEAD_DIM, BLOCK_D).to(tl.float32)
+        v_own = load_rows(V, rows, own, svn, HEAD_DIM, BLOCK_D).to(tl.float32)
+        s_own = tl.sum(q.to(tl.float32) * k_own, 1) * scale_log2
+        if HAS_BIAS:
+            s_own += tl.load(Bias + rows, mask=own, other=0.0) * LOG2E
+        p_own = tl.where(own, tl.math.exp2(s_own - lse), 0.0)
+        dp_own = tl.sum(do.to(tl.float32) * v_own, 1)
+        if HAS_TARGET:
+            dp_own += g * tl.load(W + rows, mask=own, other=0.0)
+            if NEED_DW:
+                tl.store(DW + stats, p_own * g, mask=own)
+        ds_own = p_own * (dp_own - delta)
+        dq += ds_own[:, None] * k_own
+        dk_own = (ds_own[:, None] * q.to(tl.float32) * scale).to(DK.dtype.element_ty)
+        store_rows(DK + b * sdkb + h * sdkh, rows, own, sdkn, dk_own, HEAD_DIM, BLOCK_D)
+        dv_own = (p_own[:, None] * do.to(tl.float32)).to(DV.dtype.element_ty)
+        store_rows(DV + b * sdvb + h * sdvh, rows, own, sdvn, dv_own, HEAD_DIM, BLOCK_D)
+        if NEED_DBIAS:
+            tl.store(DBias + stats, ds_own, mask=own)
+
+    n = n_keys(Count, b, N, INDEXED)
+    for start in range(0, n, BLOCK_N):
+        pos, ok = key_block(Index, b, sib, start, n, N, BLOCK_N, INDEXED)
+        k = load_rows(K, pos, ok, skn, HEAD_DIM, BLOCK_D)
+        v = load_rows(V, pos, ok, svn, HEAD_DIM, BLOCK_D)
+        s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * scale_log2
+        if HAS_BIAS:
+            s += tl.load(Bias + pos, mask=ok, other=0.0)[None, :] * LOG2E
+        p = tl.where(ok[None, :], tl.math.exp2(s - lse[:, None]), 0.0)
+        dp = tl.dot(do, tl.trans(v), input_precision=PRECISION)
+        if HAS_TARGET:
+            dp += g[:, None] * tl.load(W + pos, mask=ok, other=0.0)[None, :]
+        ds = p * (dp - delta[:, None])
+        dq += tl.dot(ds.to(k.dtype), k, input_precision=PRECISION)
+    store_rows(DQ + b * sdqb + h * sdqh, rows, row_ok, sdqn, (dq * scale).to(DQ.dtype.element_ty), HEAD_DIM, BLOCK_D)
+
+
+def triton_backward(
+    dout: Tensor, dmass: Tensor | None, dlse: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor,
+    mass: Tensor | None, lse: Tensor, keys: KeySet, key_bias: Tensor | None, target: Tensor | None,
+    scale: float, need_dbias: bool, need_dtarget: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor | None]:  # fmt: skip
+    """Return (dq, dk, dv, dbias, dtarget); dbias/dtarget are float32 [B, H, N] per-head (None unless
+    needed); the caller sums them over heads for [B, N] inputs."""
+    q, k, v, out, dout = (unit_last_dim(t) for t in (q, k, v, out, dout))
+    B, H, N, D = q.shape
+    block_d = max(16, triton.next_power_of_2(D))
+    has_target = target is not None
+    delta = torch.empty_like(lse)
+    dlse = dlse.float().contiguous()
+    dmass = dmass.float().contiguous() if has_target else None
+    _delta_kernel[(triton.cdiv(N, 64), H, B)](
+        out, dout, mass, dmass, dlse, delta, *head_strides(out, dout), H, N,
+        HEAD_DIM=D, BLOCK_D=block_d, BLOCK_M=64, HAS_TARGET=has_target,
+    )  # fmt: skip
+    # listed keys get stores from _dkdv_kernel, own keys from _dq_kernel; any other key keeps 0
+    alloc = torch.zeros if keys.indexed else torch.empty
+    dq = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    dk = alloc(q.shape, dtype=q.dtype, device=q.device)
+    dv = alloc(q.shape, dtype=q.dtype, device=q.device)
+    need_dbias = need_dbias and key_bias is not None
+    need_dw = need_dtarget and has_target
+    dbias = alloc(B, H, N, dtype=torch.float32, device=q.device) if need_dbias else None
+    dw = alloc(B, H, N, dtype=torch.float32, device=q.device) if need_dw else None
+    bias, sbb, sbh = per_key(key_bias, H)
+    w, swb, swh = per_key(target, H)
+    sib = 0 if keys.index is None else keys.index.stride(0)
+    common = dict(
+        HEAD_DIM=D, BLOCK_D=block_d, INDEXED=keys.indexed, HAS_BIAS=bias is not None, HAS_TARGET=has_target,
+        NEED_DBIAS=need_dbias, NEED_DW=need_dw, PRECISION=dot_precision(q.dtype),
+    )  # fmt: skip
+    slots = keys.slots(N)
+    _dkdv_kernel[lambda meta: (triton.cdiv(slots, meta["BLOCK_N"]), H, B)](
+        q, k, v, dout, dk, dv, lse, delta, dmass, bias, w, dbias, dw, keys.index, keys.count,
+        *head_strides(q, k, v, dout, dk, dv), sbb, sbh, swb, swh, sib, H, N, scale, scale * LOG2E, **common,
+    )  # fmt: skip
+    _dq_kernel[lambda meta: (triton.cdiv(N, meta["BLOCK_M"]), H, B)](
+        q, k, v, dout, dq, dk, dv, lse, delta, dmass, bias, w, dbias, dw, keys.index, keys.count, keys.own,
+        *head_strides(q, k, v, dout, dq, dk, dv), sbb, sbh, swb, swh, sib, H, N, scale, scale * LOG2E,
+        HAS_OWN=keys.own is not None, **common,
+    )  # fmt: skip
+    return dq, dk, dv, dbias, dw

@@ -1,0 +1,126 @@
+"""Triton forward: flash attention (online softmax, Dao 2023 "FlashAttention-2") that also carries
+the attention mass m_i = sum_j p_ij w_j with the same rescaling as the output, and stores the
+log-sum-exp for the backward. One program per (query block, head, sample); scores live in base 2
+(log2(e) folded into the scale), accumulation is float32."""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+
+from .triton_common import (
+    LOG2E,
+    KeySet,
+    autotune_configs,
+    dot_precision,
+    head_strides,
+    key_block,
+    load_rows,
+    n_keys,
+    per_key,
+    store_rows,
+    unit_last_dim,
+)
+
+_CONFIGS = autotune_configs(
+    [(128, 64, 4, 3), (128, 128, 8, 3), (128, 64, 8, 4), (64, 64, 4, 4), (64, 128, 4, 3), (128, 32, 4, 4)]
+)
+
+
+@triton.autotune(configs=_CONFIGS, key=["N", "HEAD_DIM", "INDEXED", "HAS_BIAS", "HAS_TARGET", "HAS_OWN"])
+@triton.jit
+def _forward_kernel(
+    Q, K, V, Out, Lse, Mass, Colsum, Bias, W, Index, Count, Own,
+    sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son,
+    sbb, sbh, swb, swh, sib,
+    H, N, scale_log2,
+    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    INDEXED: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_TARGET: tl.constexpr, HAS_OWN: tl.constexpr,
+    OWN_COLSUM: tl.constexpr, PRECISION: tl.constexpr,
+):  # fmt: skip
+    pid_m, h, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    row_ok = rows < N
+    K += b * skb + h * skh
+    V += b * svb + h * svh
+    if HAS_BIAS:
+        Bias += b * sbb + h * sbh
+    if HAS_TARGET:
+        W += b * swb + h * swh
+    stats = (b * H + h) * N + rows
+    q = load_rows(Q + b * sqb + h * sqh, rows, row_ok, sqn, HEAD_DIM, BLOCK_D)
+
+    m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
+    l_i = tl.zeros([BLOCK_M], tl.float32)
+    acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
+    mass = tl.zeros([BLOCK_M], tl.float32)
+    if HAS_OWN:  # the own key starts the running softmax for queries whose position is not listed
+        own = row_ok & (tl.load(Own + b * N + rows, mask=row_ok, other=0) != 0)
+        k_own = load_rows(K, rows, own, skn, HEAD_DIM, BLOCK_D)
+        s_own = tl.sum(q.to(tl.float32) * k_own.to(tl.float32), 1) * scale_log2
+        if HAS_BIAS:
+            s_own += tl.load(Bias + rows, mask=own, other=0.0) * LOG2E
+        m_i = tl.where(own, s_own, float("-inf"))
+        l_i = tl.where(own, 1.0, 0.0)
+        acc = load_rows(V, rows, own, svn, HEAD_DIM, BLOCK_D).to(tl.float32)
+        if HAS_TARGET:
+            mass = tl.load(W + rows, mask=own, other=0.0)
+
+    n = n_keys(Count, b, N, INDEXED)
+    for start in range(0, n, BLOCK_N):
+        pos, ok = key_block(Index, b, sib, start, n, N, BLOCK_N, INDEXED)
+        k = load_rows(K, pos, ok, skn, HEAD_DIM, BLOCK_D)
+        s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * scale_log2
+        if HAS_BIAS:
+            s += tl.load(Bias + pos, mask=ok, other=0.0)[None, :] * LOG2E
+        s = tl.where(ok[None, :], s, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, 1))
+        m_sub = tl.where(m_new == float("-inf"), 0.0, m_new)  # a block of invalid slots only
+        alpha = tl.math.exp2(m_i - m_sub)
+        p = tl.math.exp2(s - m_sub[:, None])
+        l_i = l_i * alpha + tl.sum(p, 1)
+        v = load_rows(V, pos, ok, svn, HEAD_DIM, BLOCK_D)
+        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
+        if HAS_TARGET:
+            w = tl.load(W + pos, mask=ok, other=0.0)
+            mass = mass * alpha + tl.sum(p * w[None, :], 1)
+        m_i = m_new
+
+    empty = l_i == 0.0  # no allowed key: out 0, mass 0, lse +inf so the backward sees p = 0
+    l_safe = tl.where(empty, 1.0, l_i)
+    store_rows(Out + b * sob + h * soh, rows, row_ok, son, (acc / l_safe[:, None]).to(Out.dtype.element_ty),
+               HEAD_DIM, BLOCK_D)  # fmt: skip
+    lse = tl.where(empty, float("inf"), (m_i + tl.math.log2(l_safe)) / LOG2E)
+    tl.store(Lse + stats, lse, mask=row_ok)
+    if HAS_TARGET:
+        tl.store(Mass + stats, mass / l_safe, mask=row_ok)
+    if OWN_COLSUM:  # the own key is only ever attended by its own query
+        tl.store(Colsum + stats, tl.math.exp2(s_own - m_i) / l_safe, mask=own)
+
+
+def triton_forward(
+    q: Tensor, k: Tensor, v: Tensor, keys: KeySet, key_bias: Tensor | None, target: Tensor | None,
+    scale: float, want_colsum: bool,
+) -> tuple[Tensor, Tensor | None, Tensor, Tensor | None]:  # fmt: skip
+    """Return (out, mass or None, lse, colsum or None); colsum only holds the own-key terms here and
+    is completed by :func:`triton_colsum`."""
+    q, k, v = unit_last_dim(q), unit_last_dim(k), unit_last_dim(v)
+    B, H, N, D = q.shape
+    out = torch.empty_like(q, memory_format=torch.contiguous_format)
+    lse = torch.empty(B, H, N, dtype=torch.float32, device=q.device)
+    mass = torch.empty_like(lse) if target is not None else None
+    colsum = torch.zeros_like(lse) if want_colsum else None
+    bias, sbb, sbh = per_key(key_bias, H)
+    w, swb, swh = per_key(target, H)
+    grid = lambda meta: (triton.cdiv(N, meta["BLOCK_M"]), H, B)  # noqa: E731
+    _forward_kernel[grid](
+        q, k, v, out, lse, mass, colsum, bias, w, keys.index, keys.count, keys.own,
+        *head_strides(q, k, v, out), sbb, sbh, swb, swh, 0 if keys.index is None else keys.index.stride(0),
+        H, N, scale * LOG2E,
+        HEAD_DIM=D, BLOCK_D=max(16, triton.next_power_of_2(D)), INDEXED=keys.indexed,
+        HAS_BIAS=bias is not None, HAS_TARGET=w is not None, HAS_OWN=keys.own is not None,
+        OWN_COLSUM=want_colsum and keys.own is not None, PRECISION=dot_precision(q.dtype),
+    )  # fmt: skip
+    return out, mass, lse, colsum

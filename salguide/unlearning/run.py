@@ -1,0 +1,121 @@
+"""Run one unlearning method on a model and a forget/retain datamodule: the Python API behind the CLI."""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from torch import nn
+
+from salguide._lightning import pl
+from salguide.callbacks import RandomLabelCallback, WeightSaliencyCallback
+from salguide.models.classifier import ClassifierModule
+from salguide.unlearning.methods import MethodSpec, method_spec
+from salguide.weights import WeightMask
+
+
+@dataclass
+class UnlearnResult:
+    """The unlearned model, its wall-clock run time (RTE, seconds; mask time included) and its mask."""
+
+    model: nn.Module
+    seconds: float
+    mask: WeightMask | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def unlearn(
+    original: nn.Module,
+    datamodule: Any,
+    method: str | MethodSpec = "salun",
+    *,
+    mask: WeightMask | None = None,
+    mask_fn: Callable[[nn.Module], WeightMask] | None = None,
+    model_factory: Callable[[], nn.Module] | None = None,
+    seed: int = 0,
+    trainer_kwargs: dict[str, Any] | None = None,
+    callbacks: Sequence[Any] = (),
+    logger: Any = False,
+) -> UnlearnResult:
+    """Unlearn ``datamodule``'s forget set from a copy of ``original`` with ``method``.
+
+    ``datamodule`` must provide ``forget_dataset``/``retain_dataset``, ``forget_dataloader()`` and a settable
+    ``train_on`` (the salguide datamodules do). Methods with a weight mask (SalUn) use ``mask`` if given, else
+    ``mask_fn(model)``; the time spent computing the mask counts toward the run time, as in SalUn.
+    ``model_factory`` builds the freshly initialised network that Retrain trains from scratch.
+    The caller's ``original`` is never modified.
+    """
+    spec = method if isinstance(method, MethodSpec) else method_spec(method)
+    if spec.from_scratch:
+        if model_factory is None:
+            raise ValueError(f"{spec.name} trains from scratch: pass model_factory=")
+        pl.seed_everything(seed, workers=True, verbose=False)
+        net = model_factory()
+    else:
+        net = copy.deepcopy(original)
+    datamodule.setup("fit")
+    if len(datamodule.forget_dataset) == 0:
+        raise ValueError("the forget set is empty: nothing to unlearn")
+    datamodule.train_on = spec.train_on
+
+    start = time.perf_counter()
+    plugin_callbacks: list[Any] = []
+    if spec.weight_mask:
+        if mask is None:
+            if mask_fn is None:
+                raise ValueError(f"{spec.name} needs a weight mask: pass mask= or mask_fn=")
+            mask = mask_fn(net)
+        plugin_callbacks.append(WeightSaliencyCallback(mask=mask, submodule="model", log_figure=False))
+    if spec.random_labels:
+        plugin_callbacks.append(RandomLabelCallback(seed=seed))
+
+    module = ClassifierModule(
+        net,
+        lr=spec.lr,
+        optimizer=spec.optimizer,
+        momentum=spec.momentum,
+        weight_decay=spec.weight_decay,
+        scheduler=spec.scheduler,
+        l1_alpha=spec.l1_alpha,
+        loss_sign=spec.loss_sign,
+    )
+    _fit(module, datamodule, spec.epochs, seed, trainer_kwargs, logger, [*plugin_callbacks, *callbacks])
+    seconds = time.perf_counter() - start
+    return UnlearnResult(model=module.model.eval(), seconds=seconds, mask=mask)
+
+
+def train_original(
+    model: nn.Module,
+    datamodule: Any,
+    *,
+    epochs: int = 15,
+    seed: int = 0,
+    trainer_kwargs: dict[str, Any] | None = None,
+    logger: Any = False,
+    callbacks: Sequence[Any] = (),
+    **optim: Any,
+) -> nn.Module:
+    """Train ``model`` in place on the full training split (the model to unlearn from)."""
+    datamodule.setup("fit")
+    datamodule.train_on = "full"
+    _fit(ClassifierModule(model, **optim), datamodule, epochs, seed, trainer_kwargs, logger, list(callbacks))
+    return model.eval()
+
+
+def _fit(
+    module: ClassifierModule,
+    datamodule: Any,
+    epochs: int,
+    seed: int,
+    trainer_kwargs: dict[str, Any] | None,
+    logger: Any,
+    callbacks: list[Any],
+) -> None:
+    kwargs = {"enable_checkpointing": False, "num_sanity_val_steps": 0, "enable_model_summary": False}
+    kwargs.update(trainer_kwargs or {})
+    kwargs["max_epochs"] = epochs
+    trainer = pl.Trainer(logger=logger, callbacks=callbacks, **kwargs)
+    pl.seed_everything(seed, workers=True, verbose=False)
+    trainer.fit(module, datamodule=datamodule)

@@ -1,0 +1,110 @@
+"""salguide-train: config composition, end-to-end runs, multirun, and Hydra's errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_module
+from hydra.utils import instantiate
+
+GROUPS = {
+    "data": ["digits", "cifar10"],
+    "model": ["small_cnn", "resnet18"],
+    "trainer": ["default", "cpu", "gpu", "ddp"],
+    "logger": ["default", "csv", "wandb", "none"],
+    "saliency": ["salun", "ant"],
+    "unlearning": ["retrain", "ft", "ga", "rl", "l1_sparse", "salun"],
+    "experiment": ["unlearn_digits", "unlearn_digits_random", "unlearn_cifar10_resnet18"],
+}
+FAST = ["original.epochs=2", "unlearning.epochs=1", "+retrain.epochs=2", "callbacks=none"]
+
+
+def _compose(*overrides: str):
+    with initialize_config_module(config_module="salguide.configs", version_base="1.3"):
+        return compose(config_name="train", overrides=list(overrides), return_hydra_config=True)
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g, opts in GROUPS.items() for o in opts])
+def test_every_group_option_composes(group, option):
+    cfg = _compose(f"{group}={option}")
+    assert cfg.task == "unlearn"
+    if group == "unlearning":
+        assert cfg.unlearning.method == option
+    if group == "experiment" and option == "unlearn_digits_random":
+        assert cfg.data.forget == "random" and cfg.name == "unlearn_digits_random"
+
+
+def test_default_config_builds_digits_and_cnn():
+    cfg = _compose()
+    dm = instantiate(cfg.data)
+    dm.setup("fit")
+    assert dm.num_classes == 10 and len(dm.forget_dataset) > 0
+    assert all(int(y) == 0 for _, y in dm.forget_dataset)  # class-wise forgetting of digit 0
+    model = instantiate(cfg.model)
+    x, _ = dm.train_dataset[0]
+    assert model(x[None]).shape == (1, 10)
+
+
+def _run(tmp_path: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = dict(os.environ, SALGUIDE_CACHE_DIR=str(tmp_path / "cache"), WANDB_MODE="offline", WANDB_SILENT="true")
+    proc = subprocess.run(
+        [sys.executable, "-m", "salguide.train", *args], cwd=tmp_path, env=env, capture_output=True, text=True,
+        timeout=600,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"salguide-train failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    return proc
+
+
+def _single_run_dir(root: Path) -> Path:
+    runs = sorted(root.glob("outputs/unlearn_digits/runs/*"))
+    assert len(runs) >= 1, f"no run directory under {root}"
+    return runs[-1]
+
+
+@pytest.mark.slow
+def test_end_to_end_salun_with_wandb_offline_and_cache(tmp_path):
+    proc = _run(tmp_path, *FAST)
+    run = _single_run_dir(tmp_path)
+    rows = json.loads((run / "results.json").read_text())
+    methods = [r["method"] for r in (rows["rows"] if isinstance(rows, dict) else rows)]
+    assert methods == ["Original", "Retrain", "SalUn"]
+    for name in ("results.md", "mask.safetensors", "mask_sparsity.png", "metrics_vs_retrain.png"):
+        assert (run / name).stat().st_size > 0, name
+    assert "| SalUn" in proc.stdout and "Avg.Gap" in proc.stdout
+    assert list((run / "csv").glob("*/version_*/metrics.csv")), "no CSV logs"
+    assert list((run / "wandb").glob("offline-run-*")), "no offline W&B runs"
+    cached = list((tmp_path / "cache").glob("original-*.safetensors"))
+    assert len(cached) == 1
+
+    # a second run reuses the cached original and Retrain models
+    proc2 = _run(tmp_path, *FAST, "logger=csv")
+    assert "loaded from" in proc2.stderr + proc2.stdout
+    assert len(list((tmp_path / "cache").glob("original-*.safetensors"))) == 1
+
+
+@pytest.mark.slow
+def test_multirun_sweeps_methods(tmp_path):
+    _run(tmp_path, "-m", "unlearning=ft,ga", *FAST, "logger=none", "compare_to_retrain=false")
+    results = sorted(tmp_path.glob("outputs/unlearn_digits/multiruns/*/*/results.json"))
+    assert len(results) == 2
+
+
+def test_unknown_group_option_is_hydras_clear_error(tmp_path):
+    proc = _run(tmp_path, "unlearning=foo", check=False)
+    assert proc.returncode != 0
+    assert "Could not find 'unlearning/foo'" in proc.stderr
+    assert "Available options" in proc.stderr and "salun" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_bad_method_value_fails_before_training(tmp_path):
+    proc = _run(tmp_path, "unlearning.lr=-1", "logger=none", check=False)
+    assert proc.returncode != 0
+    assert "lr must be positive" in proc.stderr
+    assert not (tmp_path / "cache").exists()  # nothing trained, nothing cached
