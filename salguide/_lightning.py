@@ -1,30 +1,41 @@
 """One place that knows about the two Lightning distributions.
 
-Users import either ``lightning.pytorch`` or ``pytorch_lightning``; a Trainer of one rejects callbacks
-that subclass the other's ``Callback``. salguide's callbacks subclass every ``Callback`` base that is
-installed, so one class works with both Trainers.
+Users import either ``lightning.pytorch`` or ``pytorch_lightning``; a Trainer of one rejects callbacks and
+datamodules that subclass the other's classes. salguide's callbacks and datamodules subclass the class of
+every installed distribution, so one object works with both Trainers.
 """
 
 from __future__ import annotations
 
 import importlib
 
-_BASES = []
-for _name in ("lightning.pytorch", "pytorch_lightning"):
-    try:
-        _BASES.append(importlib.import_module(_name).Callback)
-    except ImportError:  # pragma: no cover - depends on what is installed
-        pass
-if not _BASES:  # pragma: no cover
-    raise ImportError("salguide needs `lightning` or `pytorch_lightning` installed")
+_DISTRIBUTIONS = ("lightning.pytorch", "pytorch_lightning")
 
-CALLBACK_BASES: tuple[type, ...] = tuple(_BASES)
+
+def _installed(attr: str) -> tuple[type, ...]:
+    bases = []
+    for name in _DISTRIBUTIONS:
+        try:
+            bases.append(getattr(importlib.import_module(name), attr))
+        except ImportError:  # pragma: no cover - depends on what is installed
+            pass
+    if not bases:  # pragma: no cover
+        raise ImportError("salguide needs `lightning` or `pytorch_lightning` installed")
+    return tuple(bases)
+
+
+CALLBACK_BASES: tuple[type, ...] = _installed("Callback")
+DATAMODULE_BASES: tuple[type, ...] = _installed("LightningDataModule")
 
 
 class Callback(*CALLBACK_BASES):  # type: ignore[misc]
     """Base for salguide callbacks: an instance of every installed Lightning ``Callback`` class."""
 
 
+class LightningDataModule(*DATAMODULE_BASES):  # type: ignore[misc]
+    """Base for salguide datamodules: an instance of every installed ``LightningDataModule`` class."""
+
+
 import lightning.pytorch as pl  # noqa: E402  (the framework salguide's own modules and Trainers use)
 
-__all__ = ["Callback", "CALLBACK_BASES", "pl"]
+__all__ = ["Callback", "LightningDataModule", "CALLBACK_BASES", "DATAMODULE_BASES", "pl"]

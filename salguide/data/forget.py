@@ -7,33 +7,21 @@ and from the TA test set; random forgetting removes a random share of the train 
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
 from typing import Callable
 
 import torch
 from torch.utils.data import DataLoader
 
+from salguide._lightning import LightningDataModule
 from salguide.data.splits import check_forget_args, forget_split, ta_indices
 from salguide.data.tensors import IndexedTensorDataset, check_images
 
 TRAIN_ON = ("full", "retain", "forget")
-
-
-def _datamodule_bases() -> tuple[type, ...]:
-    """Every installed ``LightningDataModule`` class, so one datamodule serves both Lightning Trainers."""
-    bases = []
-    for name in ("lightning.pytorch", "pytorch_lightning"):
-        try:
-            bases.append(importlib.import_module(name).LightningDataModule)
-        except ImportError:  # pragma: no cover - depends on what is installed
-            pass
-    return tuple(bases)
-
 Transform = Callable[[torch.Tensor], torch.Tensor]
 
 
-class ForgetDataModule(*_datamodule_bases(), ABC):  # type: ignore[misc]
+class ForgetDataModule(LightningDataModule, ABC):
     """Holds ``train_x, train_y, test_x, test_y`` (from ``_load``) and serves unlearning splits.
 
     After ``setup()``: ``train_dataset`` (full train), ``forget_dataset``, ``retain_dataset`` (``None``

@@ -25,10 +25,10 @@ def layer_names(model: nn.Module) -> list[str]:
 
 
 def find_layer(model: nn.Module, layer: str) -> nn.Module:
-    """The submodule called ``layer``; a ``KeyError`` listing the valid names when there is none."""
+    """The submodule called ``layer``; a ``ValueError`` listing the valid names when there is none."""
     modules = dict(model.named_modules())
     if not layer or layer not in modules:
-        raise KeyError(f"grad_cam: model has no layer {layer!r}; valid layer names: {layer_names(model)}")
+        raise ValueError(f"grad_cam: model has no layer {layer!r}; valid layer names: {layer_names(model)}")
     return modules[layer]
 
 

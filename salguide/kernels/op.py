@@ -54,7 +54,7 @@ def attention_op(
 
 @attention_op.register_fake
 def _attention_fake(q, k, v, key_mask, key_index, key_bias, target, always_self, return_colsum, scale, backend,
-                    validate):  # fmt: skip
+                    validate) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
     stats = q.new_empty(q.shape[:3], dtype=_stats_dtype(q))
     empty = q.new_empty(0, dtype=stats.dtype)
     return q.new_empty(q.shape), stats.clone() if target is not None else empty, stats, (
@@ -106,7 +106,8 @@ def attention_backward_op(
 
 @attention_backward_op.register_fake
 def _attention_backward_fake(dout, dmass, dlse, q, k, v, out, mass, lse, key_mask, key_index, key_bias, target,
-                             always_self, scale, backend, need_dbias, need_dtarget):  # fmt: skip
+                             always_self, scale, backend, need_dbias, need_dtarget
+                             ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
     dbias = key_bias.new_empty(key_bias.shape) if need_dbias and key_bias is not None else q.new_empty(0)
     dtarget = target.new_empty(target.shape) if need_dtarget and target is not None else q.new_empty(0)
     return q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape), dbias, dtarget

@@ -22,6 +22,7 @@ from .triton_common import (
     key_block,
     load_rows,
     n_keys,
+    own_key_score,
     per_key,
     store_rows,
     unit_last_dim,
@@ -38,7 +39,7 @@ def _delta_kernel(
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, HAS_TARGET: tl.constexpr,
 ):  # fmt: skip
     """D_i = dO_i.o_i + g_i m_i - dlse_i."""
-    pid_m, h, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    pid_m, h, b = tl.program_id(0), tl.program_id(1).to(tl.int64), tl.program_id(2).to(tl.int64)  # no int32 overflow
     rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     ok = rows < N
     o = load_rows(Out + b * sob + h * soh, rows, ok, son, HEAD_DIM, BLOCK_D).to(tl.float32)
@@ -61,7 +62,7 @@ def _dkdv_kernel(
     INDEXED: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_TARGET: tl.constexpr,
     NEED_DBIAS: tl.constexpr, NEED_DW: tl.constexpr, PRECISION: tl.constexpr,
 ):  # fmt: skip
-    pid_n, h, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    pid_n, h, b = tl.program_id(0), tl.program_id(1).to(tl.int64), tl.program_id(2).to(tl.int64)  # no int32 overflow
     n = n_keys(Count, b, N, INDEXED)
     start = pid_n * BLOCK_N
     pos, ok = key_block(Index, b, sib, start, n, N, BLOCK_N, INDEXED)
@@ -119,7 +120,7 @@ def _dq_kernel(
     INDEXED: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_TARGET: tl.constexpr, HAS_OWN: tl.constexpr,
     NEED_DBIAS: tl.constexpr, NEED_DW: tl.constexpr, PRECISION: tl.constexpr,
 ):  # fmt: skip
-    pid_m, h, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    pid_m, h, b = tl.program_id(0), tl.program_id(1).to(tl.int64), tl.program_id(2).to(tl.int64)  # no int32 overflow
     rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     row_ok = rows < N
     K += b * skb + h * skh
@@ -138,12 +139,9 @@ def _dq_kernel(
         g = tl.load(G + stats, mask=row_ok, other=0.0)
     dq = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
     if HAS_OWN:
-        own = row_ok & (tl.load(Own + b * N + rows, mask=row_ok, other=0) != 0)
-        k_own = load_rows(K, rows, own, skn, HEAD_DIM, BLOCK_D).to(tl.float32)
+        own, k_own, s_own = own_key_score(q, K, Bias, Own, b, rows, row_ok, N, skn, scale_log2, HEAD_DIM, BLOCK_D,
+                                          HAS_BIAS)  # fmt: skip
         v_own = load_rows(V, rows, own, svn, HEAD_DIM, BLOCK_D).to(tl.float32)
-        s_own = tl.sum(q.to(tl.float32) * k_own, 1) * scale_log2
-        if HAS_BIAS:
-            s_own += tl.load(Bias + rows, mask=own, other=0.0) * LOG2E
         p_own = tl.where(own, tl.math.exp2(s_own - lse), 0.0)
         dp_own = tl.sum(do.to(tl.float32) * v_own, 1)
         if HAS_TARGET:

@@ -34,7 +34,7 @@ def _colsum_kernel(
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     INDEXED: tl.constexpr, HAS_BIAS: tl.constexpr, PRECISION: tl.constexpr,
 ):  # fmt: skip
-    pid_n, h, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    pid_n, h, b = tl.program_id(0), tl.program_id(1).to(tl.int64), tl.program_id(2).to(tl.int64)  # no int32 overflow
     n = n_keys(Count, b, N, INDEXED)
     start = pid_n * BLOCK_N
     pos, ok = key_block(Index, b, sib, start, n, N, BLOCK_N, INDEXED)

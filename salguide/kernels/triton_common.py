@@ -121,3 +121,16 @@ def load_rows(ptr, rows, ok, stride_n, HEAD_DIM: tl.constexpr, BLOCK_D: tl.const
 def store_rows(ptr, rows, ok, stride_n, x, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr):
     d = tl.arange(0, BLOCK_D)
     tl.store(ptr + rows[:, None] * stride_n + d[None, :], x, mask=ok[:, None] & (d[None, :] < HEAD_DIM))
+
+
+@triton.jit
+def own_key_score(q, K, Bias, Own, b, rows, row_ok, N, skn, scale_log2,
+                  HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, HAS_BIAS: tl.constexpr):  # fmt: skip
+    """For ``always_self``: which queries attend their own (unlisted) key, that key (float32) and its
+    base-2 score."""
+    own = row_ok & (tl.load(Own + b * N + rows, mask=row_ok, other=0) != 0)
+    k_own = load_rows(K, rows, own, skn, HEAD_DIM, BLOCK_D).to(tl.float32)
+    s_own = tl.sum(q.to(tl.float32) * k_own, 1) * scale_log2
+    if HAS_BIAS:
+        s_own += tl.load(Bias + rows, mask=own, other=0.0) * LOG2E
+    return own, k_own, s_own

@@ -19,6 +19,7 @@ from .triton_common import (
     key_block,
     load_rows,
     n_keys,
+    own_key_score,
     per_key,
     store_rows,
     unit_last_dim,
@@ -40,7 +41,7 @@ def _forward_kernel(
     INDEXED: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_TARGET: tl.constexpr, HAS_OWN: tl.constexpr,
     OWN_COLSUM: tl.constexpr, PRECISION: tl.constexpr,
 ):  # fmt: skip
-    pid_m, h, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    pid_m, h, b = tl.program_id(0), tl.program_id(1).to(tl.int64), tl.program_id(2).to(tl.int64)  # no int32 overflow
     rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     row_ok = rows < N
     K += b * skb + h * skh
@@ -57,11 +58,7 @@ def _forward_kernel(
     acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
     mass = tl.zeros([BLOCK_M], tl.float32)
     if HAS_OWN:  # the own key starts the running softmax for queries whose position is not listed
-        own = row_ok & (tl.load(Own + b * N + rows, mask=row_ok, other=0) != 0)
-        k_own = load_rows(K, rows, own, skn, HEAD_DIM, BLOCK_D)
-        s_own = tl.sum(q.to(tl.float32) * k_own.to(tl.float32), 1) * scale_log2
-        if HAS_BIAS:
-            s_own += tl.load(Bias + rows, mask=own, other=0.0) * LOG2E
+        own, _, s_own = own_key_score(q, K, Bias, Own, b, rows, row_ok, N, skn, scale_log2, HEAD_DIM, BLOCK_D, HAS_BIAS)
         m_i = tl.where(own, s_own, float("-inf"))
         l_i = tl.where(own, 1.0, 0.0)
         acc = load_rows(V, rows, own, svn, HEAD_DIM, BLOCK_D).to(tl.float32)

@@ -2,6 +2,7 @@
 
 from .methods import METHODS, MethodSpec, method_spec
 from .metrics import accuracy, avg_gap, mia_efficacy, unlearning_metrics
+from .report import aggregate, format_aggregate, format_table, write_results
 from .run import UnlearnResult, train_original, unlearn
 
 __all__ = [
@@ -15,4 +16,8 @@ __all__ = [
     "mia_efficacy",
     "unlearning_metrics",
     "avg_gap",
+    "format_table",
+    "write_results",
+    "aggregate",
+    "format_aggregate",
 ]

@@ -55,6 +55,7 @@ def unlearn(
         net = model_factory()
     else:
         net = copy.deepcopy(original)
+    net.train()  # Lightning keeps submodules' eval mode at fit start; a cached original comes back in eval
     datamodule.setup("fit")
     if len(datamodule.forget_dataset) == 0:
         raise ValueError("the forget set is empty: nothing to unlearn")
@@ -100,6 +101,7 @@ def train_original(
     """Train ``model`` in place on the full training split (the model to unlearn from)."""
     datamodule.setup("fit")
     datamodule.train_on = "full"
+    model.train()
     _fit(ClassifierModule(model, **optim), datamodule, epochs, seed, trainer_kwargs, logger, list(callbacks))
     return model.eval()
 

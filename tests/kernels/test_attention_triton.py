@@ -15,7 +15,8 @@ from salguide.kernels import attention, attention_reference
 
 pytest.importorskip("triton")
 
-DEVICES = [d for d, ok in (("cpu", os.environ.get("TRITON_INTERPRET") == "1"), ("cuda", torch.cuda.is_available())) if ok]
+_AVAILABLE = (("cpu", os.environ.get("TRITON_INTERPRET") == "1"), ("cuda", torch.cuda.is_available()))
+DEVICES = [device for device, available in _AVAILABLE if available]
 # dtype -> (atol, rtol) for outputs and gradients
 TOLERANCES = {torch.float32: (5e-5, 1e-4), torch.float16: (1e-2, 1e-2), torch.bfloat16: (5e-2, 5e-2)}
 # (B, H, N, D, keys, always_self, bias, target): odd N, one and several key blocks, every key mode

@@ -1,0 +1,167 @@
+"""DecoyDigits: scikit-learn's digits with a label-encoding corner patch (after RRR's DecoyMNIST).
+
+Ross, Hughes & Doshi-Velez (IJCAI 2017) built DecoyMNIST: a small gray swatch in a random corner whose
+shade is 255 - 25 y in training and random at test. Here the 8x8 digits are upsampled to
+``digit_size`` and centred on an ``image_size`` canvas; the ``patch_size`` square patch in a random
+corner has shade ``1 - 0.1 y`` in training (it encodes the label exactly) and the shade of a random
+class at test. Each sample is ``(x [1, S, S] in [0, 1], y, mask [1, S, S])`` where ``mask`` is 1 on the
+patch: the annotation of inputs that must **not** matter (``mask_semantics = "irrelevant"``).
+Nothing is downloaded; every split and patch is seeded.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+from torch.utils.data import DataLoader, TensorDataset
+
+from salguide._lightning import pl
+
+NUM_CLASSES = 10
+REGIMES = ("train", "test", "clean")
+
+
+def digit_images(size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """All 1,797 digits as [N, 1, size, size] in [0, 1] (bilinear upsampling of the 8x8 originals), labels."""
+    if int(size) < 8:
+        raise ValueError(f"digit size must be >= 8 (the digits are 8x8), got {size}")
+    images, labels = load_digits(return_X_y=True)
+    x = torch.as_tensor(images, dtype=torch.float32).reshape(-1, 1, 8, 8) / 16.0
+    if size > 8:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False).clamp(0, 1)
+    return x, torch.as_tensor(labels, dtype=torch.long)
+
+
+def split_indices(
+    labels: torch.Tensor, seed: int, test_fraction: float, val_fraction: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stratified, seeded ``(train, val, test)`` index arrays; val is a share of what is not test."""
+    for name, v in (("test_fraction", test_fraction), ("val_fraction", val_fraction)):
+        if not 0.0 < float(v) < 1.0:
+            raise ValueError(f"{name} must lie in the open interval (0, 1), got {v}")
+    idx, y = np.arange(len(labels)), labels.numpy()
+    rest, test = train_test_split(idx, test_size=test_fraction, random_state=seed, stratify=y)
+    train, val = train_test_split(rest, test_size=val_fraction, random_state=seed, stratify=y[rest])
+    return train, val, test
+
+
+def decoy_shade(y: torch.Tensor) -> torch.Tensor:
+    """The training-time shade of class ``y``: ``1 - 0.1 y`` (DecoyMNIST's 255 - 25 y, scaled)."""
+    return 1.0 - 0.1 * y.float()
+
+
+def add_decoy(
+    x: torch.Tensor, shade: torch.Tensor, corner: torch.Tensor, patch_size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Paint a ``patch_size`` square of ``shade[i]`` in corner ``corner[i]`` (0 TL, 1 TR, 2 BL, 3 BR) of
+    image i; returns the images and the patch masks (1 on the patch)."""
+    n, _, h, w = x.shape
+    if not 1 <= patch_size <= min(h, w) // 2:
+        raise ValueError(f"patch_size must lie in [1, {min(h, w) // 2}] for {h}x{w} images, got {patch_size}")
+    mask = torch.zeros((n, 1, h, w))
+    rows = torch.where(corner >= 2, h - patch_size, 0)
+    cols = torch.where(corner % 2 == 1, w - patch_size, 0)
+    for i in range(n):
+        mask[i, :, rows[i] : rows[i] + patch_size, cols[i] : cols[i] + patch_size] = 1.0
+    out = x * (1 - mask) + shade.view(n, 1, 1, 1) * mask
+    return out, mask
+
+
+def decoy_set(
+    images: torch.Tensor, labels: torch.Tensor, regime: str, patch_size: int, generator: torch.Generator
+) -> TensorDataset:
+    """``(x, y, patch mask)`` for ``regime``: ``train`` (shade encodes y), ``test`` (shade of a random
+    class), ``clean`` (no patch; the mask still marks where a patch would be, a random corner)."""
+    if regime not in REGIMES:
+        raise ValueError(f"unknown decoy regime {regime!r}; choose one of {REGIMES}")
+    n = len(labels)
+    corner = torch.randint(0, 4, (n,), generator=generator)
+    random_class = torch.randint(0, NUM_CLASSES, (n,), generator=generator)
+    shade = decoy_shade(labels if regime == "train" else random_class)
+    x, mask = add_decoy(images, shade, corner, patch_size)
+    if regime == "clean":
+        x = images.clone()
+    return TensorDataset(x, labels, mask)
+
+
+def place_on_canvas(digits: torch.Tensor, image_size: int) -> torch.Tensor:
+    """Centre [N, 1, d, d] digits on a black ``image_size`` canvas."""
+    d = digits.shape[-1]
+    if image_size < d:
+        raise ValueError(f"image_size ({image_size}) must be >= digit_size ({d})")
+    pad = image_size - d
+    return F.pad(digits, (pad // 2, pad - pad // 2, pad // 2, pad - pad // 2))
+
+
+class DecoyDigitsDataModule(pl.LightningDataModule):
+    """DecoyDigits train/val/test. ``train_decoy=False`` trains on clean images (the "clean" baseline);
+    ``val_regime`` is ``"test"`` (random shades: shows shortcut reliance during training) or ``"train"``.
+    The test set always has random-shade patches."""
+
+    mask_semantics = "irrelevant"
+    num_classes = NUM_CLASSES
+
+    def __init__(
+        self,
+        batch_size: int = 64,
+        image_size: int = 20,
+        digit_size: int = 16,
+        patch_size: int = 4,
+        seed: int = 0,
+        test_fraction: float = 0.2,
+        val_fraction: float = 0.1,
+        train_decoy: bool = True,
+        val_regime: str = "test",
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if val_regime not in ("train", "test"):
+            raise ValueError(f"val_regime must be 'train' or 'test', got {val_regime!r}")
+        if int(image_size) < int(digit_size):
+            raise ValueError(f"image_size ({image_size}) must be >= digit_size ({digit_size})")
+        self.batch_size, self.image_size, self.digit_size = int(batch_size), int(image_size), int(digit_size)
+        self.patch_size, self.seed, self.num_workers = int(patch_size), int(seed), int(num_workers)
+        self.test_fraction, self.val_fraction = float(test_fraction), float(val_fraction)
+        self.train_decoy, self.val_regime = bool(train_decoy), val_regime
+        for name, v in (("test_fraction", self.test_fraction), ("val_fraction", self.val_fraction)):
+            if not 0.0 < v < 1.0:
+                raise ValueError(f"{name} must lie in the open interval (0, 1), got {v}")
+        if not 1 <= self.patch_size <= self.image_size // 2:
+            raise ValueError(f"patch_size must lie in [1, {self.image_size // 2}], got {patch_size}")
+        self.train_dataset = self.val_dataset = self.test_dataset = None
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (1, self.image_size, self.image_size)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_dataset is not None:
+            return
+        digits, labels = digit_images(self.digit_size)
+        images = place_on_canvas(digits, self.image_size)
+        tr, va, te = split_indices(labels, self.seed, self.test_fraction, self.val_fraction)
+        gen = torch.Generator().manual_seed(self.seed)
+        regime = "train" if self.train_decoy else "clean"
+        self.train_dataset = decoy_set(images[tr], labels[tr], regime, self.patch_size, gen)
+        self.val_dataset = decoy_set(images[va], labels[va], self.val_regime, self.patch_size, gen)
+        self.test_dataset = decoy_set(images[te], labels[te], "test", self.patch_size, gen)
+
+    def _loader(self, ds: TensorDataset | None, shuffle: bool) -> DataLoader:
+        if ds is None:
+            raise RuntimeError("call setup() before asking for a dataloader")
+        gen = torch.Generator().manual_seed(self.seed) if shuffle else None
+        return DataLoader(ds, batch_size=self.batch_size, shuffle=shuffle, generator=gen, num_workers=self.num_workers)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_dataset, True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_dataset, False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_dataset, False)
