@@ -1,0 +1,1 @@
+"""Hydra configs shipped with salguide (root: train.yaml)."""
