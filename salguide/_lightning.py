@@ -12,20 +12,22 @@ import importlib
 _DISTRIBUTIONS = ("lightning.pytorch", "pytorch_lightning")
 
 
-def _installed(attr: str) -> tuple[type, ...]:
-    bases = []
-    for name in _DISTRIBUTIONS:
+def installed(*names: str, module: str = "") -> tuple[type, ...]:
+    """``names`` from ``<distribution>.<module>`` of every installed Lightning distribution."""
+    found = []
+    for dist in _DISTRIBUTIONS:
         try:
-            bases.append(getattr(importlib.import_module(name), attr))
+            mod = importlib.import_module(f"{dist}.{module}" if module else dist)
         except ImportError:  # pragma: no cover - depends on what is installed
-            pass
-    if not bases:  # pragma: no cover
+            continue
+        found += [getattr(mod, n) for n in names]
+    if not found:  # pragma: no cover
         raise ImportError("salguide needs `lightning` or `pytorch_lightning` installed")
-    return tuple(bases)
+    return tuple(found)
 
 
-CALLBACK_BASES: tuple[type, ...] = _installed("Callback")
-DATAMODULE_BASES: tuple[type, ...] = _installed("LightningDataModule")
+CALLBACK_BASES: tuple[type, ...] = installed("Callback")
+DATAMODULE_BASES: tuple[type, ...] = installed("LightningDataModule")
 
 
 class Callback(*CALLBACK_BASES):  # type: ignore[misc]
@@ -38,4 +40,4 @@ class LightningDataModule(*DATAMODULE_BASES):  # type: ignore[misc]
 
 import lightning.pytorch as pl  # noqa: E402  (the framework salguide's own modules and Trainers use)
 
-__all__ = ["Callback", "LightningDataModule", "CALLBACK_BASES", "DATAMODULE_BASES", "pl"]
+__all__ = ["Callback", "LightningDataModule", "installed", "CALLBACK_BASES", "DATAMODULE_BASES", "pl"]

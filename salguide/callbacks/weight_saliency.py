@@ -8,7 +8,6 @@ every optimizer of an unmodified LightningModule through ``salguide.weights.Mask
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 
 from torch import nn
 
-from salguide._lightning import Callback
+from salguide._lightning import Callback, installed
 from salguide.viz import plot_mask_sparsity
 from salguide.weights.mask import WeightMask
 from salguide.weights.masked_update import MaskedUpdate, MaskedUpdateHandle, pair_masks
@@ -27,22 +26,10 @@ FIGURE_NAME = "weight_saliency_sparsity.png"
 SPARSITY_KEY = "weight_saliency/sparsity"
 
 
-def _classes(module: str, names: tuple[str, ...]) -> tuple[type, ...]:
-    """``names`` from ``lightning.pytorch.<module>`` and ``pytorch_lightning.<module>`` (those installed)."""
-    found = []
-    for package in ("lightning.pytorch", "pytorch_lightning"):
-        try:
-            mod = importlib.import_module(f"{package}.{module}")
-        except ImportError:  # pragma: no cover - depends on what is installed
-            continue
-        found += [getattr(mod, n) for n in names]
-    return tuple(found)
-
-
 def check_strategy(strategy: Any) -> None:
     """Accept single-device and DDP-family strategies; refuse sharded or XLA ones with a ValueError."""
-    allowed = _classes("strategies", ("SingleDeviceStrategy", "DDPStrategy"))
-    refused = _classes("strategies", ("DeepSpeedStrategy", "XLAStrategy", "SingleDeviceXLAStrategy"))
+    allowed = installed("SingleDeviceStrategy", "DDPStrategy", module="strategies")
+    refused = installed("DeepSpeedStrategy", "XLAStrategy", "SingleDeviceXLAStrategy", module="strategies")
     if isinstance(strategy, allowed) and not isinstance(strategy, refused):
         return
     raise ValueError(
@@ -198,7 +185,7 @@ class WeightSaliencyCallback(Callback):
         if not trainer.is_global_zero:
             return
         path = plot_mask_sparsity(mask, Path(root) / FIGURE_NAME)
-        wandb_loggers = _classes("loggers", ("WandbLogger",))
+        wandb_loggers = installed("WandbLogger", module="loggers")
         for logger in trainer.loggers:
             if isinstance(logger, wandb_loggers):
                 logger.log_image(key=SPARSITY_KEY, images=[str(path)])

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from salguide._lightning import pl
 
 NUM_CLASSES = 10
-REGIMES = ("train", "test", "clean")
+REGIMES = ("train", "test", "clean")  # shade encodes y / shade of a random class / no patch
 
 
 def digit_images(size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -87,19 +87,34 @@ def decoy_set(
     return TensorDataset(x, labels, mask)
 
 
-def place_on_canvas(digits: torch.Tensor, image_size: int) -> torch.Tensor:
-    """Centre [N, 1, d, d] digits on a black ``image_size`` canvas."""
-    d = digits.shape[-1]
+def place_on_canvas(
+    digits: torch.Tensor, image_size: int, max_shift: int = 0, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Put [N, 1, d, d] digits on a black ``image_size`` canvas: centred, then moved by a random shift of
+    up to ``max_shift`` pixels per axis (clipped to the canvas)."""
+    n, d = digits.shape[0], digits.shape[-1]
     if image_size < d:
         raise ValueError(f"image_size ({image_size}) must be >= digit_size ({d})")
+    if max_shift < 0:
+        raise ValueError(f"max_shift must be >= 0, got {max_shift}")
     pad = image_size - d
-    return F.pad(digits, (pad // 2, pad - pad // 2, pad // 2, pad - pad // 2))
+    shift = torch.randint(-max_shift, max_shift + 1, (n, 2), generator=generator) if max_shift else torch.zeros(n, 2, dtype=torch.long)
+    offset = (shift + pad // 2).clamp(0, pad)
+    out = torch.zeros((n, digits.shape[1], image_size, image_size), dtype=digits.dtype)
+    for i, (r, c) in enumerate(offset.tolist()):
+        out[i, :, r : r + d, c : c + d] = digits[i]
+    return out
 
 
 class DecoyDigitsDataModule(pl.LightningDataModule):
-    """DecoyDigits train/val/test. ``train_decoy=False`` trains on clean images (the "clean" baseline);
-    ``val_regime`` is ``"test"`` (random shades: shows shortcut reliance during training) or ``"train"``.
-    The test set always has random-shade patches."""
+    """DecoyDigits train/val/test splits of (x, y, patch mask).
+
+    ``train_regime``: ``"train"`` (the decoy: shade encodes y), ``"test"`` (random shades: the same
+    inputs without the shortcut, the "clean" reference) or ``"clean"`` (no patch). ``val_regime`` is
+    ``"test"`` (shows shortcut reliance during training) or ``"train"``. The test set always has
+    random-shade patches. ``max_shift`` moves each digit by up to that many pixels (seeded), which
+    makes the digit harder than the patch for a dense network, as MNIST's variety does in DecoyMNIST.
+    """
 
     mask_semantics = "irrelevant"
     num_classes = NUM_CLASSES
@@ -110,10 +125,11 @@ class DecoyDigitsDataModule(pl.LightningDataModule):
         image_size: int = 20,
         digit_size: int = 16,
         patch_size: int = 4,
+        max_shift: int = 1,
         seed: int = 0,
         test_fraction: float = 0.2,
         val_fraction: float = 0.1,
-        train_decoy: bool = True,
+        train_regime: str = "train",
         val_regime: str = "test",
         num_workers: int = 0,
     ) -> None:
@@ -127,7 +143,11 @@ class DecoyDigitsDataModule(pl.LightningDataModule):
         self.batch_size, self.image_size, self.digit_size = int(batch_size), int(image_size), int(digit_size)
         self.patch_size, self.seed, self.num_workers = int(patch_size), int(seed), int(num_workers)
         self.test_fraction, self.val_fraction = float(test_fraction), float(val_fraction)
-        self.train_decoy, self.val_regime = bool(train_decoy), val_regime
+        if train_regime not in REGIMES:
+            raise ValueError(f"train_regime must be one of {REGIMES}, got {train_regime!r}")
+        if int(max_shift) < 0:
+            raise ValueError(f"max_shift must be >= 0, got {max_shift}")
+        self.train_regime, self.val_regime, self.max_shift = train_regime, val_regime, int(max_shift)
         for name, v in (("test_fraction", self.test_fraction), ("val_fraction", self.val_fraction)):
             if not 0.0 < v < 1.0:
                 raise ValueError(f"{name} must lie in the open interval (0, 1), got {v}")
@@ -143,11 +163,10 @@ class DecoyDigitsDataModule(pl.LightningDataModule):
         if self.train_dataset is not None:
             return
         digits, labels = digit_images(self.digit_size)
-        images = place_on_canvas(digits, self.image_size)
-        tr, va, te = split_indices(labels, self.seed, self.test_fraction, self.val_fraction)
         gen = torch.Generator().manual_seed(self.seed)
-        regime = "train" if self.train_decoy else "clean"
-        self.train_dataset = decoy_set(images[tr], labels[tr], regime, self.patch_size, gen)
+        images = place_on_canvas(digits, self.image_size, self.max_shift, gen)
+        tr, va, te = split_indices(labels, self.seed, self.test_fraction, self.val_fraction)
+        self.train_dataset = decoy_set(images[tr], labels[tr], self.train_regime, self.patch_size, gen)
         self.val_dataset = decoy_set(images[va], labels[va], self.val_regime, self.patch_size, gen)
         self.test_dataset = decoy_set(images[te], labels[te], "test", self.patch_size, gen)
 

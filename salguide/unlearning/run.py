@@ -10,7 +10,6 @@ from typing import Any, Callable, Sequence
 from torch import nn
 
 from salguide._lightning import pl
-from salguide.callbacks import RandomLabelCallback, WeightSaliencyCallback
 from salguide.models.classifier import ClassifierModule
 from salguide.unlearning.methods import MethodSpec, method_spec
 from salguide.weights import WeightMask
@@ -60,6 +59,8 @@ def unlearn(
     if len(datamodule.forget_dataset) == 0:
         raise ValueError("the forget set is empty: nothing to unlearn")
     datamodule.train_on = spec.train_on
+
+    from salguide.callbacks import RandomLabelCallback, WeightSaliencyCallback  # callbacks import this package
 
     start = time.perf_counter()
     plugin_callbacks: list[Any] = []

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from numbers import Real
 from pathlib import Path
 
@@ -87,7 +87,7 @@ class WeightMask(Mapping[str, Tensor]):
         return cls(state)
 
     # ---- algebra ---------------------------------------------------------------------------
-    def _combine(self, other: object, op_name: str, op) -> WeightMask:
+    def _combine(self, other: object, op_name: str, op: Callable[[Tensor, Tensor], Tensor]) -> WeightMask:
         if not isinstance(other, WeightMask):
             return NotImplemented
         problems = _mismatches(
@@ -168,7 +168,7 @@ class WeightMask(Mapping[str, Tensor]):
         """Read a mask written by ``save`` (safetensors only); with ``model``, ``validate`` it."""
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"weight mask file not found: {path}")
+            raise FileNotFoundError(f"weight mask file not found (or not a file): {path}")
         try:
             with safe_open(str(path), framework="pt") as f:
                 metadata = f.metadata() or {}

@@ -17,6 +17,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from .select import all_finite
+
 LossFn = Callable[[Tensor, Tensor], Tensor]
 Transform = Callable[[Tensor], Tensor]
 
@@ -95,8 +97,9 @@ def loss_gradients(
 
 
 def check_finite(scores: Mapping[str, Tensor]) -> None:
+    """Raise ValueError naming the first parameter whose score has a NaN or inf."""
     for name, s in scores.items():
-        if not bool(torch.isfinite(s).all()):
+        if not all_finite(s):
             raise ValueError(f"saliency score of parameter {name!r} contains NaN or inf")
 
 

@@ -3,8 +3,9 @@
 ``topk_mask`` does not sort large score sets. Every float32 score is mapped to an int32 key whose
 signed order is the order of the floats; a two-pass radix select (a 65,536-bucket histogram of the
 high 16 bits, then of the low 16 bits inside the one bucket that holds the k-th key) finds the exact
-threshold key, and a last pass writes the masks. Work is done tensor by tensor, so the extra memory is
-a few copies of the largest tensor, never a concatenation of all P scores or an int64 index of them.
+threshold key, and a last pass writes the masks. Keys are recomputed per pass for groups of
+consecutive tensors of at most max(largest tensor, 2^21) entries, so the extra memory is a few copies
+of the largest tensor, never a concatenation of all P scores or an int64 index of them.
 Below 65,536 entries (small layers in ``scope="layer"``) one stable sort of the keys is faster.
 
 Fan et al., "SalUn: Empowering Machine Unlearning via Gradient-based Weight Saliency", ICLR 2024
@@ -21,6 +22,7 @@ from torch import Tensor
 
 _BUCKETS = 1 << 16
 SORT_BELOW = 1 << 16  # fewer entries than this: one stable sort of their keys beats two histograms
+CHUNK = 1 << 21  # entries whose keys are computed together (at least the largest tensor)
 _SCOPES = ("global", "layer")
 
 
@@ -32,6 +34,11 @@ def check_ratio(ratio: float) -> float:
     if not 0.0 < value <= 1.0:  # also rejects NaN
         raise ValueError(f"ratio must be in (0, 1], got {ratio!r}")
     return value
+
+
+def all_finite(t: Tensor) -> bool:
+    """True when no entry is NaN or inf: one reduction, the elementwise test only if the sum overflowed."""
+    return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
 
 
 def check_scope(scope: str) -> str:
@@ -48,7 +55,7 @@ def check_scores(scores: Mapping[str, Tensor]) -> None:
         if not isinstance(t, Tensor) or not t.is_floating_point():
             kind = t.dtype if isinstance(t, Tensor) else type(t).__name__
             raise ValueError(f"score {name!r} must be a floating-point tensor, got {kind}")
-        if not bool(torch.isfinite(t).all()):
+        if not all_finite(t):
             raise ValueError(f"score {name!r} contains NaN or inf")
 
 
@@ -57,17 +64,37 @@ def keep_count(ratio: float, n: int) -> int:
     return min(n, max(1, round(ratio * n)))
 
 
-def order_keys(t: Tensor, largest: bool = True) -> Tensor:
-    """Flat int32 keys of ``t`` (read as float32) whose signed integer order is the float order.
+def order_keys(tensors: Sequence[Tensor], largest: bool = True) -> Tensor:
+    """Flat int32 keys of the concatenated tensors (read as float32) whose signed order is the float order.
 
     Negative floats have their 31 low bits flipped, so larger floats give larger keys; -0.0 is folded
     into +0.0 so equal values get equal keys. With ``largest=False`` the keys are bit-inverted, which
     reverses the order, so "the k largest keys" always means "the k entries to keep".
     """
-    x = t.detach().reshape(-1).to(torch.float32) + 0.0  # a fresh copy; -0.0 + 0.0 == +0.0
-    bits = x.view(torch.int32)
-    keys = bits ^ ((bits >> 31) & 0x7FFFFFFF)
+    flat = [t.detach().reshape(-1).to(torch.float32) for t in tensors]
+    x = torch.cat(flat) if len(flat) > 1 else flat[0].clone()
+    keys = x.add_(0.0).view(torch.int32)  # -0.0 + 0.0 == +0.0
+    flip = keys >> 31  # all ones for negative floats
+    keys ^= flip.bitwise_and_(0x7FFFFFFF)
     return keys if largest else keys.bitwise_not_()
+
+
+def _chunks(tensors: Sequence[Tensor]) -> list[list[Tensor]]:
+    """Consecutive groups of tensors holding at most max(largest tensor, CHUNK) entries each.
+
+    Keys are computed per group, so memory stays O(largest tensor) while the many small layers of a
+    network share one kernel launch per operation instead of one each.
+    """
+    limit = max(CHUNK, max(t.numel() for t in tensors))
+    groups: list[list[Tensor]] = [[]]
+    size = 0
+    for t in tensors:
+        if groups[-1] and size + t.numel() > limit:
+            groups.append([])
+            size = 0
+        groups[-1].append(t)
+        size += t.numel()
+    return groups
 
 
 def _bucket_of_kth(hist: Tensor, k: int) -> tuple[int, int]:
@@ -78,50 +105,52 @@ def _bucket_of_kth(hist: Tensor, k: int) -> tuple[int, int]:
     return bucket, int(from_top[i]) - int(hist[bucket])
 
 
-def _threshold_key(tensors: Sequence[Tensor], k: int, largest: bool) -> tuple[int, int]:
-    """Exact k-th largest key over all tensors and the number of keys strictly above it."""
-    device = tensors[0].device
-    hist = torch.zeros(_BUCKETS, dtype=torch.int64, device=device)
-    for t in tensors:
-        hist += torch.bincount((order_keys(t, largest) >> 16) + (_BUCKETS >> 1), minlength=_BUCKETS)
+def _threshold_key(groups: Sequence[Sequence[Tensor]], k: int, largest: bool) -> tuple[int, int]:
+    """Exact k-th largest key over all groups and the number of keys strictly above it."""
+    half = _BUCKETS >> 1
+    hist = torch.zeros(_BUCKETS, dtype=torch.int64, device=groups[0][0].device)
+    for group in groups:
+        hist += torch.bincount((order_keys(group, largest) >> 16).add_(half), minlength=_BUCKETS)
     high, above = _bucket_of_kth(hist, k)
 
     hist.zero_()
-    for t in tensors:
-        keys = order_keys(t, largest)
-        low = keys[(keys >> 16) == high - (_BUCKETS >> 1)] & 0xFFFF
-        hist += torch.bincount(low, minlength=_BUCKETS)
+    for group in groups:
+        keys = order_keys(group, largest)
+        hist += torch.bincount(keys[(keys >> 16) == high - half] & 0xFFFF, minlength=_BUCKETS)
     low, above_low = _bucket_of_kth(hist, k - above)
-    return ((high - (_BUCKETS >> 1)) << 16) | low, above + above_low
+    return ((high - half) << 16) | low, above + above_low
 
 
-def _select_by_sort(tensors: Sequence[Tensor], k: int, largest: bool) -> list[Tensor]:
-    """Same result as ``_select`` through a stable sort; only used for fewer than SORT_BELOW entries."""
-    keys = torch.cat([order_keys(t, largest) for t in tensors])
-    keep = torch.zeros(keys.numel(), dtype=torch.bool, device=keys.device)
-    keep[torch.sort(keys, descending=True, stable=True).indices[:k]] = True
-    return [m.view(t.shape) for m, t in zip(keep.split([t.numel() for t in tensors]), tensors)]
+def _split(keep: Tensor, group: Sequence[Tensor]) -> list[Tensor]:
+    """Per-tensor masks of a group, each with its own storage (so they can be saved independently)."""
+    if len(group) == 1:
+        return [keep.view(group[0].shape)]
+    return [m.view(t.shape).clone() for m, t in zip(keep.split([t.numel() for t in group]), group)]
 
 
 def _select(tensors: Sequence[Tensor], k: int, largest: bool) -> list[Tensor]:
     """Masks keeping the k largest entries; ties at the threshold go to the earliest (tensor, index)."""
-    if sum(t.numel() for t in tensors) < SORT_BELOW:
-        return _select_by_sort(tensors, k, largest)
-    threshold, above = _threshold_key(tensors, k, largest)
+    if sum(t.numel() for t in tensors) < SORT_BELOW:  # small: one stable sort of all keys
+        keys = order_keys(tensors, largest)
+        keep = torch.zeros(keys.numel(), dtype=torch.bool, device=keys.device)
+        keep[torch.sort(keys, descending=True, stable=True).indices[:k]] = True
+        return _split(keep, tensors)
+    groups = _chunks(tensors)
+    threshold, above = _threshold_key(groups, k, largest)
     ties_left = k - above
     masks = []
-    for t in tensors:
-        keys = order_keys(t, largest)
-        mask = keys > threshold
+    for group in groups:
+        keys = order_keys(group, largest)
+        keep = keys > threshold
         if ties_left > 0:
             equal = keys == threshold
             n_equal = int(equal.sum())
             if n_equal <= ties_left:
-                mask |= equal
+                keep |= equal
             else:
-                mask[equal.nonzero().squeeze(1)[:ties_left]] = True
+                keep[equal.nonzero().squeeze(1)[:ties_left]] = True
             ties_left -= min(n_equal, ties_left)
-        masks.append(mask.view(t.shape))
+        masks += _split(keep, group)
     return masks
 
 
@@ -155,4 +184,4 @@ def _select_or_empty(tensors: Sequence[Tensor], k: int, largest: bool) -> list[T
     return _select(tensors, k, largest)
 
 
-__all__ = ["topk_mask", "check_ratio", "check_scope", "check_scores", "keep_count", "order_keys"]
+__all__ = ["topk_mask", "check_ratio", "check_scope", "check_scores", "all_finite", "keep_count", "order_keys"]

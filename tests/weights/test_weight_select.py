@@ -9,14 +9,16 @@ import salguide.weights.select as select_module
 from salguide.weights import topk_mask
 
 
-@pytest.fixture(params=["radix", "sort"])
+@pytest.fixture(params=["radix", "radix-chunks", "sort"])
 def path(request, monkeypatch):
-    """Run a test through the radix select (forced for tiny inputs) and through the small-input sort.
+    """Run a test through the radix select (forced for tiny inputs; with tensors grouped into many
+    small chunks, or all in one) and through the small-input sort.
 
     One thread: on a busy 2-core machine every tiny parallel bincount otherwise waits for a descheduled
     OpenMP worker (milliseconds each); results do not depend on the thread count.
     """
-    monkeypatch.setattr(select_module, "SORT_BELOW", 0 if request.param == "radix" else 1 << 30)
+    monkeypatch.setattr(select_module, "SORT_BELOW", 1 << 30 if request.param == "sort" else 0)
+    monkeypatch.setattr(select_module, "CHUNK", 20 if request.param == "radix-chunks" else 1 << 21)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield request.param
@@ -114,6 +116,11 @@ def test_non_finite_score_names_tensor(bad):
     scores = {"ok": torch.ones(3), "fc.bias": torch.tensor([1.0, bad])}
     with pytest.raises(ValueError, match="fc.bias"):
         topk_mask(scores, 0.5)
+
+
+def test_huge_finite_scores_are_accepted():
+    got = topk_mask({"w": torch.tensor([3e38, 3e38, 1.0, -3e38])}, 0.5)  # their sum overflows to inf
+    assert got["w"].tolist() == [True, True, False, False]
 
 
 def test_bad_scores_and_scope():

@@ -1,0 +1,124 @@
+"""Synthetic scenes: a digit on a class-correlated textured, coloured background, with object masks.
+
+A scene is a white digit (scikit-learn's digits, upsampled) at a random position on a background whose
+colour and stripe texture belong to one class. In training the background's class is the label with
+probability ``correlation`` (1.0: a perfect shortcut); at validation/test it is a random class, so a
+model that reads the background fails. Each sample is ``(x [3, S, S] in [0, 1], y, mask [1, S, S])``
+with ``mask`` the ground-truth object (digit) region (``mask_semantics = "relevant"``). In the spirit
+of the background-shortcut benchmarks of Xiao et al., "Noise or Signal: The Role of Image Backgrounds
+in Object Recognition", ICLR 2021. Offline and seeded.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from salguide._lightning import pl
+from salguide.data.decoy_digits import NUM_CLASSES, digit_images, split_indices
+
+# one colour and one stripe pattern (frequency, angle) per class
+_COLOURS = torch.tensor(
+    [[0.9, 0.2, 0.2], [0.2, 0.8, 0.2], [0.2, 0.3, 0.9], [0.9, 0.8, 0.1], [0.8, 0.2, 0.8],
+     [0.1, 0.8, 0.8], [0.9, 0.5, 0.1], [0.5, 0.3, 0.1], [0.5, 0.5, 0.5], [0.3, 0.1, 0.5]]
+)
+_FREQS = torch.tensor([1.0, 2.0, 3.0, 4.0, 1.5, 2.5, 3.5, 1.0, 2.0, 3.0])
+_ANGLES = torch.tensor([0.0, 0.0, 0.0, 0.0, 0.5, 0.5, 0.5, 1.0, 1.0, 1.0]) * (math.pi / 2)
+
+
+def backgrounds(classes: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
+    """[N, 3, size, size] backgrounds: class colour times a stripe texture with a random phase."""
+    n = len(classes)
+    coords = torch.arange(size, dtype=torch.float32) / size
+    v, u = torch.meshgrid(coords, coords, indexing="ij")
+    ang, freq = _ANGLES[classes].view(n, 1, 1), _FREQS[classes].view(n, 1, 1)
+    phase = torch.rand((n, 1, 1), generator=generator) * 2 * math.pi
+    stripes = 0.5 + 0.5 * torch.sin(2 * math.pi * freq * (u * torch.cos(ang) + v * torch.sin(ang)) + phase)
+    return _COLOURS[classes].view(n, 3, 1, 1) * (0.45 + 0.35 * stripes[:, None])
+
+
+def compose_scenes(
+    digits: torch.Tensor, bg_classes: torch.Tensor, size: int, generator: torch.Generator, threshold: float = 0.25
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Paste [N, 1, d, d] digits (white, alpha = intensity) at random positions on class backgrounds;
+    returns the scenes and the object masks (alpha > ``threshold``)."""
+    n, d = digits.shape[0], digits.shape[-1]
+    if size < d:
+        raise ValueError(f"image_size ({size}) must be >= digit_size ({d})")
+    scene = backgrounds(bg_classes, size, generator)
+    alpha = torch.zeros((n, 1, size, size))
+    pos = torch.randint(0, size - d + 1, (n, 2), generator=generator)
+    for i, (r, c) in enumerate(pos.tolist()):
+        alpha[i, :, r : r + d, c : c + d] = digits[i]
+    return scene * (1 - alpha) + alpha, (alpha > threshold).float()
+
+
+class SyntheticScenesDataModule(pl.LightningDataModule):
+    """Scenes train/val/test splits of (x, y, object mask); background class = label with probability
+    ``correlation`` in training, random at validation and test."""
+
+    mask_semantics = "relevant"
+    num_classes = NUM_CLASSES
+
+    def __init__(
+        self,
+        batch_size: int = 64,
+        image_size: int = 24,
+        digit_size: int = 12,
+        correlation: float = 1.0,
+        seed: int = 0,
+        test_fraction: float = 0.2,
+        val_fraction: float = 0.1,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if not 0.0 <= float(correlation) <= 1.0:
+            raise ValueError(f"correlation must lie in [0, 1], got {correlation}")
+        if int(digit_size) < 8 or int(image_size) < int(digit_size):
+            raise ValueError(f"need 8 <= digit_size <= image_size, got digit_size={digit_size}, image_size={image_size}")
+        for name, v in (("test_fraction", test_fraction), ("val_fraction", val_fraction)):
+            if not 0.0 < float(v) < 1.0:
+                raise ValueError(f"{name} must lie in the open interval (0, 1), got {v}")
+        self.batch_size, self.image_size, self.digit_size = int(batch_size), int(image_size), int(digit_size)
+        self.correlation, self.seed, self.num_workers = float(correlation), int(seed), int(num_workers)
+        self.test_fraction, self.val_fraction = float(test_fraction), float(val_fraction)
+        self.train_dataset = self.val_dataset = self.test_dataset = None
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (3, self.image_size, self.image_size)
+
+    def _scenes(self, digits: torch.Tensor, labels: torch.Tensor, corr: float, gen: torch.Generator) -> TensorDataset:
+        random_bg = torch.randint(0, NUM_CLASSES, (len(labels),), generator=gen)
+        keep = torch.rand(len(labels), generator=gen) < corr
+        x, mask = compose_scenes(digits, torch.where(keep, labels, random_bg), self.image_size, gen)
+        return TensorDataset(x, labels, mask)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_dataset is not None:
+            return
+        digits, labels = digit_images(self.digit_size)
+        tr, va, te = split_indices(labels, self.seed, self.test_fraction, self.val_fraction)
+        gen = torch.Generator().manual_seed(self.seed)
+        self.train_dataset = self._scenes(digits[tr], labels[tr], self.correlation, gen)
+        self.val_dataset = self._scenes(digits[va], labels[va], 0.0, gen)
+        self.test_dataset = self._scenes(digits[te], labels[te], 0.0, gen)
+
+    def _loader(self, ds: TensorDataset | None, shuffle: bool) -> DataLoader:
+        if ds is None:
+            raise RuntimeError("call setup() before asking for a dataloader")
+        gen = torch.Generator().manual_seed(self.seed) if shuffle else None
+        return DataLoader(ds, batch_size=self.batch_size, shuffle=shuffle, generator=gen, num_workers=self.num_workers)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_dataset, True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_dataset, False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_dataset, False)

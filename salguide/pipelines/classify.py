@@ -1,0 +1,135 @@
+"""``task=classify``: train and test a classifier, optionally with an input-saliency loss.
+
+The loss reaches the plain ``ClassifierModule`` through ``InputSaliencyCallback`` (the zero-code
+path). Explanation metrics are logged per validation epoch, saliency overlays every N epochs; the
+test accuracy and test-set explanation metrics go to ``results.json`` / ``results.md`` and the
+overlays of test images to ``test_saliency.png`` in ``cfg.paths.output_dir``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from salguide._lightning import pl
+from salguide.callbacks.explanation_metrics import ExplanationMetricsCallback, relevant_region
+from salguide.callbacks.input_saliency import InputSaliencyCallback
+from salguide.callbacks.saliency_overlays import SaliencyOverlayCallback
+from salguide.inputs import InputLoss, build_input_loss
+from salguide.io import atomic_write_json, atomic_write_text
+from salguide.metrics import evaluate_explanations, explain
+from salguide.models import ClassifierModule
+from salguide.viz.saliency import plot_saliency_overlays
+
+from .stages import close_loggers, log_images, stage_callbacks, stage_loggers, trainer_kwargs
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RECIPE: dict[str, Any] = {
+    "epochs": 30, "lr": 1e-3, "optimizer": "adam", "momentum": 0.9, "weight_decay": 0.0, "scheduler": None,
+    "explain_method": "gradient", "explain_every_n_epochs": 1, "explain_samples": 128,
+    "overlay_every_n_epochs": 10, "overlay_images": 8, "overlay_methods": ["gradient", "integrated_gradients"],
+}
+_MODULE_KEYS = ("lr", "optimizer", "momentum", "weight_decay", "scheduler")
+
+
+def test_split(datamodule: Any) -> tuple[torch.Tensor, ...]:
+    """The whole test split as tensors (x, y[, mask])."""
+    datamodule.setup("test")
+    return tuple(t.clone() for t in datamodule.test_dataset.tensors)
+
+
+def train_classifier(
+    datamodule: Any,
+    model: nn.Module,
+    *,
+    input_loss: InputLoss | None = None,
+    recipe: dict[str, Any] | None = None,
+    seed: int = 0,
+    trainer_kwargs: dict[str, Any] | None = None,
+    loggers: Sequence[Any] = (),
+    callbacks: Sequence[Any] = (),
+    out_dir: str | Path | None = None,
+) -> tuple[ClassifierModule, dict[str, Any]]:
+    """Fit ``ClassifierModule(model)`` (+ ``input_loss`` via the callback), test it, score its test-set
+    explanations. Returns the module and a row: test accuracy (%), explanation metrics, seconds."""
+    rc = {**DEFAULT_RECIPE, **(recipe or {})}
+    module = ClassifierModule(model, **{k: rc[k] for k in _MODULE_KEYS})
+    cbs = list(callbacks)
+    if input_loss is not None:
+        cbs.append(InputSaliencyCallback(input_loss))
+    if rc["explain_every_n_epochs"]:
+        cbs.append(ExplanationMetricsCallback(rc["explain_method"], rc["explain_samples"], every_n_epochs=rc["explain_every_n_epochs"]))
+    if out_dir is not None and rc["overlay_every_n_epochs"]:
+        cbs.append(SaliencyOverlayCallback(rc["overlay_methods"], rc["overlay_every_n_epochs"], rc["overlay_images"],
+                                           out_dir=str(Path(out_dir) / "saliency")))
+    tkw = {"enable_checkpointing": False, "enable_model_summary": False, "num_sanity_val_steps": 0,
+           "default_root_dir": str(out_dir) if out_dir else None, **(trainer_kwargs or {})}
+    if not loggers:
+        tkw.setdefault("logger", False)
+    pl.seed_everything(seed, workers=True, verbose=False)
+    trainer = pl.Trainer(max_epochs=int(rc["epochs"]), callbacks=cbs, **({"logger": list(loggers)} if loggers else {}), **tkw)
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule)
+    seconds = time.perf_counter() - start
+    tested = trainer.test(module, datamodule=datamodule, verbose=False)[0]
+    module.eval()
+    x, y, *rest = test_split(datamodule)
+    sem = getattr(datamodule, "mask_semantics", "relevant")
+    region = relevant_region(rest[0], sem) if rest else None
+    expl = evaluate_explanations(module, x, y, region, method=rc["explain_method"])
+    row = {"test_acc": 100.0 * float(tested["test/acc"]), **{f"test_{k}": v for k, v in expl.items()}, "seconds": seconds}
+    return module, row
+
+
+def run_classify(cfg: DictConfig) -> float:
+    """The Hydra pipeline behind ``task=classify`` (see ``experiment=decoy_*`` / ``scenes_*`` presets)."""
+    out = Path(cfg.paths.output_dir)
+    seed = int(cfg.seed)
+    lcfg = OmegaConf.to_container(cfg.get("input_loss") or {"name": "none"}, resolve=True)
+    input_loss = build_input_loss(lcfg.pop("name", "none"), **lcfg)  # fail on a bad loss before training
+    recipe = OmegaConf.to_container(cfg.get("classify") or {}, resolve=True)
+    unknown = set(recipe) - set(DEFAULT_RECIPE)
+    if unknown:
+        raise ValueError(f"unknown classify keys {sorted(unknown)}; valid: {sorted(DEFAULT_RECIPE)}")
+    datamodule = instantiate(cfg.data)
+    datamodule.setup("fit")
+    pl.seed_everything(seed, verbose=False)
+    model = instantiate(cfg.model)
+    run_id = f"{cfg.name}-{out.name}"
+    loggers = stage_loggers(cfg, "classify", run_id)
+    try:
+        module, row = train_classifier(
+            datamodule, model, input_loss=input_loss, recipe=recipe, seed=seed, trainer_kwargs=trainer_kwargs(cfg),
+            loggers=loggers, callbacks=stage_callbacks(cfg), out_dir=out,
+        )
+        row = {"name": cfg.name, "input_loss": input_loss.name if input_loss else "none", "seed": seed, **row}
+        x, y, *_ = test_split(datamodule)
+        x, y = x[:8], y[:8]
+        methods = (recipe.get("overlay_methods") or DEFAULT_RECIPE["overlay_methods"])
+        maps = {m: explain(module, x, y, m) for m in methods}
+        fig = plot_saliency_overlays(x, maps, out / "test_saliency.png", labels=y.tolist(),
+                                     preds=module(x).argmax(-1).tolist(), title=f"{cfg.name}: test images")
+        for logger in loggers:
+            logger.log_metrics({f"final/{k}": v for k, v in row.items() if isinstance(v, (int, float))})
+        log_images(loggers, {"test_saliency": fig})
+    finally:
+        close_loggers(loggers)
+    atomic_write_json(out / "results.json", row)
+    atomic_write_text(out / "results.md", _markdown(row))
+    if cfg.get("print_table", True):
+        print(f"\n{_markdown(row)}\nresults: {out / 'results.md'}")
+    return row["test_acc"]
+
+
+def _markdown(row: dict[str, Any]) -> str:
+    keys = list(row)
+    cells = [f"{row[k]:.4g}" if isinstance(row[k], float) else str(row[k]) for k in keys]
+    return f"| {' | '.join(keys)} |\n|{'---|' * len(keys)}\n| {' | '.join(cells)} |\n"

@@ -1,0 +1,79 @@
+"""End to end: presets compose, task=classify writes results + figures + W&B images, the study runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+import salguide
+import salguide.unlearning  # noqa: F401  (import order, see the report on salguide.callbacks)
+from salguide.pipelines.classify import run_classify
+
+CONFIGS = str(Path(salguide.__file__).parent / "configs")
+PRESETS = ["decoy_vanilla", "decoy_rrr", "decoy_sgt", "decoy_clean", "decoy_energy", "scenes_vanilla", "scenes_rrr",
+           "scenes_energy"]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _compose(*overrides: str):
+    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
+        return compose(config_name="train", overrides=list(overrides))
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_presets_compose(preset):
+    cfg = _compose(f"experiment={preset}")
+    assert cfg.task == "classify" and cfg.name == preset
+    expected = preset.split("_")[1] if preset.split("_")[1] in ("rrr", "sgt", "energy") else "none"
+    assert cfg.input_loss.name == expected
+    assert cfg.data._target_.endswith("DecoyDigitsDataModule" if preset.startswith("decoy") else "SyntheticScenesDataModule")
+    assert "forget" not in cfg.data  # the digits defaults were replaced, not merged
+    assert _compose(f"experiment={preset}", "input_loss=sgt").input_loss.name == "sgt"
+
+
+def test_bad_loss_and_recipe_keys_fail_before_training(tmp_path):
+    cfg = _compose("experiment=decoy_rrr", f"paths.output_dir={tmp_path}", "input_loss.name=rrrr", "logger=none")
+    with pytest.raises(ValueError, match="unknown input loss 'rrrr'"):
+        run_classify(cfg)
+    cfg = _compose("experiment=decoy_rrr", f"paths.output_dir={tmp_path}", "+classify.epoch=3", "logger=none")
+    with pytest.raises(ValueError, match=r"unknown classify keys \['epoch'\]"):
+        run_classify(cfg)
+
+
+@pytest.mark.slow
+def test_classify_pipeline_writes_results_figures_and_wandb_images(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    cfg = _compose(
+        "experiment=scenes_rrr", f"paths.output_dir={tmp_path}", "classify.epochs=2", "classify.overlay_every_n_epochs=1",
+        "classify.explain_samples=32", "logger=default", "callbacks=none",
+    )
+    acc = run_classify(cfg)
+    row = json.loads((tmp_path / "results.json").read_text())
+    assert row["test_acc"] == pytest.approx(acc) and row["input_loss"] == "rrr"
+    assert {"test_deletion_auc", "test_insertion_auc", "test_pointing_game", "test_energy_in_mask"} <= set(row)
+    assert (tmp_path / "results.md").read_text().startswith("| name |")
+    pngs = sorted(p.name for p in (tmp_path / "saliency").glob("*.png"))
+    assert pngs == ["saliency_epoch000.png", "saliency_epoch001.png"]
+    assert (tmp_path / "test_saliency.png").stat().st_size > 1000
+    metrics = (next((tmp_path / "csv").rglob("metrics.csv"))).read_text()
+    assert "val_expl/deletion_auc" in metrics and "val_expl/energy_in_mask" in metrics and "train/rrr_penalty" in metrics
+    media = [p for p in (tmp_path / "wandb").rglob("*.png") if "media" in p.parts]
+    assert len(media) >= 3  # two epochs of overlays + the test figure
+
+
+@pytest.mark.slow
+def test_study_quick_mode_runs(tmp_path):
+    env = dict(os.environ, WANDB_MODE="offline")
+    proc = subprocess.run([sys.executable, str(ROOT / "experiments/decoy_digits/run.py"), "--quick", "--out", str(tmp_path)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads((tmp_path / "results.json").read_text())
+    assert {r["variant"] for r in res["rows"]} == {"vanilla", "rrr", "sgt", "clean"}
+    assert (tmp_path / "figures" / "accuracy.png").exists() and (tmp_path / "figures" / "saliency.png").exists()
+    assert "| rrr |" in (tmp_path / "results.md").read_text()
