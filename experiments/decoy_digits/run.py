@@ -25,7 +25,6 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-import salguide.unlearning  # noqa: F401  (import order: works around a circular import in salguide.callbacks)
 from salguide.data.decoy_digits import DecoyDigitsDataModule
 from salguide.inputs import RRRLoss, SGTLoss
 from salguide.io import atomic_write_json, atomic_write_text

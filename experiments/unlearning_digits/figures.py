@@ -35,7 +35,7 @@ def _save(fig: Any, path: str | os.PathLike) -> Path:
 def plot_avg_gap(
     summaries: Mapping[str, Sequence[Mapping[str, Any]]], path: str | os.PathLike, retrain_key: str = "Retrain"
 ) -> Path:
-    """One panel per forgetting mode: a bar per method with its mean Avg.Gap to Retrain and ± std error bars.
+    """One panel per entry (two per row): a bar per method with its mean Avg.Gap to Retrain and ± std error bars.
 
     ``summaries`` maps a panel title to ``salguide.unlearning.report.aggregate`` entries (``method``,
     ``Avg.Gap``, ``Avg.Gap_std``, ``n``, optionally ``seed_gaps`` drawn as dots); the Retrain row (gap 0 by
@@ -43,8 +43,14 @@ def plot_avg_gap(
     """
     if not summaries:
         raise ValueError("no summaries to plot")
-    fig, axes = plt.subplots(1, len(summaries), figsize=(4.6 * len(summaries), 3.6), squeeze=False)
-    for ax, (title, rows) in zip(axes[0], summaries.items()):
+    ncols = min(len(summaries), 2)
+    nrows = -(-len(summaries) // ncols)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(5.2 * ncols, 4.2 * nrows), squeeze=False, constrained_layout=True
+    )
+    for ax in axes.flat[len(summaries):]:
+        ax.set_visible(False)
+    for ax, (title, rows) in zip(axes.flat, summaries.items()):
         rows = [r for r in rows if r["method"] != retrain_key and r.get(GAP) is not None]
         if not rows:
             raise ValueError(f"{title}: no method rows with an {GAP}")
@@ -67,7 +73,7 @@ def plot_avg_gap(
         ax.set_ylim(floor * 0.8, (means + stds).max() * 2.5)
         ax.set_ylabel(f"{GAP} to Retrain (%, log)")
         n = rows[0].get("n", "?")
-        ax.set_title(f"{title}: mean ± std over {n} seeds (dots: seeds)", fontsize=9)
+        ax.set_title(f"{title}\nmean ± std over {n} seeds (dots: single seeds)", fontsize=9)
         ax.grid(axis="y", alpha=0.3)
     return _save(fig, path)
 
@@ -82,7 +88,7 @@ def plot_sweep(
     """
     if not sweeps:
         raise ValueError("no sweeps to plot")
-    fig, axes = plt.subplots(1, len(sweeps), figsize=(4.8 * len(sweeps), 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(sweeps), figsize=(5.2 * len(sweeps), 3.8), squeeze=False, constrained_layout=True)
     for ax, (title, per_method) in zip(axes[0], sweeps.items()):
         top = max(
             (p["gap_mean"] + p["gap_std"] for pts in per_method.values() for p in pts if _finite(p["gap_mean"])),

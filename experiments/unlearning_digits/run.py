@@ -151,12 +151,12 @@ def _machine() -> dict[str, Any]:
     }
 
 
-def run_study(cfg: dict[str, Any], progress: bool = True) -> dict[str, Any]:
+def run_study(cfg: dict[str, Any], progress: bool = True, desc: str = "unlearning study") -> dict[str, Any]:
     """Run every (seed, mode, method, lr) of ``cfg``; return the raw records (one dict per run)."""
     seeds, grids, epochs = list(cfg["seeds"]), cfg["grids"], cfg["epochs"]
     width = cfg["width"]
-    n_runs = len(seeds) * (1 + sum(1 + sum(len(v) for v in grids[m].values()) for m in MODES))
-    bar = tqdm(total=n_runs, desc="unlearning study", unit="run", disable=not progress, dynamic_ncols=True)
+    n_runs = len(seeds) * (1 + sum(1 + sum(len(grids[m].get(k, [])) for k in METHODS) for m in MODES))
+    bar = tqdm(total=n_runs, desc=desc, unit="run", disable=not progress, dynamic_ncols=True)
     records: list[dict[str, Any]] = []
 
     def factory() -> torch.nn.Module:
@@ -184,7 +184,7 @@ def run_study(cfg: dict[str, Any], progress: bool = True) -> dict[str, Any]:
             records.append({**base, "method": "Original", "key": "original", "lr": None, "RTE": None,
                             "train_seconds": original_seconds, "diverged": met is None, **(met or {})})
 
-            jobs = [("retrain", None)] + [(m, lr) for m in METHODS for lr in grids[mode][m]]
+            jobs = [("retrain", None)] + [(m, lr) for m in METHODS for lr in grids[mode].get(m, [])]
             for key, lr in jobs:
                 overrides: dict[str, Any] = {}
                 if key in epochs:
@@ -270,19 +270,60 @@ def summarise(records: Sequence[dict[str, Any]], mode: str, select_seeds: Sequen
         entry["lr"] = lr_of.get(entry["method"])
         if entry["method"] == "Retrain":
             entry["lr"] = method_spec("retrain").lr
-    return {"chosen_lr": {method_spec(k).name: lr for k, lr in chosen.items()}, "summary": summary,
+    return {"chosen_lr": {method_spec(k).name: lr for k, lr in chosen.items()}, "chosen_key": chosen, "summary": summary,
             "select_seeds": list(select_seeds), "report_seeds": list(report_seeds)}
 
 
 def wins(records: Sequence[dict[str, Any]], mode: str, chosen: dict[str, float | None], seeds: Sequence[int]) -> dict[str, int]:
-    """How many seeds each method (at its chosen lr) has the smallest Avg.Gap on."""
+    """How many seeds each method (at its chosen lr) has the smallest Avg.Gap on (a tie counts for each)."""
     count = {name: 0 for name in chosen}
     for seed in seeds:
         gaps = {r["method"]: r[GAP] for r in records if r["mode"] == mode and r["seed"] == seed
                 and r["method"] in chosen and r["lr"] == chosen[r["method"]] and r[GAP] is not None}
         if gaps:
-            count[min(gaps, key=gaps.get)] += 1
+            best = min(gaps.values())
+            for name, gap in gaps.items():
+                if gap <= best + 1e-9:
+                    count[name] += 1
     return count
+
+
+def paired(records: Sequence[dict[str, Any]], mode: str, chosen: dict[str, float | None], seeds: Sequence[int],
+           ref: str = "SalUn") -> list[dict[str, Any]]:
+    """Per other method: SalUn's Avg.Gap minus its Avg.Gap on the same seed (both at their chosen lr).
+
+    Negative = SalUn closer to Retrain. Returns mean/std of the paired difference and how many seeds SalUn is
+    smaller / tied / larger on.
+    """
+    gaps: dict[str, dict[int, float]] = {}
+    for r in records:
+        if r["mode"] == mode and r["seed"] in seeds and r["method"] in chosen and r["lr"] == chosen[r["method"]]:
+            if r[GAP] is not None:
+                gaps.setdefault(r["method"], {})[r["seed"]] = r[GAP]
+    if ref not in gaps:
+        return []
+    out = []
+    for name in chosen:
+        if name == ref or name not in gaps:
+            continue
+        common = sorted(set(gaps[name]) & set(gaps[ref]))
+        d = np.array([gaps[ref][s] - gaps[name][s] for s in common])
+        out.append({
+            "method": name, "n": len(d), "diff_mean": float(d.mean()),
+            "diff_std": float(d.std(ddof=1)) if len(d) > 1 else 0.0,
+            "salun_smaller": int((d < -1e-9).sum()), "tie": int((abs(d) <= 1e-9).sum()),
+            "salun_larger": int((d > 1e-9).sum()),
+        })
+    return out
+
+
+def format_paired(rows: Sequence[dict[str, Any]]) -> str:
+    lines = ["| SalUn vs | SalUn gap − its gap (mean ± std) | seeds SalUn smaller / tie / larger |",
+             "|---|---:|:---:|"]
+    for r in rows:
+        lines.append(f"| {r['method']} | {r['diff_mean']:+.2f} ± {r['diff_std']:.2f} | "
+                     f"{r['salun_smaller']} / {r['tie']} / {r['salun_larger']} |")
+    return "\n".join(lines) + "\n"
 
 
 def _fmt(entry: dict[str, Any], key: str) -> str:
@@ -329,8 +370,11 @@ def _json_safe(obj: Any) -> Any:
     return obj
 
 
-def write_outputs(out: Path, cfg: dict[str, Any], records: list[dict[str, Any]], wall: float) -> dict[str, Any]:
+def write_outputs(out: Path, cfg: dict[str, Any], records: list[dict[str, Any]], wall: float,
+                  confirm_records: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     seeds = list(cfg["seeds"])
+    confirm_seeds = sorted({r["seed"] for r in confirm_records or []})
+    gap_panels: dict[str, Sequence[dict[str, Any]]] = {}
     names = {k: method_spec(k).name for k in METHODS}
     results: dict[str, Any] = {}
     sweeps_for_plot: dict[str, dict[str, list[dict[str, Any]]]] = {}
@@ -340,14 +384,22 @@ def write_outputs(out: Path, cfg: dict[str, Any], records: list[dict[str, Any]],
         sweeps_for_plot[TITLES[mode]] = tables
         held_out = summarise(records, mode, seeds[:1], seeds[1:]) if len(seeds) > 1 else None
         seed_wins = wins(records, mode, main["chosen_lr"], seeds)
+        pairs = paired(records, mode, main["chosen_lr"], seeds)
+        confirm = None
+        if confirm_seeds:
+            confirm = summarise(confirm_records, mode, confirm_seeds, confirm_seeds)
+            confirm["seed_wins"] = wins(confirm_records, mode, confirm["chosen_lr"], confirm_seeds)
+            confirm["paired"] = paired(confirm_records, mode, confirm["chosen_lr"], confirm_seeds)
+            if confirm["chosen_lr"] != main["chosen_lr"]:
+                raise RuntimeError(f"{mode}: the confirmation runs do not use the learning rates chosen by the study")
         ranked = sorted((e for e in main["summary"] if e["method"] not in ("Retrain", "Original")),
                         key=lambda e: e[GAP])
         salun_rank = next((i + 1 for i, e in enumerate(ranked) if e["method"] == "SalUn"), None)
         doc = {
             "mode": mode, "title": TITLES[mode], "seeds": seeds, "selection": "lr with the smallest mean Avg.Gap "
             "over the reported seeds (SalUn's rule)", "rows": main["summary"], "chosen_lr": main["chosen_lr"],
-            "salun_rank": salun_rank, "n_methods": len(ranked), "seed_wins": seed_wins, "sweep": tables,
-            "held_out": held_out,
+            "salun_rank": salun_rank, "n_methods": len(ranked), "seed_wins": seed_wins, "paired": pairs,
+            "sweep": tables, "held_out": held_out, "confirm": confirm,
         }
         results[mode] = doc
         atomic_write_json(out / f"results_{suffix}.json", _json_safe(doc))
@@ -359,22 +411,34 @@ def write_outputs(out: Path, cfg: dict[str, Any], records: list[dict[str, Any]],
               "(SalUn's mask included) on a shared 2-core CPU.\n",
               format_summary(main["summary"]),
               f"SalUn ranks {salun_rank} of {len(ranked)} unlearning methods by mean Avg.Gap. "
-              "Seeds on which each method has the smallest Avg.Gap: "
+              "Seeds on which each method has the smallest Avg.Gap (ties count for each): "
               + ", ".join(f"{k} {v}" for k, v in seed_wins.items()) + ".\n",
+              "Paired per seed (negative = SalUn closer to Retrain):\n", format_paired(pairs),
               "## Learning-rate sweep\n", format_sweep(tables, main["chosen_lr"])]
         if held_out is not None:
             md += [f"## Held-out check: lr chosen on seed {seeds[0]}, reported on seeds {seeds[1:]}\n",
                    format_summary(held_out["summary"])]
+        if confirm is not None:
+            md += [f"## Fresh seeds {confirm_seeds}: learning rates fixed from the study above, not re-tuned\n",
+                   "An out-of-sample check of the selection: new train/test splits, forget sets, originals and "
+                   "Retrain models; each method runs once per seed at the lr chosen above.\n",
+                   format_summary(confirm["summary"]),
+                   "Seeds on which each method has the smallest Avg.Gap (ties count for each): "
+                   + ", ".join(f"{k} {v}" for k, v in confirm["seed_wins"].items()) + ".\n",
+                   format_paired(confirm["paired"])]
+        gap_panels[f"{TITLES[mode]}, seeds {seeds} (lr tuned)"] = main["summary"]
+        if confirm is not None:
+            gap_panels[f"{TITLES[mode]}, fresh seeds {confirm_seeds}"] = confirm["summary"]
         atomic_write_text(out / f"results_{suffix}.md", "\n".join(md))
 
         plot_rows = [e for e in main["summary"] if e["method"] != "Original"]
         plot_metrics_vs_retrain(plot_rows, out / f"metrics_vs_retrain_{suffix}.png")
 
-    plot_avg_gap({TITLES[m]: results[m]["rows"] for m in MODES}, out / "avg_gap.png")
+    plot_avg_gap(gap_panels, out / "avg_gap.png")
     plot_sweep(sweeps_for_plot, out / "lr_sweep.png")
     atomic_write_json(out / "sweep.json", _json_safe({
         "config": cfg, "mask_ratio": MASK_RATIO, "wall_seconds": wall, "machine": _machine(),
-        "runs": records,
+        "runs": records, "confirm_runs": confirm_records or [],
     }))
     return results
 
@@ -383,6 +447,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="tiny smoke configuration (about a minute; numbers meaningless)")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default 0 1 2; --quick: 0)")
+    p.add_argument("--confirm-seeds", type=int, nargs="*", default=None,
+                   help="fresh seeds on which each method is re-run once at its chosen lr (default 3 4 5 6 7; "
+                        "--quick: none; pass the flag with no value to skip)")
     p.add_argument("--out", type=Path, default=None,
                    help="output folder (default: this folder; --quick: outputs/unlearning_digits_quick)")
     p.add_argument("--threads", type=int, default=1,
@@ -405,20 +472,34 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         if len(set(args.seeds)) != len(args.seeds):
             raise SystemExit(f"--seeds must be distinct, got {args.seeds}")
         cfg["seeds"] = list(args.seeds)
+    if args.confirm_seeds is not None:
+        cfg["confirm_seeds"] = list(args.confirm_seeds)
+    if set(cfg["confirm_seeds"]) & set(cfg["seeds"]) or len(set(cfg["confirm_seeds"])) != len(cfg["confirm_seeds"]):
+        raise SystemExit(f"--confirm-seeds must be distinct and disjoint from --seeds {cfg['seeds']}")
     out = args.out if args.out is not None else (Path("outputs/unlearning_digits_quick") if args.quick else HERE)
     out.mkdir(parents=True, exist_ok=True)
     if args.replot:
         saved = json.loads((out / "sweep.json").read_text())
-        cfg, wall, raw = saved["config"], saved["wall_seconds"], {"records": saved["runs"]}
+        cfg, wall = saved["config"], saved["wall_seconds"]
+        records, confirm_records = saved["runs"], saved.get("confirm_runs", [])
     else:
         start = time.perf_counter()
-        raw = run_study(cfg, progress=not args.no_progress)
+        records = run_study(cfg, progress=not args.no_progress)["records"]
+        confirm_records = []
+        if cfg["confirm_seeds"]:
+            grids = {}
+            for mode in MODES:
+                chosen = summarise(records, mode, cfg["seeds"], cfg["seeds"])["chosen_key"]
+                grids[mode] = {k: [lr] for k, lr in chosen.items() if lr is not None}
+            confirm_cfg = {**cfg, "seeds": cfg["confirm_seeds"], "grids": grids}
+            confirm_records = run_study(confirm_cfg, progress=not args.no_progress, desc="fresh seeds")["records"]
         wall = time.perf_counter() - start
-    results = write_outputs(out, cfg, raw["records"], wall)
+    results = write_outputs(out, cfg, records, wall, confirm_records)
     print(f"\nwall time {wall / 60:.1f} min; results in {out}")
     for mode, suffix in MODES.items():
         print(f"\n{TITLES[mode]}:\n" + format_summary(results[mode]["rows"]))
-    return {"out": out, "wall_seconds": wall, "results": results, "records": raw["records"]}
+    return {"out": out, "wall_seconds": wall, "results": results, "records": records,
+            "confirm_records": confirm_records}
 
 
 if __name__ == "__main__":

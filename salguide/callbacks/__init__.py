@@ -1,7 +1,16 @@
 """Thin Lightning callbacks over salguide's functional cores (work with ``lightning.pytorch`` and
 ``pytorch_lightning`` Trainers alike)."""
 
+from .explanation_metrics import ExplanationMetricsCallback
+from .input_saliency import InputSaliencyCallback
 from .random_labels import RandomLabelCallback
+from .saliency_overlays import SaliencyOverlayCallback
 from .weight_saliency import WeightSaliencyCallback
 
-__all__ = ["WeightSaliencyCallback", "RandomLabelCallback"]
+__all__ = [
+    "WeightSaliencyCallback",
+    "RandomLabelCallback",
+    "InputSaliencyCallback",
+    "ExplanationMetricsCallback",
+    "SaliencyOverlayCallback",
+]

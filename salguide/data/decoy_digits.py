@@ -13,26 +13,14 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, TensorDataset
 
-from salguide._lightning import pl
+from salguide._lightning import LightningDataModule
+from salguide.data.digits import digit_images
 
 NUM_CLASSES = 10
 REGIMES = ("train", "test", "clean")  # shade encodes y / shade of a random class / no patch
-
-
-def digit_images(size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """All 1,797 digits as [N, 1, size, size] in [0, 1] (bilinear upsampling of the 8x8 originals), labels."""
-    if int(size) < 8:
-        raise ValueError(f"digit size must be >= 8 (the digits are 8x8), got {size}")
-    images, labels = load_digits(return_X_y=True)
-    x = torch.as_tensor(images, dtype=torch.float32).reshape(-1, 1, 8, 8) / 16.0
-    if size > 8:
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False).clamp(0, 1)
-    return x, torch.as_tensor(labels, dtype=torch.long)
 
 
 def split_indices(
@@ -106,7 +94,7 @@ def place_on_canvas(
     return out
 
 
-class DecoyDigitsDataModule(pl.LightningDataModule):
+class DecoyDigitsDataModule(LightningDataModule):
     """DecoyDigits train/val/test splits of (x, y, patch mask).
 
     ``train_regime``: ``"train"`` (the decoy: shade encodes y), ``"test"`` (random shades: the same

@@ -13,6 +13,17 @@ from salguide.data.forget import ForgetDataModule
 _MAX_PIXEL = 16.0  # load_digits pixels are counts in 0..16
 
 
+def digit_images(size: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    """All 1,797 digits as [N, 1, size, size] in [0, 1] (bilinear upsampling of the 8x8 originals), labels."""
+    if int(size) < 8:
+        raise ValueError(f"digit size must be >= 8 (the digits are 8x8), got {size}")
+    images, labels = load_digits(return_X_y=True)
+    x = torch.as_tensor(images, dtype=torch.float32).reshape(-1, 1, 8, 8) / _MAX_PIXEL
+    if size > 8:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False).clamp(0, 1)
+    return x, torch.as_tensor(labels, dtype=torch.long)
+
+
 class DigitsDataModule(ForgetDataModule):
     """Digits with a stratified, seeded train/test split; no download.
 
@@ -46,14 +57,10 @@ class DigitsDataModule(ForgetDataModule):
         return (1, self.image_size, self.image_size)
 
     def _load(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        images, labels = load_digits(return_X_y=True)
+        x, y = digit_images(self.image_size)
         tr, te = train_test_split(
-            np.arange(len(labels)), test_size=self.test_fraction, random_state=self.seed, stratify=labels
+            np.arange(len(y)), test_size=self.test_fraction, random_state=self.seed, stratify=y.numpy()
         )
-        x = torch.as_tensor(images, dtype=torch.float32).reshape(-1, 1, 8, 8) / _MAX_PIXEL
-        if self.image_size > 8:
-            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
-        y = torch.as_tensor(labels, dtype=torch.long)
         tr, te = torch.as_tensor(tr), torch.as_tensor(te)
         mean, std = x[tr].mean(), x[tr].std()
         x = (x - mean) / std

@@ -16,7 +16,7 @@ import math
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from salguide._lightning import pl
+from salguide._lightning import LightningDataModule
 from salguide.data.decoy_digits import NUM_CLASSES, digit_images, split_indices
 
 # one colour and one stripe pattern (frequency, angle) per class
@@ -55,7 +55,7 @@ def compose_scenes(
     return scene * (1 - alpha) + alpha, (alpha > threshold).float()
 
 
-class SyntheticScenesDataModule(pl.LightningDataModule):
+class SyntheticScenesDataModule(LightningDataModule):
     """Scenes train/val/test splits of (x, y, object mask); background class = label with probability
     ``correlation`` in training, random at validation and test."""
 

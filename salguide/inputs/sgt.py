@@ -32,7 +32,7 @@ def mask_lowest(
     k = int(math.floor(fraction * flat.shape[1]))
     if k == 0:
         return x.detach().clone()
-    idx = saliency.detach().flatten(1).argsort(dim=1, stable=True)[:, :k]
+    idx = saliency.detach().flatten(1).topk(k, dim=1, largest=False, sorted=False).indices  # ties: any order
     lo, hi = flat.amin(1, keepdim=True), flat.amax(1, keepdim=True)
     u = torch.rand((flat.shape[0], k), generator=generator, dtype=flat.dtype, device=generator.device if generator else flat.device)
     out = flat.clone()

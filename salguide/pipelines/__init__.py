@@ -13,7 +13,13 @@ def _unlearn(cfg: DictConfig) -> Any:
     return run_unlearning(cfg)
 
 
-PIPELINES: dict[str, Callable[[DictConfig], Any]] = {"unlearn": _unlearn}
+def _classify(cfg: DictConfig) -> Any:
+    from .classify import run_classify
+
+    return run_classify(cfg)
+
+
+PIPELINES: dict[str, Callable[[DictConfig], Any]] = {"unlearn": _unlearn, "classify": _classify}
 
 
 def run_task(cfg: DictConfig) -> Any:

@@ -1,6 +1,7 @@
 """matplotlib figures (Agg backend, PNG written atomically) for callbacks and reports."""
 
 from salguide.viz.mask_sparsity import plot_mask_sparsity
+from salguide.viz.saliency import plot_accuracy_bars, plot_saliency_overlays
 from salguide.viz.unlearning import plot_metrics_vs_retrain
 
-__all__ = ["plot_mask_sparsity", "plot_metrics_vs_retrain"]
+__all__ = ["plot_mask_sparsity", "plot_metrics_vs_retrain", "plot_saliency_overlays", "plot_accuracy_bars"]

@@ -12,7 +12,6 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 import salguide
-import salguide.unlearning  # noqa: F401  (import order, see the report on salguide.callbacks)
 from salguide.pipelines.classify import run_classify
 
 CONFIGS = str(Path(salguide.__file__).parent / "configs")

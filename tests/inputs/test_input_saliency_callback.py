@@ -8,7 +8,6 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-import salguide.unlearning  # noqa: F401  (import order, see the report on salguide.callbacks)
 from salguide._lightning import pl
 from salguide.callbacks.input_saliency import InputSaliencyCallback
 from salguide.inputs import InputLoss, RRRLoss, SGTLoss

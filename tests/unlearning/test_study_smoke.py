@@ -23,7 +23,9 @@ def _load_study():
 def study(tmp_path_factory):
     out = tmp_path_factory.mktemp("unlearning_digits")
     module = _load_study()
-    result = module.main(["--quick", "--seeds", "0", "1", "--out", str(out), "--no-progress"])
+    result = module.main(
+        ["--quick", "--seeds", "0", "1", "--confirm-seeds", "2", "--out", str(out), "--no-progress"]
+    )
     return module, out, result
 
 
@@ -69,11 +71,16 @@ def test_result_tables_have_every_method(study, suffix):
     held = doc["held_out"]
     assert held["select_seeds"] == [0] and held["report_seeds"] == [1]
     assert [row["method"] for row in held["summary"]] == METHODS
+    confirm = doc["confirm"]  # fresh seed 2, each method once at the lr chosen on seeds 0-1
+    assert confirm["report_seeds"] == [2] and confirm["chosen_lr"] == doc["chosen_lr"]
+    assert [row["method"] for row in confirm["summary"]] == METHODS
+    assert {p["method"] for p in doc["paired"]} == set(METHODS[2:-1])
 
     table = (out / f"results_{suffix}.md").read_text()
     for name in METHODS[1:]:
         assert f"| {name} |" in table or f"| **{name}** |" in table
-    assert "Held-out check" in table and "Learning-rate sweep" in table
+    for section in ("Held-out check", "Learning-rate sweep", "Fresh seeds [2]", "Paired per seed"):
+        assert section in table
 
 
 @pytest.mark.slow
@@ -86,6 +93,9 @@ def test_sweep_records_every_run(study):
     assert {r["seed"] for r in runs} == {0, 1}
     assert all(r["RTE"] > 0 for r in runs if r["method"] != "Original")
     assert sweep["wall_seconds"] > 0 and sweep["machine"]["cpu_count"] >= 1
+    confirm = sweep["confirm_runs"]
+    assert len(confirm) == 2 * (2 + len(module.METHODS))  # seed 2 x (Original + Retrain + chosen lr) per mode
+    assert {r["seed"] for r in confirm} == {2}
 
 
 @pytest.mark.slow
