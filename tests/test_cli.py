@@ -12,15 +12,9 @@ import pytest
 from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
 
-GROUPS = {
-    "data": ["digits", "cifar10"],
-    "model": ["small_cnn", "resnet18"],
-    "trainer": ["default", "cpu", "gpu", "ddp"],
-    "logger": ["default", "csv", "wandb", "none"],
-    "saliency": ["salun", "ant"],
-    "unlearning": ["retrain", "ft", "ga", "rl", "l1_sparse", "salun"],
-    "experiment": ["unlearn_digits", "unlearn_digits_random", "unlearn_cifar10_resnet18"],
-}
+CONFIGS = Path(__file__).resolve().parents[1] / "salguide" / "configs"
+GROUPS = ["data", "model", "trainer", "logger", "callbacks", "saliency", "unlearning", "experiment"]
+OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONFIGS / g).glob("*.yaml"))]
 FAST = ["original.epochs=2", "unlearning.epochs=1", "+retrain.epochs=2", "callbacks=none"]
 
 
@@ -29,10 +23,17 @@ def _compose(*overrides: str):
         return compose(config_name="train", overrides=list(overrides), return_hydra_config=True)
 
 
-@pytest.mark.parametrize("group,option", [(g, o) for g, opts in GROUPS.items() for o in opts])
+def test_option_list_is_complete():
+    assert {"retrain", "ft", "ga", "rl", "l1_sparse", "salun"} <= {o for g, o in OPTIONS if g == "unlearning"}
+    assert {"unlearn_digits", "decoy_rrr", "decoy_sgt"} <= {o for g, o in OPTIONS if g == "experiment"}
+
+
+@pytest.mark.parametrize("group,option", OPTIONS)
 def test_every_group_option_composes(group, option):
     cfg = _compose(f"{group}={option}")
-    assert cfg.task == "unlearn"
+    assert cfg.task in ("unlearn", "classify")
+    if group == "experiment" and option.startswith(("decoy", "scenes")):
+        assert cfg.task == "classify" and "input_loss" in cfg
     if group == "unlearning":
         assert cfg.unlearning.method == option
     if group == "experiment" and option == "unlearn_digits_random":

@@ -74,10 +74,10 @@ FULL = {
     "epochs": {},  # method_spec defaults: Retrain 15 (cosine), FT 5, GA 3, RL 5, l1-sparse 5, SalUn 5
     "grids": {
         "class": {
-            "ft": [0.05, 0.1, 0.2],
+            "ft": [0.2, 0.4, 0.8],
             "ga": [1e-3, 3e-3, 1e-2],
             "rl": [0.01, 0.02, 0.03],
-            "l1_sparse": [0.05, 0.1, 0.2],
+            "l1_sparse": [0.2, 0.4, 0.8],
             "salun": [0.01, 0.02, 0.03],
         },
         "random": {

@@ -22,7 +22,9 @@ def stage_loggers(cfg: DictConfig, stage: str, run_id: str) -> list[Any]:
         if not lcfg or "_target_" not in lcfg:
             continue
         if "Wandb" in lcfg._target_:
-            loggers.append(instantiate(lcfg, name=f"{run_id}-{stage}", group=run_id, job_type=stage))
+            logger = instantiate(lcfg, name=f"{run_id}-{stage}", group=run_id, job_type=stage)
+            logger.experiment  # start the W&B run now, so its start-up is not timed as part of the stage
+            loggers.append(logger)
         else:
             loggers.append(instantiate(lcfg, name=f"{lcfg.get('name', key)}/{stage}"))
     return loggers

@@ -144,7 +144,8 @@ def run_unlearning(cfg: DictConfig) -> float | None:
 def _retrain_overrides(cfg: DictConfig) -> dict[str, Any]:
     """Retrain shares the original recipe (same epochs, lr, optimiser) unless ``retrain:`` says otherwise."""
     recipe = OmegaConf.to_container(cfg.original, resolve=True)
-    recipe.update(OmegaConf.to_container(cfg.get("retrain") or {}, resolve=True))
+    if cfg.get("retrain"):
+        recipe.update(OmegaConf.to_container(cfg.retrain, resolve=True))
     return recipe
 
 

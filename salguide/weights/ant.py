@@ -30,7 +30,9 @@ from .select import check_ratio, check_scope
 Augmentation = Callable[[Tensor, torch.Generator], Tensor]
 
 
-def _augmentation_list(augmentations: Augmentation | Sequence[Augmentation | None] | None) -> list:
+def _augmentation_list(
+    augmentations: Augmentation | Sequence[Augmentation | None] | None,
+) -> list[Augmentation | None]:
     augs = list(augmentations) if isinstance(augmentations, Sequence) else [augmentations]
     if not augs:
         raise ValueError("augmentations must not be an empty list (use None for the identity)")
@@ -63,7 +65,14 @@ def _seeded(augmentation: Augmentation | None, generator: torch.Generator) -> Ca
 
 
 def _run_scores(
-    model: nn.Module, dataloader: Iterable, transform, steps: int, lr: float, loss_fn, device, progress: bool
+    model: nn.Module,
+    dataloader: Iterable,
+    transform: Callable[[Tensor], Tensor] | None,
+    steps: int,
+    lr: float,
+    loss_fn: LossFn | None,
+    device: torch.device | str | None,
+    progress: bool,
 ) -> dict[str, Tensor]:
     """Absolute gradients summed over the points θ₀, θ₁, ..., θ_steps of a gradient-descent trajectory."""
     walker = copy.deepcopy(model) if steps else model

@@ -1,0 +1,74 @@
+"""The one attention computation every routed layer runs (salguide's ViT, timm and Hugging Face adapters).
+
+It calls :func:`salguide.kernels.attention` with the forward's token state (DynamicViT key mask with
+always-self, ToMe's log-size key bias) and computes exactly what the active recorder and token policy
+asked for at this layer.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from salguide.kernels import AttentionResult, attention
+
+from .recorder import AttentionStats
+from .router import Router
+from .stats import attention_with_entropy, cls_attention
+
+
+def layer_target(target: Tensor, positions: Tensor | None, B: int, N: int) -> Tensor:
+    """The recorder's per-token target [B, N0] at the current tokens (a fused / merged token gets 0)."""
+    if target.dim() != 2 or target.shape[0] != B:
+        raise ValueError(f"attention target must have shape [B, N] with B = {B}, got {tuple(target.shape)}")
+    if positions is None:
+        if target.shape[1] != N:
+            raise ValueError(
+                f"attention target has {target.shape[1]} tokens but the layer has N = {N} (class token + patches); "
+                "build it with salguide.attention.token_target"
+            )
+        return target
+    t = target.gather(1, positions.clamp_min(0))
+    return torch.where(positions >= 0, t, torch.zeros_like(t))
+
+
+def routed_attention(router: Router, index: int, q: Tensor, k: Tensor, v: Tensor, scale: float) -> Tensor:
+    """Attention output [B, H, N, D] of layer ``index`` for q, k, v [B, H, N, D]."""
+    st = router.state
+    rec = router.recorder if router.recorder is not None and index in router.recorder.layers else None
+    want = rec.want if rec is not None else set()
+    B, _, N, _ = q.shape
+    bias = None if st.size is None else st.size.log().to(q.dtype)
+    mask = st.key_mask
+    always_self = mask is not None
+    target = None
+    if "mass" in want:
+        if rec.target is None:  # type: ignore[union-attr]
+            raise ValueError("AttentionRecorder asked for 'mass' but has no target; call set_target first")
+        target = layer_target(rec.target, st.positions, B, N).to(q.dtype)  # type: ignore[union-attr]
+    need_cls = router.wants_cls(index)
+    entropy = None
+    kwargs = dict(key_mask=mask, key_bias=bias, always_self=always_self, target=target, scale=scale,
+                  backend=router.backend, validate=router.validate)
+    if "entropy" in want:
+        res, entropy = attention_with_entropy(q, k, v, return_colsum="colsum" in want, **kwargs)  # type: ignore[arg-type]
+    elif want or need_cls:
+        res = attention(q, k, v, return_colsum="colsum" in want, return_lse=True, **kwargs)  # type: ignore[arg-type]
+    else:
+        return attention(q, k, v, **kwargs)  # type: ignore[arg-type,return-value]
+    assert isinstance(res, AttentionResult) and res.lse is not None
+    cls = None
+    if need_cls:
+        cls = cls_attention(q, k, res.lse, scale=scale, key_bias=bias, key_mask=mask, always_self=always_self)
+        if router.policy is not None and router.policy.wants_cls(index):
+            st.cls_attn = cls
+    if router.policy is not None and router.policy.wants_keys(index):
+        st.keys = k
+    if rec is not None:
+        rec.records[index] = AttentionStats(
+            mass=res.mass, colsum=res.colsum, cls=cls if "cls" in want else None,
+            lse=res.lse if "lse" in want else None, entropy=entropy,
+            q=q if "qk" in want else None, k=k if "qk" in want else None, scale=scale, key_bias=bias,
+            key_mask=mask, positions=st.positions,
+        )
+    return res.out

@@ -1,0 +1,87 @@
+"""Per-model routing state shared by every routed attention layer.
+
+A :class:`Router` is attached (as a plain attribute, never a submodule) to each routed attention module
+and block. It resolves layer indices, holds the active :class:`~salguide.attention.recorder.AttentionRecorder`
+and token policy (EViT / DynamicViT masking / ToMe), and the per-forward token state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from torch import Tensor
+
+
+@dataclass
+class TokenState:
+    """What a forward carries between blocks besides the tokens.
+
+    key_mask: bool [B, N] or None (DynamicViT-style masking; masked tokens attend only to themselves).
+    size: float [B, N] or None (ToMe token sizes; attention adds log size to the keys' scores).
+    positions: long [B, N] or None: original token index of each current token (0 = CLS, p + 1 = patch p,
+        -1 = a fused / merged token); None while no token was dropped or moved.
+    cls_attn: float [B, H, N] CLS-row attention of the latest routed layer that computed it.
+    keys: float [B, H, N, D] keys of the latest routed layer whose policy asked for them (ToMe's metric).
+    """
+
+    key_mask: Tensor | None = None
+    size: Tensor | None = None
+    positions: Tensor | None = None
+    cls_attn: Tensor | None = None
+    keys: Tensor | None = None
+
+
+class Router:
+    """Shared by the routed layers of one model; ``backend`` and ``validate`` go to :func:`salguide.kernels.attention`."""
+
+    def __init__(self, num_layers: int, backend: str | None = None, validate: bool = True) -> None:
+        if num_layers < 1:
+            raise ValueError(f"a routed model needs at least one attention layer, got {num_layers}")
+        self.num_layers = num_layers
+        self.backend = backend
+        self.validate = validate  # the kernel's data checks (one device sync per layer); off for benchmarks
+        self.recorder: Any = None
+        self.policy: Any = None
+        self.state = TokenState()
+        self.supports_tokens = True  # False for adapters that cannot change the token set (Hugging Face)
+
+    def layer(self, index: int) -> int:
+        """``index`` as a non-negative layer number (negative counts from the end); error when out of range."""
+        if isinstance(index, bool) or not isinstance(index, int):
+            raise TypeError(f"a layer index must be an int, got {type(index).__name__}")
+        if not -self.num_layers <= index < self.num_layers:
+            raise IndexError(
+                f"block index {index} is out of range for a model with {self.num_layers} attention layers "
+                f"(valid: {-self.num_layers} .. {self.num_layers - 1})"
+            )
+        return index % self.num_layers
+
+    def layers(self, indices: Iterable[int] | int) -> tuple[int, ...]:
+        if isinstance(indices, int):
+            indices = [indices]
+        out = tuple(sorted({self.layer(i) for i in indices}))
+        if not out:
+            raise ValueError("choose at least one layer")
+        return out
+
+    def begin(self) -> None:
+        """Reset the per-forward token state (called before every forward of the routed model)."""
+        self.state = TokenState()
+
+    def wants_cls(self, index: int) -> bool:
+        return bool(
+            (self.recorder is not None and self.recorder.wants(index, "cls"))
+            or (self.policy is not None and self.policy.wants_cls(index))
+        )
+
+
+def router_of(model: Any) -> Router:
+    """The :class:`Router` of a routed model (see :func:`salguide.models.adapters.route`)."""
+    router = getattr(model, "salguide_router", None)
+    if not isinstance(router, Router):
+        raise ValueError(
+            f"{type(model).__name__} is not routed through salguide.kernels; build salguide.models.VisionTransformer "
+            "or call salguide.models.adapters.route(model) first"
+        )
+    return router

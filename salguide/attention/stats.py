@@ -1,0 +1,104 @@
+"""Attention statistics without the N x N matrix.
+
+From the kernel's log-sum-exp, any single row of the attention matrix is p_ij = exp(s_ij - lse_i), an
+O(N D) computation per row (DESIGN.md, "CLS-row attention p_0j is cheap from the LSE"). The entropy of
+every row, H_i = lse_i - sum_j p_ij s_ij, needs sum_j p_ij s_ij = scale q_i . (sum_j p_ij k_j) + sum_j p_ij b_j:
+one kernel call whose values are [v, k, b] (queries and keys zero-padded to the same width) returns it
+alongside the layer output, so no N x N tensor exists on the kernel path.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from salguide.kernels import AttentionResult, attention
+
+
+def _scores_rows(q_rows: Tensor, k: Tensor, scale: float, key_bias: Tensor | None) -> Tensor:
+    """Scores [B, H, R, N] of the query rows q_rows [B, H, R, D] against all keys."""
+    s = scale * torch.einsum("bhrd,bhnd->bhrn", q_rows.float(), k.float())
+    if key_bias is not None:
+        s = s + (key_bias[:, None] if key_bias.dim() == 2 else key_bias)[:, :, None, :].float()
+    return s
+
+
+def attention_rows(
+    q: Tensor,
+    k: Tensor,
+    lse: Tensor,
+    rows: Tensor,
+    *,
+    scale: float,
+    key_bias: Tensor | None = None,
+    key_mask: Tensor | None = None,
+    always_self: bool = False,
+) -> Tensor:
+    """Rows ``rows`` (long [R], shared by the batch) of the attention matrix, [B, H, R, N], from the
+    log-sum-exp of a kernel call with the same keys. Cost O(B H R N D); differentiable."""
+    s = _scores_rows(q[:, :, rows], k, scale, key_bias)
+    p = torch.exp(s - lse[:, :, rows, None].float())  # lse = +inf (empty row) gives 0
+    if key_mask is not None:
+        allowed = key_mask[:, None, None, :].expand(-1, 1, len(rows), -1)
+        if always_self:
+            own = torch.zeros_like(allowed)
+            own[:, 0, torch.arange(len(rows), device=q.device), rows] = True
+            allowed = allowed | own
+        p = p * allowed
+    return p
+
+
+def cls_attention(
+    q: Tensor,
+    k: Tensor,
+    lse: Tensor,
+    *,
+    scale: float,
+    key_bias: Tensor | None = None,
+    key_mask: Tensor | None = None,
+    always_self: bool = False,
+) -> Tensor:
+    """CLS-row attention p_0j, [B, H, N] (token 0 is the class token)."""
+    rows = torch.zeros(1, dtype=torch.long, device=q.device)
+    return attention_rows(
+        q, k, lse, rows, scale=scale, key_bias=key_bias, key_mask=key_mask, always_self=always_self
+    )[:, :, 0]
+
+
+def attention_with_entropy(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    *,
+    scale: float,
+    key_mask: Tensor | None = None,
+    key_bias: Tensor | None = None,
+    always_self: bool = False,
+    target: Tensor | None = None,
+    return_colsum: bool = False,
+    backend: str | None = None,
+    validate: bool = True,
+) -> tuple[AttentionResult, Tensor]:
+    """One kernel call returning the usual :class:`AttentionResult` (with lse) and the entropy of every
+    attention row, [B, H, N] float32, differentiable (0 for rows with no allowed key)."""
+    B, H, N, D = q.shape
+    cols = [v, k]
+    if key_bias is not None:
+        b = key_bias[:, None] if key_bias.dim() == 2 else key_bias
+        cols.append(b.to(v.dtype).expand(B, H, N)[..., None])
+    vv = torch.cat(cols, -1)
+    pad = vv.shape[-1] - D
+    qq = torch.nn.functional.pad(q, (0, pad))
+    kk = torch.nn.functional.pad(k, (0, pad))
+    res = attention(
+        qq, kk, vv, key_mask=key_mask, key_bias=key_bias, always_self=always_self, target=target,
+        return_colsum=return_colsum, return_lse=True, scale=scale, backend=backend, validate=validate,
+    )
+    assert isinstance(res, AttentionResult) and res.lse is not None
+    o = res.out
+    expected = scale * (q.float() * o[..., D : 2 * D].float()).sum(-1)
+    if key_bias is not None:
+        expected = expected + o[..., 2 * D].float()
+    finite = torch.isfinite(res.lse)
+    entropy = torch.where(finite, torch.nan_to_num(res.lse, posinf=0.0) - expected, torch.zeros_like(expected))
+    return res._replace(out=o[..., :D]), entropy

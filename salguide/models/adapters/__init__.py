@@ -1,0 +1,5 @@
+"""Route the attention of existing ViTs (timm layout, Hugging Face transformers) through salguide.kernels."""
+
+from .route import SUPPORTED, attach_router, route, unroute
+
+__all__ = ["SUPPORTED", "attach_router", "route", "unroute"]

@@ -1,0 +1,99 @@
+"""Route an existing model's attention through salguide.kernels: ``route(model)``.
+
+Supported: salguide's own ViT (already routed), modules with timm's ``VisionTransformer`` layout (each
+``blocks[i]`` with ``norm1``, ``attn.{qkv, proj, num_heads}``, ``norm2``, ``mlp``), and Hugging Face
+transformers models whose attention goes through transformers' attention registry (e.g. ViT, DeiT).
+Routed models compute the same function as before; ``unroute(model)`` restores the original forwards.
+"""
+
+from __future__ import annotations
+
+import types
+from typing import Any
+
+from torch import nn
+
+from salguide.attention.router import Router
+
+from .timm_layout import attention_forward, block_forward
+
+SUPPORTED = (
+    "salguide.models.VisionTransformer",
+    "timm-layout ViTs: model.blocks[i] with norm1, attn.qkv (nn.Linear), attn.proj, attn.num_heads, norm2, mlp",
+    "Hugging Face transformers models using the attention-implementation registry (ViTForImageClassification, ...)",
+)
+
+
+def attach_router(model: nn.Module, router: Router, blocks: Any = None) -> Router:
+    """Attach ``router`` to ``model`` and to each timm-layout block / attention module (index = position)."""
+    blocks = model.blocks if blocks is None else blocks
+    for i, block in enumerate(blocks):
+        block.attn.salguide_router, block.attn.salguide_index = router, i
+    model.salguide_router = router
+    router.hook = model.register_forward_pre_hook(lambda *_: router.begin())
+    return router
+
+
+def route(model: nn.Module, backend: str | None = None) -> nn.Module:
+    """Make ``model``'s attention run through :func:`salguide.kernels.attention` (in place; returns it)."""
+    if isinstance(getattr(model, "salguide_router", None), Router):
+        return model
+    if _is_timm_layout(model):
+        return _route_timm(model, backend)
+    from .hf import is_hf_model, route_hf
+
+    if is_hf_model(model):
+        return route_hf(model, backend)
+    raise TypeError(
+        f"cannot route the attention of {type(model).__name__}: supported models are\n  - "
+        + "\n  - ".join(SUPPORTED)
+    )
+
+
+def unroute(model: nn.Module) -> nn.Module:
+    """Undo :func:`route` (restores the original forwards / attention implementation)."""
+    router = getattr(model, "salguide_router", None)
+    undo = getattr(router, "undo", None)
+    if undo is None:
+        raise ValueError(f"{type(model).__name__} was not routed by salguide.models.adapters.route")
+    undo()
+    router.hook.remove()
+    del model.salguide_router
+    return model
+
+
+def _is_timm_layout(model: nn.Module) -> bool:
+    blocks = getattr(model, "blocks", None)
+    if not isinstance(blocks, (nn.Sequential, nn.ModuleList)) or len(blocks) == 0:
+        return False
+    need_block, need_attn = ("norm1", "norm2", "mlp", "attn"), ("qkv", "proj", "num_heads")
+    return all(
+        all(hasattr(b, n) for n in need_block)
+        and all(hasattr(b.attn, n) for n in need_attn)
+        and isinstance(b.attn.qkv, nn.Linear)
+        for b in blocks
+    )
+
+
+def _route_timm(model: nn.Module, backend: str | None) -> nn.Module:
+    for i, b in enumerate(model.blocks):
+        p = getattr(getattr(b.attn, "attn_drop", None), "p", 0.0)
+        if p:
+            raise ValueError(f"blocks[{i}].attn.attn_drop has p = {p}; routed attention has no attention dropout")
+    saved = [(b, vars(b).get("forward"), vars(b.attn).get("forward")) for b in model.blocks]
+    for b in model.blocks:
+        b.forward = types.MethodType(block_forward, b)
+        b.attn.forward = types.MethodType(attention_forward, b.attn)
+    router = attach_router(model, Router(len(model.blocks), backend))
+
+    def undo() -> None:
+        for b, fb, fa in saved:
+            for m, f in ((b, fb), (b.attn, fa)):
+                vars(m).pop("forward", None)
+                if f is not None:
+                    m.forward = f
+            for name in ("salguide_router", "salguide_index"):
+                vars(b.attn).pop(name, None)
+
+    router.undo = undo
+    return model
