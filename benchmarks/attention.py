@@ -7,7 +7,7 @@ upstream gradients); time is the median of Triton's ``do_bench`` on CUDA (of ``-
 CPU); peak memory is the CUDA allocator's peak during one run minus what was allocated before it.
 "keep 0.5" keeps a random half of each sample's keys (same subset as mask and as index).
 
-GPU (the real use):  python benchmarks/attention.py [--dtype bf16] [--output docs/benchmarks.md]
+GPU (the real use):  python benchmarks/attention.py [--dtype bf16] [--output docs/benchmarks_attention_gpu.md]
 CPU sanity check:     python benchmarks/attention.py --smoke
 """
 
