@@ -94,24 +94,25 @@ def plot_sweep(
             (p["gap_mean"] + p["gap_std"] for pts in per_method.values() for p in pts if _finite(p["gap_mean"])),
             default=1.0,
         )
-        for method, points in per_method.items():
+        for i, (method, points) in enumerate(per_method.items()):
             points = sorted(points, key=lambda p: p["lr"])
+            jitter = 1.0 + 0.04 * (i - (len(per_method) - 1) / 2)  # methods sharing a grid stay readable
             ok = [p for p in points if _finite(p["gap_mean"])]
             style = dict(marker="o", lw=2.2) if method == HIGHLIGHT else dict(marker=".", lw=1.2)
             means = np.array([p["gap_mean"] for p in ok])
             stds = np.array([p["gap_std"] for p in ok])
             line = ax.errorbar(
-                [p["lr"] for p in ok], means, yerr=[np.minimum(stds, means * 0.9), stds],
+                [p["lr"] * jitter for p in ok], means, yerr=[np.minimum(stds, means * 0.9), stds],
                 capsize=3, label=method, **style,
             )
-            bad = [p["lr"] for p in points if not _finite(p["gap_mean"])]
+            bad = [p["lr"] * jitter for p in points if not _finite(p["gap_mean"])]
             if bad:
                 ax.scatter(bad, [top * 1.2] * len(bad), marker="x", color=line[0].get_color())
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("learning rate")
         ax.set_ylabel(f"{GAP} to Retrain (%, log)")
-        ax.set_title(f"{title}: lr sweep (x = diverged)", fontsize=10)
+        ax.set_title(f"{title}: lr sweep, mean ± std over seeds (x = diverged)", fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     return _save(fig, path)

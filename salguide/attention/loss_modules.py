@@ -1,0 +1,192 @@
+"""Attention losses as loss modules (``InputLoss`` subclasses, so ``AttentionLossCallback`` adds them to
+an unmodified LightningModule through the same training-step wrapper as the input-saliency losses).
+
+Each module names the layers it reads and the statistics it needs; the statistics are recorded during
+the model's own forward when the callback armed a recorder, otherwise the penalty runs one forward.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Sequence
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from salguide.inputs import InputLoss, InputLossOutput
+
+from .losses import background_mass_loss, concentration_loss, diversity_loss, entropy_loss
+from .recorder import AttentionRecorder, AttentionStats
+from .routed import layer_target
+from .router import router_of
+from .targets import gaussian_from_boxes, gaussian_from_points, mask_boxes, token_grid, token_target, with_cls
+
+
+def find_routed(model: nn.Module) -> nn.Module:
+    """``model`` or its first submodule routed through salguide.kernels (e.g. inside a LightningModule)."""
+    for m in model.modules():
+        if getattr(m, "salguide_router", None) is not None:
+            return m
+    router_of(model)  # raises the explanatory error
+    raise AssertionError  # pragma: no cover
+
+
+class AttentionLoss(InputLoss):
+    """Base: ``weight`` x mean over ``layers`` of the per-layer penalty."""
+
+    requests: ClassVar[dict[str, bool]] = {}
+
+    def __init__(self, weight: float = 1.0, layers: Sequence[int] | int = (-1,)) -> None:
+        super().__init__(weight)
+        self.layers = [layers] if isinstance(layers, int) else list(layers)
+        if not self.layers:
+            raise ValueError(f"{type(self).__name__}: choose at least one layer")
+
+    def mass_target(self, model: nn.Module, mask: Tensor | None) -> Tensor | None:
+        """Per-token weights for the kernel's mass (None: no mass needed)."""
+        return None
+
+    def layer_penalty(self, s: AttentionStats, model: nn.Module, mask: Tensor | None) -> Tensor:
+        raise NotImplementedError
+
+    def recorder(self, model: nn.Module, mask: Tensor | None) -> AttentionRecorder:
+        if self.mask_semantics != "none" and mask is None:
+            raise ValueError(f"{type(self).__name__} needs a mask of the {self.mask_semantics} region; batches must be (x, y, mask)")
+        routed = find_routed(model)
+        rec = AttentionRecorder(routed, self.layers, target=self.mass_target(routed, mask), **self.requests)
+        rec.owner = self
+        return rec
+
+    def penalty(
+        self, model: Any, x: Tensor, y: Tensor, mask: Tensor | None = None, logits: Tensor | None = None
+    ) -> Tensor:
+        routed = find_routed(model)
+        rec = router_of(routed).recorder
+        armed = rec is not None and getattr(rec, "owner", None) is self
+        if armed and (logits is None or not all(i in rec.records for i in rec.layers)):
+            rec.clear()  # armed by the callback, but the step's forward was not on this batch: run our own
+            logits = model(x)
+        elif not armed:
+            with self.recorder(model, mask) as rec:
+                logits = model(x)
+        pens = [self.layer_penalty(rec.records[i], routed, mask) for i in rec.layers]
+        total = sum(pens) / len(pens)
+        return self.weight * total if self.weight else logits.sum() * 0.0  # type: ignore[union-attr]
+
+    def forward(self, model: Any, x: Tensor, y: Tensor, mask: Tensor | None = None) -> InputLossOutput:
+        """Cross-entropy plus the weighted attention penalty, with one forward of ``model``."""
+        with self.recorder(model, mask):
+            logits = model(x)
+            task = F.cross_entropy(logits, y)
+            pen = self.penalty(model, x, y, mask, logits)
+        return InputLossOutput(task + pen, task, pen, logits)
+
+
+class ConcentrationLoss(AttentionLoss):
+    """CLS attention concentrated on a target map built from the object mask: ``target`` = "box"
+    (Gaussian on the mask's bounding box, sigma = ``width`` x half side), "point" (Gaussian of std
+    ``sigma`` at the box centre) or "mask" (patch coverage)."""
+
+    mask_semantics = "relevant"
+    name = "attn_concentration"
+    requests = {"cls": True}
+
+    def __init__(self, weight: float = 1.0, layers: Sequence[int] | int = (-1,), target: str = "box",
+                 width: float = 0.5, sigma: float = 0.1) -> None:
+        super().__init__(weight, layers)
+        if target not in ("box", "point", "mask"):
+            raise ValueError(f"ConcentrationLoss: target must be 'box', 'point' or 'mask', got {target!r}")
+        self.target, self.width, self.sigma = target, width, sigma
+
+    def token_weights(self, model: nn.Module, mask: Tensor) -> Tensor:
+        grid = token_grid(model)
+        if self.target == "mask":
+            return token_target(mask, grid)
+        boxes = mask_boxes(mask)
+        if self.target == "box":
+            return with_cls(gaussian_from_boxes(boxes, grid, self.width))
+        return with_cls(gaussian_from_points((boxes[:, :2] + boxes[:, 2:]) / 2, grid, self.sigma))
+
+    def layer_penalty(self, s: AttentionStats, model: nn.Module, mask: Tensor | None) -> Tensor:
+        assert s.cls is not None and mask is not None
+        t = layer_target(self.token_weights(model, mask), s.positions, s.cls.shape[0], s.cls.shape[2])
+        return concentration_loss(s.cls, t)
+
+
+class BackgroundSuppressionLoss(AttentionLoss):
+    """BAS on attention: the attention mass that lands on background patches (kernel mass, differentiable,
+    no N x N), for the CLS row (``queries="cls"``) or every query (``"all"``)."""
+
+    mask_semantics = "relevant"
+    name = "attn_bas"
+    requests = {"mass": True}
+
+    def __init__(self, weight: float = 1.0, layers: Sequence[int] | int = (-1,), queries: str = "cls") -> None:
+        super().__init__(weight, layers)
+        if queries not in ("cls", "all"):
+            raise ValueError(f"BackgroundSuppressionLoss: queries must be 'cls' or 'all', got {queries!r}")
+        self.queries = queries
+
+    def mass_target(self, model: nn.Module, mask: Tensor | None) -> Tensor | None:
+        assert mask is not None
+        t = 1.0 - token_target(mask, token_grid(model))
+        t[:, 0] = 0.0  # the class token is neither object nor background
+        return t
+
+    def layer_penalty(self, s: AttentionStats, model: nn.Module, mask: Tensor | None) -> Tensor:
+        assert s.mass is not None
+        return background_mass_loss(s.mass, self.queries)
+
+
+class AttentionEntropyLoss(AttentionLoss):
+    """Normalised row entropy (``maximize=False``: penalise spread-out attention; True: penalise 1 - it)."""
+
+    name = "attn_entropy"
+    requests = {"entropy": True}
+
+    def __init__(self, weight: float = 1.0, layers: Sequence[int] | int = (-1,), queries: str = "cls",
+                 maximize: bool = False) -> None:
+        super().__init__(weight, layers)
+        if queries not in ("cls", "all"):
+            raise ValueError(f"AttentionEntropyLoss: queries must be 'cls' or 'all', got {queries!r}")
+        self.queries, self.maximize = queries, bool(maximize)
+
+    def layer_penalty(self, s: AttentionStats, model: nn.Module, mask: Tensor | None) -> Tensor:
+        assert s.entropy is not None
+        e = entropy_loss(s.entropy, self.queries)
+        return 1.0 - e if self.maximize else e
+
+
+class AttentionDiversityLoss(AttentionLoss):
+    """Mean cosine similarity of head-averaged attention rows of ``num_queries`` random tokens
+    (cost O(B H R N D), R = num_queries; see :func:`salguide.attention.losses.diversity_loss`)."""
+
+    name = "attn_diversity"
+    requests = {"qk": True, "lse": True}
+
+    def __init__(self, weight: float = 1.0, layers: Sequence[int] | int = (-1,), num_queries: int = 16) -> None:
+        super().__init__(weight, layers)
+        if num_queries < 2:
+            raise ValueError(f"AttentionDiversityLoss: num_queries must be >= 2, got {num_queries}")
+        self.num_queries = num_queries
+
+    def layer_penalty(self, s: AttentionStats, model: nn.Module, mask: Tensor | None) -> Tensor:
+        assert s.q is not None and s.k is not None and s.lse is not None
+        return diversity_loss(s.q, s.k, s.lse, scale=s.scale, num_queries=self.num_queries,
+                              key_bias=s.key_bias, key_mask=s.key_mask)
+
+
+ATTENTION_LOSSES: dict[str, type[AttentionLoss]] = {
+    "concentration": ConcentrationLoss,
+    "bas": BackgroundSuppressionLoss,
+    "entropy": AttentionEntropyLoss,
+    "diversity": AttentionDiversityLoss,
+}
+
+
+def build_attention_loss(name: str | None, **kwargs: Any) -> AttentionLoss | None:
+    """The attention loss called ``name`` or None for None / "none"."""
+    if name in (None, "none"):
+        return None
+    if name not in ATTENTION_LOSSES:
+        raise ValueError(f"unknown attention loss {name!r}; choose one of {['none', *sorted(ATTENTION_LOSSES)]}")
+    return ATTENTION_LOSSES[name](**kwargs)
