@@ -1,0 +1,46 @@
+"""The `saliency` config group's recipes, as the unlearning pipeline builds them."""
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from salguide.data import DigitsDataModule
+from salguide.models import SmallCNN
+from salguide.pipelines.unlearn import mask_builder
+from salguide.weights import WeightMask, saliency_scores
+
+
+@pytest.fixture(scope="module")
+def dm():
+    d = DigitsDataModule(batch_size=128, seed=0)
+    d.setup("fit")
+    return d
+
+
+def test_salun_recipe_is_global_topk_of_forget_saliency(dm):
+    torch.manual_seed(0)
+    net = SmallCNN(width=8)
+    cfg = OmegaConf.create({"kind": "salun", "ratio": 0.3, "scope": "global"})
+    mask = mask_builder(cfg, dm)(net)
+    expected = WeightMask.from_scores(saliency_scores(net, dm.forget_dataloader(), progress=False), ratio=0.3)
+    assert mask == expected
+    assert mask.num_selected == round(0.3 * mask.numel)
+
+
+def test_ant_recipe_intersects_runs_per_layer(dm):
+    torch.manual_seed(0)
+    net = SmallCNN(width=8)
+    cfg = OmegaConf.create(
+        {"kind": "ant", "ratio": 0.5, "scope": "layer", "seeds": [0, 1], "noise_std": 0.5, "trajectory_steps": 0, "lr": 1e-3}
+    )
+    mask = mask_builder(cfg, dm)(net)
+    single = WeightMask.from_scores(saliency_scores(net, dm.forget_dataloader(), progress=False), ratio=0.5, scope="layer")
+    # an intersection of per-layer top-50 % masks keeps at most half of every tensor, and noise makes runs differ
+    for name, m in mask.items():
+        assert int(m.sum()) <= round(0.5 * m.numel())
+    assert mask.num_selected < single.num_selected
+
+
+def test_unknown_recipe_is_an_error(dm):
+    with pytest.raises(ValueError, match="unknown saliency kind 'magic'"):
+        mask_builder(OmegaConf.create({"kind": "magic"}), dm)
