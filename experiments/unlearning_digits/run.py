@@ -9,8 +9,9 @@ full train split (shared by both forgetting modes: the train/test split depends 
 each mode (class-wise: class 0; random: 10 % of the train set) one Retrain from scratch on the retain set and,
 for every other method, one run per learning rate of a small grid. Per (method, mode) the learning rate with
 the smallest mean Avg.Gap over the seeds is reported (SalUn's selection rule; optimistic because it selects
-on the seeds it reports), and, as a check, the learning rate chosen on the first seed is reported on the
-remaining seeds. See README.md next to this file.
+on the seeds it reports). Two checks: the learning rate chosen on the first seed, reported on the remaining
+seeds; and every method re-run once at its chosen learning rate on fresh seeds (``--confirm-seeds``).
+See README.md next to this file.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from salguide._lightning import Callback, pl
+from salguide._lightning import pl
 from salguide.data import DigitsDataModule
 from salguide.io import atomic_write_json, atomic_write_text
 from salguide.models import SmallCNN
@@ -102,18 +103,6 @@ QUICK = {
 TRAINER = dict(
     accelerator="cpu", devices=1, enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0
 )
-
-
-class TrainMode(Callback):
-    """Put the whole module in train mode when training starts.
-
-    Lightning >= 2.2 keeps each submodule's train/eval flag as it was before ``fit``; ``train_original`` returns
-    the model in eval mode, so without this the unlearning runs would train with frozen BatchNorm statistics
-    (and diverge at larger learning rates). Saliency scoring still sees the eval-mode model, as SalUn does.
-    """
-
-    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
-        pl_module.train()
 
 
 def _quiet() -> None:
@@ -211,7 +200,7 @@ def run_study(cfg: dict[str, Any], progress: bool = True, desc: str = "unlearnin
                         return WeightMask.from_scores(scores, ratio=MASK_RATIO)
                 result = unlearn(
                     original, dm, spec, mask_fn=mask_fn, model_factory=factory, seed=seed,
-                    trainer_kwargs=TRAINER, callbacks=[TrainMode()], logger=False,
+                    trainer_kwargs=TRAINER, logger=False,
                 )
                 met = _evaluate(result.model, dm, seed)
                 records.append({**base, "method": spec.name, "key": key, "lr": spec.lr, "epochs": spec.epochs,

@@ -47,6 +47,8 @@ def routed_attention(router: Router, index: int, q: Tensor, k: Tensor, v: Tensor
             raise ValueError("AttentionRecorder asked for 'mass' but has no target; call set_target first")
         target = layer_target(rec.target, st.positions, B, N).to(q.dtype)  # type: ignore[union-attr]
     need_cls = router.wants_cls(index)
+    if router.policy is not None and router.policy.wants_keys(index):
+        st.keys = k
     entropy = None
     kwargs = dict(key_mask=mask, key_bias=bias, always_self=always_self, target=target, scale=scale,
                   backend=router.backend, validate=router.validate)
@@ -62,8 +64,6 @@ def routed_attention(router: Router, index: int, q: Tensor, k: Tensor, v: Tensor
         cls = cls_attention(q, k, res.lse, scale=scale, key_bias=bias, key_mask=mask, always_self=always_self)
         if router.policy is not None and router.policy.wants_cls(index):
             st.cls_attn = cls
-    if router.policy is not None and router.policy.wants_keys(index):
-        st.keys = k
     if rec is not None:
         rec.records[index] = AttentionStats(
             mass=res.mass, colsum=res.colsum, cls=cls if "cls" in want else None,

@@ -58,11 +58,12 @@ class MethodSpec:
 
 METHODS: dict[str, MethodSpec] = {
     "retrain": MethodSpec("Retrain", from_scratch=True, epochs=15, lr=0.05, scheduler="cosine"),
-    "ft": MethodSpec("FT", epochs=5, lr=0.02),
-    "ga": MethodSpec("GA", train_on="forget", loss_sign=-1.0, epochs=3, lr=1e-3),
-    "rl": MethodSpec("RL", random_labels=True, epochs=5, lr=0.01),
-    "l1_sparse": MethodSpec("l1-sparse", l1_alpha=5e-5, epochs=5, lr=0.02),
-    "salun": MethodSpec("SalUn", random_labels=True, weight_mask=True, epochs=5, lr=0.01),
+    # learning rates: the class-wise choices of experiments/unlearning_digits (SmallCNN on digits)
+    "ft": MethodSpec("FT", epochs=5, lr=0.4),
+    "ga": MethodSpec("GA", train_on="forget", loss_sign=-1.0, epochs=3, lr=3e-3),
+    "rl": MethodSpec("RL", random_labels=True, epochs=5, lr=0.02),
+    "l1_sparse": MethodSpec("l1-sparse", l1_alpha=5e-5, epochs=5, lr=0.2),
+    "salun": MethodSpec("SalUn", random_labels=True, weight_mask=True, epochs=5, lr=0.02),
 }
 
 

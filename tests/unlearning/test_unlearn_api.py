@@ -74,3 +74,21 @@ def test_retrain_needs_a_model_factory_and_salun_a_mask(setup):
         unlearn(original, dm, "salun", trainer_kwargs=TRAINER)
     with pytest.raises(ValueError, match="unknown unlearning method"):
         unlearn(original, dm, "forget-it", trainer_kwargs=TRAINER)
+
+
+def test_unlearning_trains_in_train_mode_even_from_an_eval_mode_original(setup):
+    """Lightning keeps submodules' eval mode at fit start; unlearn() must switch the copy to train mode
+    (a cached original comes back in eval mode, and frozen BatchNorm statistics made FT diverge)."""
+    from salguide._lightning import Callback
+
+    dm, original = setup
+    original.eval()
+    seen = []
+
+    class Probe(Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            seen.append(all(m.training for m in pl_module.modules()))
+
+    unlearn(original, dm, method_spec("ft", epochs=1, lr=1e-3), trainer_kwargs=TRAINER, callbacks=[Probe()])
+    assert seen and all(seen)
+    assert not original.training  # the caller's model keeps its own mode

@@ -44,5 +44,5 @@ def block_forward(block: nn.Module, x: Tensor, attn_mask: Tensor | None = None, 
     x = x + _opt(block, "drop_path1")(_opt(block, "ls1")(block.attn(block.norm1(x))))
     router = block.attn.salguide_router
     if router.policy is not None:
-        x = router.policy.after_attention(block.attn.salguide_index, x, router.state)
+        x = router.policy.after_attention(block.attn.salguide_index, x, router.state, block.training)
     return x + _opt(block, "drop_path2")(_opt(block, "ls2")(block.mlp(block.norm2(x))))

@@ -1,0 +1,30 @@
+"""Attention metrics for evaluation: the share of CLS attention that lands on the object."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor
+
+from .loss_modules import find_routed
+from .recorder import AttentionRecorder
+from .targets import token_grid, token_target
+
+
+@torch.no_grad()
+def attention_object_mass(
+    model: Any, x: Tensor, mask: Tensor, layers: Sequence[int] = (-1,), batch_size: int = 256
+) -> dict[int, float]:
+    """Mean over images and heads of the CLS attention mass on object patches (patch coverage by the
+    pixel ``mask``, [B, 1, H, W]) at each of ``layers``: {layer: mass in [0, 1]}. Model mode unchanged."""
+    routed = find_routed(model)
+    grid = token_grid(routed)
+    totals: dict[int, float] = {}
+    for start in range(0, len(x), batch_size):
+        xb, mb = x[start : start + batch_size], mask[start : start + batch_size]
+        with AttentionRecorder(routed, layers, target=token_target(mb, grid).to(xb.device)) as rec:
+            model(xb)
+        for i in rec.layers:
+            totals[i] = totals.get(i, 0.0) + float(rec[i].mass[:, :, 0].mean(1).sum())  # type: ignore[index]
+    return {i: v / len(x) for i, v in totals.items()}

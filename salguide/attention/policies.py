@@ -1,0 +1,141 @@
+"""Token policies: what a routed ViT does to its tokens between attention and MLP at chosen blocks.
+
+``EViTPolicy``, ``DynamicMaskPolicy`` and ``ToMePolicy`` wrap the functional cores in evit.py,
+dynamic_mask.py and tome.py. ``keep`` is the share of the current patch tokens that survives each chosen
+block; it can be changed between steps (schedules). Attach with :func:`use_policy` (class-token pooled,
+timm-layout models only)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+from torch import Tensor
+
+from .dynamic_mask import drop_masked, topk_key_mask
+from .evit import evit_reorganize
+from .router import Router, TokenState, router_of
+from .schedules import check_keep
+from .tome import bipartite_merge
+
+
+class TokenPolicy:
+    """Base: acts at ``layers`` with keep rate ``keep`` (in (0, 1])."""
+
+    name = "policy"
+
+    def __init__(self, layers: Sequence[int] | int, keep: float = 1.0) -> None:
+        self.requested = [layers] if isinstance(layers, int) else list(layers)
+        self.layers: tuple[int, ...] = ()
+        self.keep = check_keep(keep)
+
+    def set_keep(self, keep: float) -> None:
+        self.keep = check_keep(keep)
+
+    def bind(self, router: Router) -> None:
+        self.layers = router.layers(self.requested)
+
+    def wants_cls(self, index: int) -> bool:
+        return False
+
+    def wants_keys(self, index: int) -> bool:
+        return False
+
+    def after_attention(self, index: int, x: Tensor, state: TokenState, training: bool) -> Tensor:
+        return x
+
+
+class EViTPolicy(TokenPolicy):
+    """EViT: keep the top tokens by CLS attention, fuse the rest into one (``fuse=False``: drop them)."""
+
+    name = "evit"
+
+    def __init__(self, layers: Sequence[int] | int, keep: float = 0.7, fuse: bool = True) -> None:
+        super().__init__(layers, keep)
+        self.fuse = fuse
+
+    def wants_cls(self, index: int) -> bool:
+        return index in self.layers and self.keep < 1.0
+
+    def after_attention(self, index: int, x: Tensor, state: TokenState, training: bool) -> Tensor:
+        if not self.wants_cls(index):
+            return x
+        assert state.cls_attn is not None
+        x, state.positions = evit_reorganize(x, state.cls_attn, self.keep, state.positions, self.fuse)
+        return x
+
+
+class DynamicMaskPolicy(TokenPolicy):
+    """DynamicViT-style: in training, mask pruned tokens out of the keys (always-self); in eval, drop them
+    (``drop_in_eval=False`` keeps masking in eval too)."""
+
+    name = "dynamicvit"
+
+    def __init__(self, layers: Sequence[int] | int, keep: float = 0.7, drop_in_eval: bool = True) -> None:
+        super().__init__(layers, keep)
+        self.drop_in_eval = drop_in_eval
+
+    def wants_cls(self, index: int) -> bool:
+        return index in self.layers and self.keep < 1.0
+
+    def after_attention(self, index: int, x: Tensor, state: TokenState, training: bool) -> Tensor:
+        if not self.wants_cls(index):
+            return x
+        assert state.cls_attn is not None
+        mask = topk_key_mask(state.cls_attn, self.keep, state.key_mask)
+        if training or not self.drop_in_eval:
+            state.key_mask = mask
+            return x
+        x, state.positions = drop_masked(x, mask, state.positions)
+        state.key_mask = None
+        return x
+
+
+class ToMePolicy(TokenPolicy):
+    """ToMe: at each chosen block merge ``N_patch - ceil(keep * N_patch)`` tokens (at most half), with
+    proportional attention in the blocks after it."""
+
+    name = "tome"
+
+    def wants_keys(self, index: int) -> bool:
+        return index in self.layers and self.keep < 1.0
+
+    def after_attention(self, index: int, x: Tensor, state: TokenState, training: bool) -> Tensor:
+        if not self.wants_keys(index):
+            return x
+        assert state.keys is not None
+        n = x.shape[1] - 1
+        r = min(n - math.ceil(self.keep * n), (x.shape[1] + 1) // 2 - 1)
+        x, state.size, state.positions = bipartite_merge(x, state.keys.mean(1), r, state.size, state.positions)
+        return x
+
+
+POLICIES: dict[str, type[TokenPolicy]] = {"evit": EViTPolicy, "dynamicvit": DynamicMaskPolicy, "tome": ToMePolicy}
+
+
+def use_policy(model: Any, policy: TokenPolicy | None) -> TokenPolicy | None:
+    """Attach ``policy`` to a routed model (None detaches); returns the previous policy."""
+    router = router_of(model)
+    if policy is not None:
+        if not isinstance(policy, TokenPolicy):
+            raise TypeError(f"policy must be a salguide.attention.TokenPolicy, got {type(policy).__name__}")
+        if not router.supports_tokens:
+            raise TypeError(
+                f"{type(model).__name__}: token policies need timm's block layout (salguide's ViT or a routed timm "
+                "ViT); Hugging Face models support attention statistics and losses only"
+            )
+        pool = getattr(model, "global_pool", "token")
+        if pool not in ("token", None):
+            raise ValueError(f"token policies need class-token pooling, the model pools with {pool!r}")
+        policy.bind(router)
+    previous, router.policy = router.policy, policy
+    return previous
+
+
+def build_policy(name: str | None, **kwargs: Any) -> TokenPolicy | None:
+    """The token policy called ``name`` (evit, dynamicvit, tome) or None for None / "none"."""
+    if name in (None, "none"):
+        return None
+    if name not in POLICIES:
+        raise ValueError(f"unknown token policy {name!r}; choose one of {['none', *sorted(POLICIES)]}")
+    return POLICIES[name](**kwargs)

@@ -1,0 +1,168 @@
+"""EViT, DynamicViT-style masking and ToMe against naive per-sample implementations."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from salguide.attention.dynamic_mask import drop_masked, topk_key_mask
+from salguide.attention.evit import evit_reorganize
+from salguide.attention.policies import DynamicMaskPolicy, EViTPolicy, ToMePolicy, use_policy
+from salguide.attention.recorder import AttentionRecorder
+from salguide.attention.routed import routed_attention
+from salguide.attention.router import Router
+from salguide.attention.schedules import Schedule, check_keep, keep_schedule
+from salguide.attention.tome import bipartite_merge
+from salguide.models.vit import vit_digits
+
+
+def test_evit_matches_naive_loop() -> None:
+    g = torch.Generator().manual_seed(0)
+    x, a = torch.randn(3, 11, 5, generator=g), torch.rand(3, 2, 11, generator=g)
+    out, pos = evit_reorganize(x, a, 0.5)
+    k = math.ceil(0.5 * 10)
+    assert out.shape == (3, 1 + k + 1, 5)
+    for b in range(3):
+        score = a[b].mean(0)[1:].tolist()
+        kept = sorted(sorted(range(1, 11), key=lambda j: -score[j - 1])[:k])
+        rest = [j for j in range(1, 11) if j not in kept]
+        w = torch.tensor([score[j - 1] for j in rest])
+        fused = (w[:, None] * x[b, rest]).sum(0) / w.sum()
+        torch.testing.assert_close(out[b, 0], x[b, 0])
+        torch.testing.assert_close(out[b, 1 : k + 1], x[b, kept])
+        torch.testing.assert_close(out[b, -1], fused)
+        assert pos[b].tolist() == [0, *kept, -1]
+    same, _ = evit_reorganize(x, a, 1.0)
+    assert same is x
+
+
+def naive_tome(x, metric, r, size):
+    B, N, C = x.shape
+    outs = []
+    for b in range(B):
+        A, Bs = list(range(0, N, 2)), list(range(1, N, 2))
+        m = torch.nn.functional.normalize(metric[b], dim=-1)
+        best = {}
+        for i in A[1:]:
+            sims = [float(m[i] @ m[j]) for j in Bs]
+            jbest = max(range(len(Bs)), key=lambda t: sims[t])
+            best[i] = (sims[jbest], Bs[jbest])
+        merged = sorted(best, key=lambda i: -best[i][0])[:r]
+        tokens = [(x[b, i], size[b, i]) for i in A if i not in merged]
+        for j in Bs:
+            src = [i for i in merged if best[i][1] == j]
+            s = size[b, j] + sum(size[b, i] for i in src)
+            v = (size[b, j] * x[b, j] + sum(size[b, i] * x[b, i] for i in src)) / s
+            tokens.append((v, s))
+        outs.append((torch.stack([t for t, _ in tokens]), torch.stack([s for _, s in tokens])))
+    return torch.stack([o for o, _ in outs]), torch.stack([s for _, s in outs])
+
+
+@pytest.mark.parametrize("N", [9, 10])
+def test_tome_matches_naive_loop(N: int) -> None:
+    g = torch.Generator().manual_seed(N)
+    x, metric = torch.randn(2, N, 4, generator=g), torch.randn(2, N, 3, generator=g)
+    size = torch.randint(1, 4, (2, N), generator=g).float()
+    out, s, pos = bipartite_merge(x, metric, 3, size)
+    ref, ref_s = naive_tome(x, metric, 3, size)
+    torch.testing.assert_close(out, ref)
+    torch.testing.assert_close(s, ref_s)
+    assert (pos[:, 0] == 0).all() and s.sum(1).tolist() == size.sum(1).tolist()
+    with pytest.raises(ValueError, match="ToMe can merge"):
+        bipartite_merge(x, metric, (N + 1) // 2, size)
+
+
+def test_proportional_attention_equals_attention_over_duplicated_tokens() -> None:
+    """ToMe's log-size bias: a token of size s acts like s identical copies of it."""
+    g = torch.Generator().manual_seed(1)
+    q, k, v = (torch.randn(1, 2, 5, 4, generator=g) for _ in range(3))
+    router = Router(1)
+    router.state.size = torch.tensor([[1.0, 2.0, 1.0, 3.0, 1.0]])
+    out = routed_attention(router, 0, q, k, v, 0.5)
+    reps = torch.tensor([1, 2, 1, 3, 1])
+    kd, vd = k.repeat_interleave(reps, 2), v.repeat_interleave(reps, 2)
+    ref = ((q @ kd.transpose(-1, -2)) * 0.5).softmax(-1) @ vd
+    torch.testing.assert_close(out, ref, atol=1e-6, rtol=1e-5)
+
+
+def test_topk_key_mask_and_drop() -> None:
+    a = torch.tensor([[[0.5, 0.1, 0.3, 0.07, 0.03]]]).expand(2, 3, 5)
+    m = topk_key_mask(a, 0.5)
+    assert m[0].tolist() == [True, True, True, False, False]  # ceil(0.5 * 4) = 2: tokens 2 and 1
+    alive = torch.tensor([[True, False, True, True, True]] * 2)
+    m2 = topk_key_mask(a, 0.5, alive)
+    assert m2[0].tolist() == [True, False, True, True, False]  # among alive 2, 3, 4: the best two
+    x = torch.arange(10.0).view(2, 5, 1)
+    kept, pos = drop_masked(x, m2)
+    assert pos[0].tolist() == [0, 2, 3] and kept[1, :, 0].tolist() == [5.0, 7.0, 8.0]
+
+
+def _model(seed=0, depth=4):
+    torch.manual_seed(seed)
+    return vit_digits(depth=depth)
+
+
+def test_keep_one_is_the_unpruned_model_and_pruning_changes_it() -> None:
+    model, x = _model().eval(), torch.randn(3, 1, 32, 32)
+    ref = model(x)
+    for policy in (EViTPolicy([1, 2], 1.0), DynamicMaskPolicy([1, 2], 1.0), ToMePolicy([0, 1, 2], 1.0)):
+        use_policy(model, policy)
+        torch.testing.assert_close(model(x), ref)
+        policy.set_keep(0.5)
+        assert not torch.allclose(model(x), ref, atol=1e-4)
+    use_policy(model, None)
+    torch.testing.assert_close(model(x), ref)
+
+
+def test_dynamic_masking_in_training_equals_dropping_at_inference() -> None:
+    model, x = _model(1), torch.randn(3, 1, 32, 32)
+    use_policy(model, DynamicMaskPolicy([1, 2], 0.5))
+    with AttentionRecorder(model, [3], cls=True) as rec:
+        masked = model.train()(x)
+        assert rec[3].key_mask is not None and int(rec[3].key_mask[0].sum()) == 1 + 16
+        dropped = model.eval()(x)
+        assert rec[3].cls.shape[-1] == 1 + 16 and rec[3].key_mask is None
+    torch.testing.assert_close(masked, dropped, atol=1e-5, rtol=1e-5)
+
+
+def test_evit_and_tome_token_counts_and_gradients() -> None:
+    model, x = _model(2), torch.randn(2, 1, 32, 32)
+    use_policy(model, EViTPolicy([1], 0.5))
+    with AttentionRecorder(model, [2], cls=True) as rec:
+        model(x).sum().backward()
+    assert rec[2].cls.shape[-1] == 1 + 32 + 1 and (rec[2].positions[:, -1] == -1).all()
+    assert model.blocks[0].attn.qkv.weight.grad.abs().sum() > 0
+    use_policy(model, ToMePolicy([0, 1, 2], 0.7))
+    with AttentionRecorder(model, [3], cls=True) as rec:
+        model(x)
+    n = 64
+    for _ in range(3):
+        n = math.ceil(0.7 * n)
+    assert rec[3].cls.shape[-1] == 1 + n and rec[3].key_bias is not None
+
+
+def test_bad_inputs() -> None:
+    for bad in (0.0, 1.5, -0.1, True):
+        with pytest.raises(ValueError, match=r"keep rate must lie in \(0, 1\]"):
+            EViTPolicy([0], bad)
+    model = _model(depth=2)
+    with pytest.raises(IndexError, match="block index 5 is out of range"):
+        use_policy(model, ToMePolicy([5]))
+    model.global_pool = "avg"
+    with pytest.raises(ValueError, match="class-token pooling"):
+        use_policy(model, EViTPolicy([0]))
+    with pytest.raises(TypeError, match="TokenPolicy"):
+        use_policy(_model(depth=1), "evit")
+    with pytest.raises(ValueError, match="cover the 5 tokens"):
+        evit_reorganize(torch.randn(1, 5, 2), torch.rand(1, 4), 0.5)
+
+
+def test_schedules() -> None:
+    s = keep_schedule(0.5, warmup_steps=10)
+    assert s(0) == 1.0 and s(10) == 0.5 and s(100) == 0.5 and s(5) == pytest.approx(0.75)
+    assert Schedule(0.2, 0.6, 4, "linear")(1) == pytest.approx(0.5)
+    assert check_keep(1) == 1.0
+    with pytest.raises(ValueError, match="schedule kind"):
+        Schedule(0.5, kind="step")
