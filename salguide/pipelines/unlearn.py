@@ -128,7 +128,7 @@ def run_unlearning(cfg: DictConfig) -> float | None:
             logger.log_metrics({f"final/{k}": v for k, v in row.items() if isinstance(v, (int, float))})
         rows.append(row)
         if len(rows) > 2:
-            images["metrics_vs_retrain"] = plot_metrics_vs_retrain(rows[1:], out / "metrics_vs_retrain.png")
+            images["metrics_vs_retrain"] = plot_metrics_vs_retrain(rows, out / "metrics_vs_retrain.png")
         log_images(lg, images)
         return row
 
