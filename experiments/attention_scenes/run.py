@@ -38,6 +38,7 @@ VARIANTS = {
     "vanilla": lambda: None,
     "concentration": lambda: ConcentrationLoss(1.0, LAYERS, target="box"),
     "bas": lambda: BackgroundSuppressionLoss(5.0, LAYERS, queries="all"),
+    "bas_cls": lambda: BackgroundSuppressionLoss(5.0, LAYERS, queries="all", cls_is_background=True),
 }
 
 

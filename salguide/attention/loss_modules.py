@@ -120,16 +120,19 @@ class BackgroundSuppressionLoss(AttentionLoss):
     name = "attn_bas"
     requests = {"mass": True}
 
-    def __init__(self, weight: float = 1.0, layers: Sequence[int] | int = (-1,), queries: str = "cls") -> None:
+    def __init__(self, weight: float = 1.0, layers: Sequence[int] | int = (-1,), queries: str = "cls",
+                 cls_is_background: bool = False) -> None:
         super().__init__(weight, layers)
         if queries not in ("cls", "all"):
             raise ValueError(f"BackgroundSuppressionLoss: queries must be 'cls' or 'all', got {queries!r}")
-        self.queries = queries
+        self.queries, self.cls_is_background = queries, bool(cls_is_background)
 
     def mass_target(self, model: nn.Module, mask: Tensor | None) -> Tensor | None:
         assert mask is not None
         t = 1.0 - token_target(mask, token_grid(model))
-        t[:, 0] = 0.0  # the class token is neither object nor background
+        # the class token's key: neutral (0), or counted as background (1) so that attention cannot
+        # escape the penalty by collapsing onto the class token
+        t[:, 0] = float(self.cls_is_background)
         return t
 
     def layer_penalty(self, s: AttentionStats, model: nn.Module, mask: Tensor | None) -> Tensor:

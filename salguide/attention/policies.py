@@ -124,6 +124,9 @@ def use_policy(model: Any, policy: TokenPolicy | None) -> TokenPolicy | None:
                 f"{type(model).__name__}: token policies need timm's block layout (salguide's ViT or a routed timm "
                 "ViT); Hugging Face models support attention statistics and losses only"
             )
+        prefix = getattr(model, "num_prefix_tokens", 1)
+        if prefix != 1:
+            raise ValueError(f"token policies protect exactly one class token; the model has {prefix} prefix tokens")
         pool = getattr(model, "global_pool", "token")
         if pool not in ("token", None):
             raise ValueError(f"token policies need class-token pooling, the model pools with {pool!r}")

@@ -11,29 +11,12 @@ Nothing is downloaded; every split and patch is seeded.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import TensorDataset
 
-from salguide._lightning import LightningDataModule
-from salguide.data.digits import digit_images
+from salguide.data.annotated import NUM_CLASSES, AnnotatedDigitsDataModule
 
-NUM_CLASSES = 10
 REGIMES = ("train", "test", "clean")  # shade encodes y / shade of a random class / no patch
-
-
-def split_indices(
-    labels: torch.Tensor, seed: int, test_fraction: float, val_fraction: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Stratified, seeded ``(train, val, test)`` index arrays; val is a share of what is not test."""
-    for name, v in (("test_fraction", test_fraction), ("val_fraction", val_fraction)):
-        if not 0.0 < float(v) < 1.0:
-            raise ValueError(f"{name} must lie in the open interval (0, 1), got {v}")
-    idx, y = np.arange(len(labels)), labels.numpy()
-    rest, test = train_test_split(idx, test_size=test_fraction, random_state=seed, stratify=y)
-    train, val = train_test_split(rest, test_size=val_fraction, random_state=seed, stratify=y[rest])
-    return train, val, test
 
 
 def decoy_shade(y: torch.Tensor) -> torch.Tensor:
@@ -94,7 +77,7 @@ def place_on_canvas(
     return out
 
 
-class DecoyDigitsDataModule(LightningDataModule):
+class DecoyDigitsDataModule(AnnotatedDigitsDataModule):
     """DecoyDigits train/val/test splits of (x, y, patch mask).
 
     ``train_regime``: ``"train"`` (the decoy: shade encodes y), ``"test"`` (random shades: the same
@@ -105,7 +88,6 @@ class DecoyDigitsDataModule(LightningDataModule):
     """
 
     mask_semantics = "irrelevant"
-    num_classes = NUM_CLASSES
 
     def __init__(
         self,
@@ -121,54 +103,27 @@ class DecoyDigitsDataModule(LightningDataModule):
         val_regime: str = "test",
         num_workers: int = 0,
     ) -> None:
-        super().__init__()
-        if int(batch_size) < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        super().__init__(batch_size, image_size, digit_size, seed, test_fraction, val_fraction, num_workers)
         if val_regime not in ("train", "test"):
             raise ValueError(f"val_regime must be 'train' or 'test', got {val_regime!r}")
-        if int(image_size) < int(digit_size):
-            raise ValueError(f"image_size ({image_size}) must be >= digit_size ({digit_size})")
-        self.batch_size, self.image_size, self.digit_size = int(batch_size), int(image_size), int(digit_size)
-        self.patch_size, self.seed, self.num_workers = int(patch_size), int(seed), int(num_workers)
-        self.test_fraction, self.val_fraction = float(test_fraction), float(val_fraction)
         if train_regime not in REGIMES:
             raise ValueError(f"train_regime must be one of {REGIMES}, got {train_regime!r}")
         if int(max_shift) < 0:
             raise ValueError(f"max_shift must be >= 0, got {max_shift}")
-        self.train_regime, self.val_regime, self.max_shift = train_regime, val_regime, int(max_shift)
-        for name, v in (("test_fraction", self.test_fraction), ("val_fraction", self.val_fraction)):
-            if not 0.0 < v < 1.0:
-                raise ValueError(f"{name} must lie in the open interval (0, 1), got {v}")
-        if not 1 <= self.patch_size <= self.image_size // 2:
+        if not 1 <= int(patch_size) <= self.image_size // 2:
             raise ValueError(f"patch_size must lie in [1, {self.image_size // 2}], got {patch_size}")
-        self.train_dataset = self.val_dataset = self.test_dataset = None
+        self.train_regime, self.val_regime = train_regime, val_regime
+        self.patch_size, self.max_shift = int(patch_size), int(max_shift)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
         return (1, self.image_size, self.image_size)
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.train_dataset is not None:
-            return
-        digits, labels = digit_images(self.digit_size)
-        gen = torch.Generator().manual_seed(self.seed)
+    def _build(self, digits, labels, splits, gen):  # type: ignore[override]
         images = place_on_canvas(digits, self.image_size, self.max_shift, gen)
-        tr, va, te = split_indices(labels, self.seed, self.test_fraction, self.val_fraction)
-        self.train_dataset = decoy_set(images[tr], labels[tr], self.train_regime, self.patch_size, gen)
-        self.val_dataset = decoy_set(images[va], labels[va], self.val_regime, self.patch_size, gen)
-        self.test_dataset = decoy_set(images[te], labels[te], "test", self.patch_size, gen)
-
-    def _loader(self, ds: TensorDataset | None, shuffle: bool) -> DataLoader:
-        if ds is None:
-            raise RuntimeError("call setup() before asking for a dataloader")
-        gen = torch.Generator().manual_seed(self.seed) if shuffle else None
-        return DataLoader(ds, batch_size=self.batch_size, shuffle=shuffle, generator=gen, num_workers=self.num_workers)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_dataset, True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_dataset, False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_dataset, False)
+        tr, va, te = splits
+        return (
+            decoy_set(images[tr], labels[tr], self.train_regime, self.patch_size, gen),
+            decoy_set(images[va], labels[va], self.val_regime, self.patch_size, gen),
+            decoy_set(images[te], labels[te], "test", self.patch_size, gen),
+        )

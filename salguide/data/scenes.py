@@ -14,10 +14,9 @@ from __future__ import annotations
 import math
 
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import TensorDataset
 
-from salguide._lightning import LightningDataModule
-from salguide.data.decoy_digits import NUM_CLASSES, digit_images, split_indices
+from salguide.data.annotated import NUM_CLASSES, AnnotatedDigitsDataModule
 
 # one colour and one stripe pattern (frequency, angle) per class
 _COLOURS = torch.tensor(
@@ -55,12 +54,11 @@ def compose_scenes(
     return scene * (1 - alpha) + alpha, (alpha > threshold).float()
 
 
-class SyntheticScenesDataModule(LightningDataModule):
+class SyntheticScenesDataModule(AnnotatedDigitsDataModule):
     """Scenes train/val/test splits of (x, y, object mask); background class = label with probability
     ``correlation`` in training, random at validation and test."""
 
     mask_semantics = "relevant"
-    num_classes = NUM_CLASSES
 
     def __init__(
         self,
@@ -73,20 +71,10 @@ class SyntheticScenesDataModule(LightningDataModule):
         val_fraction: float = 0.1,
         num_workers: int = 0,
     ) -> None:
-        super().__init__()
-        if int(batch_size) < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        super().__init__(batch_size, image_size, digit_size, seed, test_fraction, val_fraction, num_workers)
         if not 0.0 <= float(correlation) <= 1.0:
             raise ValueError(f"correlation must lie in [0, 1], got {correlation}")
-        if int(digit_size) < 8 or int(image_size) < int(digit_size):
-            raise ValueError(f"need 8 <= digit_size <= image_size, got digit_size={digit_size}, image_size={image_size}")
-        for name, v in (("test_fraction", test_fraction), ("val_fraction", val_fraction)):
-            if not 0.0 < float(v) < 1.0:
-                raise ValueError(f"{name} must lie in the open interval (0, 1), got {v}")
-        self.batch_size, self.image_size, self.digit_size = int(batch_size), int(image_size), int(digit_size)
-        self.correlation, self.seed, self.num_workers = float(correlation), int(seed), int(num_workers)
-        self.test_fraction, self.val_fraction = float(test_fraction), float(val_fraction)
-        self.train_dataset = self.val_dataset = self.test_dataset = None
+        self.correlation = float(correlation)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -98,27 +86,10 @@ class SyntheticScenesDataModule(LightningDataModule):
         x, mask = compose_scenes(digits, torch.where(keep, labels, random_bg), self.image_size, gen)
         return TensorDataset(x, labels, mask)
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.train_dataset is not None:
-            return
-        digits, labels = digit_images(self.digit_size)
-        tr, va, te = split_indices(labels, self.seed, self.test_fraction, self.val_fraction)
-        gen = torch.Generator().manual_seed(self.seed)
-        self.train_dataset = self._scenes(digits[tr], labels[tr], self.correlation, gen)
-        self.val_dataset = self._scenes(digits[va], labels[va], 0.0, gen)
-        self.test_dataset = self._scenes(digits[te], labels[te], 0.0, gen)
-
-    def _loader(self, ds: TensorDataset | None, shuffle: bool) -> DataLoader:
-        if ds is None:
-            raise RuntimeError("call setup() before asking for a dataloader")
-        gen = torch.Generator().manual_seed(self.seed) if shuffle else None
-        return DataLoader(ds, batch_size=self.batch_size, shuffle=shuffle, generator=gen, num_workers=self.num_workers)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_dataset, True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_dataset, False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_dataset, False)
+    def _build(self, digits, labels, splits, gen):  # type: ignore[override]
+        tr, va, te = splits
+        return (
+            self._scenes(digits[tr], labels[tr], self.correlation, gen),
+            self._scenes(digits[va], labels[va], 0.0, gen),
+            self._scenes(digits[te], labels[te], 0.0, gen),
+        )

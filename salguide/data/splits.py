@@ -6,7 +6,9 @@ share of the training set (the two settings of SalUn, Fan et al., ICLR 2024).
 
 from __future__ import annotations
 
+import numpy as np
 import torch
+from sklearn.model_selection import train_test_split
 
 FORGET_MODES = ("class", "random", None)
 
@@ -67,3 +69,16 @@ def ta_indices(labels: torch.Tensor, forget: str | None, forget_class: int = 0) 
     if keep.numel() == 0:
         raise ValueError(f"the test set holds only class {forget_class}: nothing is left to measure test accuracy")
     return keep
+
+
+def split_indices(
+    labels: torch.Tensor, seed: int, test_fraction: float, val_fraction: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stratified, seeded ``(train, val, test)`` index arrays; val is a share of what is not test."""
+    for name, v in (("test_fraction", test_fraction), ("val_fraction", val_fraction)):
+        if not 0.0 < float(v) < 1.0:
+            raise ValueError(f"{name} must lie in the open interval (0, 1), got {v}")
+    idx, y = np.arange(len(labels)), labels.numpy()
+    rest, test = train_test_split(idx, test_size=test_fraction, random_state=seed, stratify=y)
+    train, val = train_test_split(rest, test_size=val_fraction, random_state=seed, stratify=y[rest])
+    return train, val, test

@@ -177,3 +177,19 @@ def test_route_hf_vit_same_logits_and_stats_match_eager_weights() -> None:
     unroute(model)
     assert model.config._attn_implementation == "eager"
     torch.testing.assert_close(model(pixel_values=x).logits, ref.logits)
+
+
+def test_route_real_timm_vit_same_logits() -> None:
+    """Runs where timm is installed (e.g. a GPU box); on CUDA the routed model uses the Triton kernels."""
+    timm = pytest.importorskip("timm")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    torch.manual_seed(0)
+    model = timm.create_model("vit_small_patch16_224", pretrained=False, num_classes=10, img_size=64).to(device).eval()
+    x = torch.randn(2, 3, 64, 64, device=device)
+    with torch.no_grad():
+        before = model(x)
+        route(model)
+        with AttentionRecorder(model, [-1], cls=True) as rec:
+            after = model(x)
+    torch.testing.assert_close(after, before, atol=2e-4, rtol=2e-4)
+    torch.testing.assert_close(rec[-1].cls.sum(-1), torch.ones(2, 6, device=device), atol=1e-4, rtol=0)

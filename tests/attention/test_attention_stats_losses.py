@@ -145,6 +145,10 @@ def test_bas_module_equals_naive_background_mass_and_shares_the_forward() -> Non
     assert own.item() == pytest.approx(2.0 * sum(naive).item() / 2, rel=1e-5)
     out = loss(vit, x, y, mask)  # one forward, shared
     assert out.penalty.item() == pytest.approx(own.item(), rel=1e-6)
+    bg[:, 0] = 1  # cls_is_background: attention on the class token counts too
+    strict = BackgroundSuppressionLoss(1.0, layers=[1], queries="cls", cls_is_background=True).penalty(vit, x, y, mask)
+    p1 = naive_probs(rec[1].q, rec[1].k, rec[1].scale)[:, :, 0]
+    assert strict.item() == pytest.approx((p1 * bg[:, None].double()).sum(-1).mean().item(), rel=1e-5)
     out.loss.backward()
     assert vit.blocks[0].attn.qkv.weight.grad.abs().sum() > 0
 

@@ -150,6 +150,10 @@ def test_bad_inputs() -> None:
     model = _model(depth=2)
     with pytest.raises(IndexError, match="block index 5 is out of range"):
         use_policy(model, ToMePolicy([5]))
+    model.num_prefix_tokens = 2
+    with pytest.raises(ValueError, match="2 prefix tokens"):
+        use_policy(model, EViTPolicy([0]))
+    model.num_prefix_tokens = 1
     model.global_pool = "avg"
     with pytest.raises(ValueError, match="class-token pooling"):
         use_policy(model, EViTPolicy([0]))

@@ -1,0 +1,68 @@
+"""Attention-guided masking for MIM: a teacher (EMA of the student's routed ViT) gives CLS attention on
+the clean batch; the chosen policy (AttMask high / low / hint, ACMIL top-K, random) hides patches; the
+patch mask [B, P] is appended to the batch (which must be a list) in ``on_train_batch_start``; after each
+optimizer step the teacher moves towards the student: t <- decay t + (1 - decay) s."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+
+from salguide._lightning import Callback
+from salguide.attention.loss_modules import find_routed
+from salguide.attention.masking import MASK_MODES, attention_guided_mask
+from salguide.attention.recorder import AttentionRecorder
+from salguide.attention.schedules import Schedule
+
+
+class AttentionMaskingCallback(Callback):
+    """``mode`` in MASK_MODES; mask ratio from ``ratio`` (end value) optionally ramped from ``ratio_start``
+    over ``ratio_steps``; ``layer``: teacher layer whose CLS attention ranks the patches; ``ema``: decay."""
+
+    def __init__(self, mode: str = "high", ratio: float = 0.5, ratio_start: float | None = None,
+                 ratio_steps: int = 0, layer: int = -1, ema: float = 0.99, seed: int = 0, **mask_kwargs: Any) -> None:
+        if mode not in MASK_MODES:
+            raise ValueError(f"unknown masking mode {mode!r}; choose one of {MASK_MODES}")
+        if not 0.0 <= ema <= 1.0:
+            raise ValueError(f"ema decay must lie in [0, 1], got {ema}")
+        for r in (ratio, ratio if ratio_start is None else ratio_start):
+            if not 0.0 <= r < 1.0:
+                raise ValueError(f"mask ratio must lie in [0, 1), got {r}")
+        self.mode, self.layer, self.ema, self.kwargs = mode, layer, ema, mask_kwargs
+        self.schedule = Schedule(ratio, ratio_start, ratio_steps, "linear")
+        self.generator = torch.Generator().manual_seed(seed)
+        self.teacher: Any = None
+        self._student: Any = None
+
+    def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+        self._student = find_routed(pl_module)
+        self.teacher = copy.deepcopy(self._student).eval().requires_grad_(False)
+        pending = getattr(self, "_pending", None)
+        if pending is not None:  # resumed from a checkpoint
+            self.teacher.load_state_dict(pending)
+            self._pending = None
+
+    def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+        if not isinstance(batch, list):
+            raise TypeError(f"AttentionMaskingCallback appends the mask to list batches, got {type(batch).__name__}")
+        with torch.no_grad(), AttentionRecorder(self.teacher, [self.layer], cls=True) as rec:
+            self.teacher(batch[0])
+        scores = rec[self.layer].cls[:, :, 1:].mean(1)  # type: ignore[index]
+        ratio = self.schedule(trainer.global_step)
+        batch.append(attention_guided_mask(scores, ratio, self.mode, generator=self.generator, **self.kwargs))
+        pl_module.log("train/mask_ratio", ratio, on_step=True, on_epoch=False)
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        with torch.no_grad():
+            for t, s in zip(self.teacher.parameters(), self._student.parameters()):
+                t.lerp_(s.detach(), 1.0 - self.ema)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"teacher": None if self.teacher is None else self.teacher.state_dict(),
+                "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
+        self._pending = state["teacher"]

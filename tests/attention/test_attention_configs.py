@@ -1,0 +1,70 @@
+"""Hydra groups attention_loss / token_policy, the attn_* / prune_* presets and task=attention."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+import salguide
+from salguide.attention import ATTENTION_LOSSES, POLICIES
+from salguide.callbacks.attention_loss import AttentionLossCallback
+from salguide.callbacks.token_pruning import TokenPruningCallback
+from salguide.pipelines import attention as attention_pipeline
+
+CONFIGS = Path(salguide.__file__).parent / "configs"
+PRESETS = sorted(p.stem for p in (CONFIGS / "experiment").glob("*.yaml") if p.stem.startswith(("attn_", "prune_")))
+
+
+def _compose(*overrides: str):
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        return compose(config_name="train", overrides=list(overrides))
+
+
+def test_every_option_has_a_yaml_and_presets_exist() -> None:
+    assert {p.stem for p in (CONFIGS / "attention_loss").glob("*.yaml")} == {"none", *ATTENTION_LOSSES}
+    assert {p.stem for p in (CONFIGS / "token_policy").glob("*.yaml")} == {"none", *POLICIES}
+    assert len(PRESETS) == 6
+
+
+@pytest.mark.parametrize("loss", ["none", *sorted(ATTENTION_LOSSES)])
+@pytest.mark.parametrize("policy", ["none", *sorted(POLICIES)])
+def test_groups_compose_and_build(loss: str, policy: str) -> None:
+    cfg = _compose("experiment=attn_scenes_vanilla", f"attention_loss={loss}", f"token_policy={policy}")
+    cbs, names = attention_pipeline.attention_callbacks(cfg, None)
+    assert names == {"attention_loss": loss, "token_policy": policy}
+    assert sum(isinstance(c, AttentionLossCallback) for c in cbs) == (loss != "none")
+    assert sum(isinstance(c, TokenPruningCallback) for c in cbs) == (policy != "none")
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_presets(preset: str) -> None:
+    cfg = _compose(f"experiment={preset}")
+    assert cfg.task == "attention" and cfg.name == preset
+    assert cfg.model._target_.startswith("salguide.models.vit.")
+    if preset.startswith("prune_"):
+        assert cfg.token_policy.name == preset.split("_")[-1] and cfg.data.forget is None
+
+
+def test_bad_group_values_fail_before_training(tmp_path) -> None:
+    cfg = _compose("experiment=prune_digits_evit", "token_policy.keep=1.5")
+    with pytest.raises(ValueError, match=r"keep rate must lie in \(0, 1\]"):
+        attention_pipeline.attention_callbacks(cfg, None)
+    cfg = _compose("experiment=attn_scenes_bas", "attention_loss.name=focus")
+    with pytest.raises(ValueError, match="unknown attention loss 'focus'"):
+        attention_pipeline.attention_callbacks(cfg, None)
+
+
+@pytest.mark.slow
+def test_attention_pipeline_writes_results_and_attention_maps(tmp_path, monkeypatch) -> None:
+    # the classify pipeline's explanation metrics are tested elsewhere and cost a minute here
+    monkeypatch.setattr("salguide.pipelines.classify.evaluate_explanations", lambda *a, **k: {})
+    cfg = _compose("experiment=attn_scenes_bas", f"paths.output_dir={tmp_path}", "classify.epochs=1", "logger=none",
+                   "callbacks=none", "attention_maps.every_n_epochs=1", "token_policy=tome", "data.batch_size=128")
+    attention_pipeline.run_attention(cfg)
+    row = json.loads((tmp_path / "results.json").read_text())
+    assert row["attention_loss"] == "bas" and row["token_policy"] == "tome"
+    assert 0.0 <= row["test_attn_object_mass"] <= 1.0 and 0.0 <= row["test_acc"] <= 100.0
+    assert (tmp_path / "attention" / "attention_epoch000.png").exists()
