@@ -50,7 +50,9 @@ class AttentionLoss(InputLoss):
 
     def recorder(self, model: nn.Module, mask: Tensor | None) -> AttentionRecorder:
         if self.mask_semantics != "none" and mask is None:
-            raise ValueError(f"{type(self).__name__} needs a mask of the {self.mask_semantics} region; batches must be (x, y, mask)")
+            raise ValueError(
+                f"{type(self).__name__} needs a mask of the {self.mask_semantics} region; batches must be (x, y, mask)"
+            )
         routed = find_routed(model)
         rec = AttentionRecorder(routed, self.layers, target=self.mass_target(routed, mask), **self.requests)
         rec.owner = self

@@ -35,7 +35,8 @@ def concentration_loss(cls_attn: Tensor, target: Tensor, eps: float = 1e-6) -> T
     _check("cls_attn", cls_attn, 3)
     _check("target", target, 2)
     if target.shape != (cls_attn.shape[0], cls_attn.shape[2]):
-        raise ValueError(f"target must have shape [B, N] = {(cls_attn.shape[0], cls_attn.shape[2])}, got {tuple(target.shape)}")
+        expected = (cls_attn.shape[0], cls_attn.shape[2])
+        raise ValueError(f"target must have shape [B, N] = {expected}, got {tuple(target.shape)}")
     total = target.sum(1, keepdim=True)
     ok = total[:, 0] > 0
     t = target / total.clamp_min(1e-12)

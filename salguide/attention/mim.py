@@ -43,7 +43,9 @@ class MaskedReconstructionModule(pl.LightningModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         if len(batch) < 3:
-            raise ValueError("MaskedReconstructionModule needs batches (x, y, patch_mask); add AttentionMaskingCallback")
+            raise ValueError(
+                "MaskedReconstructionModule needs batches (x, y, patch_mask); add AttentionMaskingCallback"
+            )
         x, y, mask = batch[0], batch[1], batch[-1]
         ce, recon = self.losses(x, y, mask)
         self.log_dict({"train/ce": ce, "train/recon": recon}, on_step=False, on_epoch=True)

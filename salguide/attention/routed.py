@@ -53,7 +53,9 @@ def routed_attention(router: Router, index: int, q: Tensor, k: Tensor, v: Tensor
     kwargs = dict(key_mask=mask, key_bias=bias, always_self=always_self, target=target, scale=scale,
                   backend=router.backend, validate=router.validate)
     if "entropy" in want:
-        res, entropy = attention_with_entropy(q, k, v, return_colsum="colsum" in want, **kwargs)  # type: ignore[arg-type]
+        res, entropy = attention_with_entropy(
+            q, k, v, return_colsum="colsum" in want, **kwargs  # type: ignore[arg-type]
+        )
     elif want or need_cls:
         res = attention(q, k, v, return_colsum="colsum" in want, return_lse=True, **kwargs)  # type: ignore[arg-type]
     else:

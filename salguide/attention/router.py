@@ -33,7 +33,8 @@ class TokenState:
 
 
 class Router:
-    """Shared by the routed layers of one model; ``backend`` and ``validate`` go to :func:`salguide.kernels.attention`."""
+    """Shared by the routed layers of one model; ``backend`` and ``validate`` are passed to
+    :func:`salguide.kernels.attention`."""
 
     def __init__(self, num_layers: int, backend: str | None = None, validate: bool = True) -> None:
         if num_layers < 1:

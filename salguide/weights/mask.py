@@ -90,7 +90,7 @@ class WeightMask(Mapping[str, Tensor]):
     def _combine(self, other: object, op_name: str, op: Callable[[Tensor, Tensor], Tensor]) -> WeightMask:
         if not isinstance(other, WeightMask):
             return NotImplemented
-        problems = _mismatches(
+        problems = name_shape_mismatches(
             dict(self._shapes()), dict(other._shapes()), strict=True, labels=("only in right", "only in left")
         )
         if problems:
@@ -143,7 +143,7 @@ class WeightMask(Mapping[str, Tensor]):
         ``strict=False`` allows the mask to cover only a subset of the parameters.
         """
         params = {n: tuple(p.shape) for n, p in model.named_parameters()}
-        problems = _mismatches(dict(self._shapes()), params, strict=strict)
+        problems = name_shape_mismatches(dict(self._shapes()), params, strict=strict)
         if problems:
             raise ValueError(f"mask does not fit {type(model).__name__}: {problems}")
 
@@ -192,7 +192,7 @@ class WeightMask(Mapping[str, Tensor]):
         return mask
 
 
-def _mismatches(
+def name_shape_mismatches(
     mask: Mapping[str, tuple[int, ...]],
     target: Mapping[str, tuple[int, ...]],
     *,

@@ -22,7 +22,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 from torch.utils.hooks import RemovableHandle
 
-from .mask import _mismatches
+from .mask import name_shape_mismatches
 
 NamedParameters = Iterable[tuple[str, Tensor]]
 _INT = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
@@ -96,7 +96,7 @@ def pair_masks(
     for name, m in mask.items():
         if not isinstance(m, Tensor) or m.dtype != torch.bool:
             raise ValueError(f"mask {name!r} must be a torch.bool tensor, got {getattr(m, 'dtype', type(m).__name__)}")
-    problems = _mismatches(
+    problems = name_shape_mismatches(
         {n: tuple(m.shape) for n, m in mask.items()}, {n: tuple(p.shape) for n, p in params.items()}, strict=strict
     )
     if problems:

@@ -174,6 +174,10 @@ def test_route_hf_vit_same_logits_and_stats_match_eager_weights() -> None:
     torch.testing.assert_close(out, ref.logits, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(rec[1].cls, eager_attn[:, :, 0], atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(rec[1].mass, (eager_attn * target[:, None, None]).sum(-1), atol=1e-6, rtol=1e-5)
+    from salguide.attention.policies import EViTPolicy, use_policy
+
+    with pytest.raises(TypeError, match="Hugging Face models support attention statistics and losses only"):
+        use_policy(model, EViTPolicy([0], 0.5))
     unroute(model)
     assert model.config._attn_implementation == "eager"
     torch.testing.assert_close(model(pixel_values=x).logits, ref.logits)
