@@ -5,7 +5,7 @@ is random at test, so a model that reads the background fails at test. A small r
 36 tokens + CLS, width 64, depth 4) is trained with each loss on all four layers, 3 seeds. Reported: test
 accuracy with shuffled backgrounds, and the CLS attention mass on the object (last layer, head mean).
 
-    python experiments/attention_scenes/run.py [--epochs 20] [--seeds 0 1 2]
+    python experiments/attention_scenes/run.py [--epochs 40] [--seeds 0 1 2]
 
 Writes results.md, results.json and figures (accuracy bars, attention maps) next to this file.
 """
@@ -106,7 +106,7 @@ def attention_figure(modules: dict, dm: SyntheticScenesDataModule) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     args = ap.parse_args()
     rows, last = [], {}

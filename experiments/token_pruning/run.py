@@ -6,7 +6,7 @@ DynamicViT-style masking at blocks 1, 2; ToMe at blocks 0, 1, 2; keep rate warme
 third of training, as in EViT). Throughput comes from benchmarks/token_pruning.py in the same process.
 Goals: <= 0.5 point accuracy drop at keep 0.7; >= 1.3x training throughput on CPU.
 
-    python experiments/token_pruning/run.py [--epochs 30] [--seeds 0 1 2]
+    python experiments/token_pruning/run.py [--epochs 40] [--seeds 0 1 2] [--keeps 0.7 0.5] [--name results]
     # GPU part (ViT-S/16 sizes, random data), on a CUDA machine:
     python benchmarks/token_pruning.py --model vit_s16 --device cuda --dtype bf16 --batch 128 \
         --output experiments/token_pruning/gpu.md
@@ -72,9 +72,11 @@ def train(policy: str, keep: float, seed: int, epochs: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description="token pruning study on digits")
-    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--keeps", type=float, nargs="+", default=[0.7, 0.5])
+    ap.add_argument("--name", default="results", help="output file stem (results.md / .json, <name>_accuracy.png)")
+    ap.add_argument("--skip-throughput", action="store_true")
     a = ap.parse_args()
     runs = [("none", 1.0)] + [(p, k) for p in LAYERS for k in a.keeps]
     acc: dict[str, list[float]] = {}
@@ -83,7 +85,8 @@ def main() -> None:
             acc.setdefault(f"{p}@{k}", []).append(train(p, k, seed, a.epochs))
             print(json.dumps({"run": f"{p}@{k}", "seed": seed, "acc": acc[f"{p}@{k}"][-1]}), flush=True)
         write(acc, None, a, seeds_done=a.seeds[: a.seeds.index(seed) + 1])
-    write(acc, throughput("digits", "cpu", torch.float32, 128, 10, 3), a, a.seeds)
+    if not a.skip_throughput:
+        write(acc, throughput("digits", "cpu", torch.float32, 128, 10, 3), a, a.seeds)
 
 
 def write(acc: dict[str, list[float]], tp: list[dict] | None, a: argparse.Namespace, seeds_done: list[int]) -> None:
@@ -99,9 +102,9 @@ def write(acc: dict[str, list[float]], tp: list[dict] | None, a: argparse.Namesp
     text = "\n".join(lines) + "\n\n" + (
         throughput_table(tp, f"Throughput (batch 128, fp32, CPU {torch.get_num_threads()} threads; goal >= 1.3x "
                              "training at keep 0.7)") if tp else "Throughput: not measured yet.\n")
-    atomic_write_text(HERE / "results.md", text)
-    atomic_write_json(HERE / "results.json", {"accuracy": acc, "throughput": tp, "epochs": a.epochs})
-    plot_accuracy_bars(acc, HERE / "accuracy.png", title="digits ViT, token policies")
+    atomic_write_text(HERE / f"{a.name}.md", text)
+    atomic_write_json(HERE / f"{a.name}.json", {"accuracy": acc, "throughput": tp, "epochs": a.epochs})
+    plot_accuracy_bars(acc, HERE / f"{a.name}_accuracy.png", title="digits ViT, token policies")
     print(text)
 
 

@@ -45,14 +45,13 @@ class TokenPolicy:
         return x
 
 
-class EViTPolicy(TokenPolicy):
-    """EViT: keep the top tokens by CLS attention, fuse the rest into one (``fuse=False``: drop them)."""
+class ClsRankedPolicy(TokenPolicy):
+    """Base of the policies that rank tokens by the head-mean CLS attention of the chosen blocks;
+    subclasses implement ``prune(x, cls_attn, state, training)``."""
 
-    name = "evit"
-
-    def __init__(self, layers: Sequence[int] | int, keep: float = 0.7, fuse: bool = True) -> None:
+    def __init__(self, layers: Sequence[int] | int, keep: float = 0.7, **options: bool) -> None:
         super().__init__(layers, keep)
-        self.fuse = fuse
+        self.options = options
 
     def wants_cls(self, index: int) -> bool:
         return index in self.layers and self.keep < 1.0
@@ -61,29 +60,37 @@ class EViTPolicy(TokenPolicy):
         if not self.wants_cls(index):
             return x
         assert state.cls_attn is not None
-        x, state.positions = evit_reorganize(x, state.cls_attn, self.keep, state.positions, self.fuse)
+        return self.prune(x, state.cls_attn, state, training)
+
+    def prune(self, x: Tensor, cls_attn: Tensor, state: TokenState, training: bool) -> Tensor:
+        raise NotImplementedError
+
+
+class EViTPolicy(ClsRankedPolicy):
+    """EViT: keep the top tokens by CLS attention, fuse the rest into one (``fuse=False``: drop them)."""
+
+    name = "evit"
+
+    def __init__(self, layers: Sequence[int] | int, keep: float = 0.7, fuse: bool = True) -> None:
+        super().__init__(layers, keep, fuse=fuse)
+
+    def prune(self, x: Tensor, cls_attn: Tensor, state: TokenState, training: bool) -> Tensor:
+        x, state.positions = evit_reorganize(x, cls_attn, self.keep, state.positions, self.options["fuse"])
         return x
 
 
-class DynamicMaskPolicy(TokenPolicy):
+class DynamicMaskPolicy(ClsRankedPolicy):
     """DynamicViT-style: in training, mask pruned tokens out of the keys (always-self); in eval, drop them
     (``drop_in_eval=False`` keeps masking in eval too)."""
 
     name = "dynamicvit"
 
     def __init__(self, layers: Sequence[int] | int, keep: float = 0.7, drop_in_eval: bool = True) -> None:
-        super().__init__(layers, keep)
-        self.drop_in_eval = drop_in_eval
+        super().__init__(layers, keep, drop_in_eval=drop_in_eval)
 
-    def wants_cls(self, index: int) -> bool:
-        return index in self.layers and self.keep < 1.0
-
-    def after_attention(self, index: int, x: Tensor, state: TokenState, training: bool) -> Tensor:
-        if not self.wants_cls(index):
-            return x
-        assert state.cls_attn is not None
-        mask = topk_key_mask(state.cls_attn, self.keep, state.key_mask)
-        if training or not self.drop_in_eval:
+    def prune(self, x: Tensor, cls_attn: Tensor, state: TokenState, training: bool) -> Tensor:
+        mask = topk_key_mask(cls_attn, self.keep, state.key_mask)
+        if training or not self.options["drop_in_eval"]:
             state.key_mask = mask
             return x
         x, state.positions = drop_masked(x, mask, state.positions)

@@ -1,10 +1,14 @@
 """Thin Lightning callbacks over salguide's functional cores (work with ``lightning.pytorch`` and
 ``pytorch_lightning`` Trainers alike)."""
 
+from .attention_loss import AttentionLossCallback
+from .attention_maps import AttentionMapCallback
+from .attention_masking import AttentionMaskingCallback
 from .explanation_metrics import ExplanationMetricsCallback
 from .input_saliency import InputSaliencyCallback
 from .random_labels import RandomLabelCallback
 from .saliency_overlays import SaliencyOverlayCallback
+from .token_pruning import TokenPruningCallback
 from .weight_saliency import WeightSaliencyCallback
 
 __all__ = [
@@ -13,4 +17,8 @@ __all__ = [
     "InputSaliencyCallback",
     "ExplanationMetricsCallback",
     "SaliencyOverlayCallback",
+    "AttentionLossCallback",
+    "AttentionMapCallback",
+    "AttentionMaskingCallback",
+    "TokenPruningCallback",
 ]

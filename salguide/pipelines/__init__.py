@@ -19,7 +19,13 @@ def _classify(cfg: DictConfig) -> Any:
     return run_classify(cfg)
 
 
-PIPELINES: dict[str, Callable[[DictConfig], Any]] = {"unlearn": _unlearn, "classify": _classify}
+def _attention(cfg: DictConfig) -> Any:
+    from .attention import run_attention
+
+    return run_attention(cfg)
+
+
+PIPELINES: dict[str, Callable[[DictConfig], Any]] = {"unlearn": _unlearn, "classify": _classify, "attention": _attention}
 
 
 def run_task(cfg: DictConfig) -> Any:

@@ -1,33 +1,42 @@
-"""``task=attention``: train a (routed) ViT classifier with an attention loss and / or a token policy.
+"""``task=attention``: train a (routed) ViT with an attention loss, a token policy or attention-guided masking.
 
-The training is :func:`salguide.pipelines.classify.train_classifier` with AttentionLossCallback,
-TokenPruningCallback and AttentionMapCallback added; results add the CLS attention mass on the object
-(datasets with masks) to classify's row. Groups: ``attention_loss``, ``token_policy`` (see
-``experiment=attn_scenes_*`` / ``prune_digits_*``).
+Classification (``attention_loss`` / ``token_policy`` groups, ``experiment=attn_scenes_*`` / ``prune_digits_*``):
+``ClassifierModule`` with AttentionLossCallback, TokenPruningCallback and AttentionMapCallback; reports
+test accuracy and, on datasets with object masks, the CLS attention mass on the object. Masked image
+modelling (``attention_masking`` group, ``experiment=mim_digits``): MaskedReconstructionModule with
+AttentionMaskingCallback; reports the CLS head's clean test accuracy and the test reconstruction error.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from torch import Tensor
 
 from salguide._lightning import pl
-from salguide.attention import build_attention_loss, build_policy
+from salguide.attention import AttentionRecorder, build_attention_loss, build_policy
+from salguide.attention.masking import attention_guided_mask
 from salguide.attention.metrics import attention_object_mass
+from salguide.attention.mim import MaskedReconstructionModule
 from salguide.callbacks.attention_loss import AttentionLossCallback
 from salguide.callbacks.attention_maps import AttentionMapCallback
+from salguide.callbacks.attention_masking import AttentionMaskingCallback
 from salguide.callbacks.token_pruning import TokenPruningCallback
 from salguide.io import atomic_write_json, atomic_write_text
+from salguide.models import ClassifierModule
 
-from .classify import DEFAULT_RECIPE, _markdown, test_split, train_classifier
+from .classify import DEFAULT_RECIPE, _MODULE_KEYS, _markdown
 from .stages import close_loggers, stage_callbacks, stage_loggers, trainer_kwargs
 
 
 def _group(cfg: DictConfig, key: str) -> dict[str, Any]:
-    return OmegaConf.to_container(cfg.get(key) or {"name": "none"}, resolve=True)  # type: ignore[return-value]
+    node = cfg.get(key)
+    return {"name": "none"} if node is None else OmegaConf.to_container(node, resolve=True)  # type: ignore[return-value]
 
 
 def attention_callbacks(cfg: DictConfig, out: Path | None) -> tuple[list[Any], dict[str, str]]:
@@ -48,33 +57,92 @@ def attention_callbacks(cfg: DictConfig, out: Path | None) -> tuple[list[Any], d
     return cbs, {"attention_loss": str(lname), "token_policy": str(pname)}
 
 
-def run_attention(cfg: DictConfig) -> float:
-    out = Path(cfg.paths.output_dir)
-    seed = int(cfg.seed)
-    cbs, names = attention_callbacks(cfg, out)
+def test_tensors(datamodule: Any) -> list[Tensor]:
+    """The whole test split as tensors (x, y[, mask]), from any datamodule's test loader."""
+    datamodule.setup("test")
+    parts = [list(b) for b in datamodule.test_dataloader()]
+    return [torch.cat([b[i] for b in parts]) for i in range(len(parts[0]))]
+
+
+def _recipe(cfg: DictConfig) -> dict[str, Any]:
     recipe = OmegaConf.to_container(cfg.get("classify") or {}, resolve=True)
-    unknown = set(recipe) - set(DEFAULT_RECIPE)
+    unknown = set(recipe) - set(DEFAULT_RECIPE)  # type: ignore[arg-type]
     if unknown:
         raise ValueError(f"unknown classify keys {sorted(unknown)}; valid: {sorted(DEFAULT_RECIPE)}")
-    datamodule = instantiate(cfg.data)
-    datamodule.setup("fit")
-    pl.seed_everything(seed, verbose=False)
-    model = instantiate(cfg.model)
-    loggers = stage_loggers(cfg, "attention", f"{cfg.name}-{out.name}")
-    try:
-        module, row = train_classifier(datamodule, model, recipe=recipe, seed=seed, trainer_kwargs=trainer_kwargs(cfg),
-                                       loggers=loggers, callbacks=[*stage_callbacks(cfg), *cbs], out_dir=out)
-        x, _, *rest = test_split(datamodule)
-        if rest:
-            module.eval()
-            row["test_attn_object_mass"] = next(iter(attention_object_mass(module, x, rest[0]).values()))
-        row = {"name": cfg.name, **names, "seed": seed, **row}
-        for logger in loggers:
-            logger.log_metrics({f"final/{k}": v for k, v in row.items() if isinstance(v, (int, float))})
-    finally:
-        close_loggers(loggers)
+    return {**DEFAULT_RECIPE, **recipe}  # type: ignore[dict-item]
+
+
+def _fit(cfg: DictConfig, out: Path, module: Any, callbacks: list[Any], epochs: int, stage: str,
+         datamodule: Any) -> tuple[list[Any], float]:
+    loggers = stage_loggers(cfg, stage, f"{cfg.name}-{out.name}")
+    tkw = {"enable_checkpointing": False, "enable_model_summary": False, "num_sanity_val_steps": 0,
+           "default_root_dir": str(out), **trainer_kwargs(cfg)}
+    trainer = pl.Trainer(max_epochs=epochs, callbacks=[*stage_callbacks(cfg), *callbacks],
+                         logger=list(loggers) if loggers else False, **tkw)
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule)
+    return loggers, time.perf_counter() - start
+
+
+def _finish(cfg: DictConfig, out: Path, loggers: list[Any], row: dict[str, Any]) -> None:
+    for logger in loggers:
+        logger.log_metrics({f"final/{k}": v for k, v in row.items() if isinstance(v, (int, float))})
+    close_loggers(loggers)
     atomic_write_json(out / "results.json", row)
     atomic_write_text(out / "results.md", _markdown(row))
     if cfg.get("print_table", True):
         print(f"\n{_markdown(row)}\nresults: {out / 'results.md'}")
-    return row["test_acc"]
+
+
+def run_masking(cfg: DictConfig, out: Path, mcfg: dict[str, Any]) -> float:
+    mode, seed = mcfg.pop("name"), int(cfg.seed)
+    recon_weight = float(mcfg.pop("recon_weight", 1.0))
+    rc = _recipe(cfg)
+    callback = AttentionMaskingCallback(mode, seed=seed, **mcfg)
+    datamodule = instantiate(cfg.data)
+    datamodule.setup("fit")
+    pl.seed_everything(seed, verbose=False)
+    module = MaskedReconstructionModule(instantiate(cfg.model), lr=float(rc["lr"]), recon_weight=recon_weight)
+    loggers, seconds = _fit(cfg, out, module, [callback], int(rc["epochs"]), "mim", datamodule)
+    x, y, *_ = test_tensors(datamodule)
+    module.eval()
+    with torch.no_grad(), AttentionRecorder(callback.teacher, [callback.layer], cls=True) as rec:
+        acc = 100.0 * float((module(x).argmax(-1) == y).float().mean())
+        callback.teacher(x)
+        scores = rec[callback.layer].cls[:, :, 1:].mean(1)  # type: ignore[index]
+        mask = attention_guided_mask(scores, callback.schedule(10**9), mode,
+                                     generator=torch.Generator().manual_seed(seed), **callback.kwargs)
+        recon = float(module.losses(x, y, mask)[1])
+    row = {"name": cfg.name, "masking": mode, "seed": seed, "test_acc": acc, "test_recon_mse": recon, "seconds": seconds}
+    _finish(cfg, out, loggers, row)
+    return acc
+
+
+def run_attention(cfg: DictConfig) -> float:
+    out = Path(cfg.paths.output_dir)
+    seed = int(cfg.seed)
+    mcfg = _group(cfg, "attention_masking")
+    if mcfg.get("name", "none") != "none":
+        return run_masking(cfg, out, mcfg)
+    cbs, names = attention_callbacks(cfg, out)
+    rc = _recipe(cfg)
+    datamodule = instantiate(cfg.data)
+    datamodule.setup("fit")
+    pl.seed_everything(seed, verbose=False)
+    module = ClassifierModule(instantiate(cfg.model), **{k: rc[k] for k in _MODULE_KEYS})
+    loggers, seconds = _fit(cfg, out, module, cbs, int(rc["epochs"]), "attention", datamodule)
+    for cb in cbs:  # token policies stay active at test time
+        if isinstance(cb, TokenPruningCallback):
+            cb.setup(None, module, "test")
+    x, y, *rest = test_tensors(datamodule)
+    module.eval()
+    with torch.no_grad():
+        acc = 100.0 * float((module(x).argmax(-1) == y).float().mean())
+    row = {"name": cfg.name, **names, "seed": seed, "test_acc": acc, "seconds": seconds}
+    if rest:
+        row["test_attn_object_mass"] = next(iter(attention_object_mass(module, x, rest[0]).values()))
+    for cb in cbs:
+        if isinstance(cb, TokenPruningCallback):
+            cb.teardown(None, module, "test")
+    _finish(cfg, out, loggers, row)
+    return acc

@@ -15,7 +15,10 @@ from salguide.callbacks.token_pruning import TokenPruningCallback
 from salguide.pipelines import attention as attention_pipeline
 
 CONFIGS = Path(salguide.__file__).parent / "configs"
-PRESETS = sorted(p.stem for p in (CONFIGS / "experiment").glob("*.yaml") if p.stem.startswith(("attn_", "prune_")))
+PRESETS = sorted(
+    p.stem for p in (CONFIGS / "experiment").glob("*.yaml") if p.stem.startswith(("attn_", "prune_", "mim_"))
+)
+MASK_OPTIONS = sorted(p.stem for p in (CONFIGS / "attention_masking").glob("*.yaml"))
 
 
 def _compose(*overrides: str):
@@ -26,7 +29,8 @@ def _compose(*overrides: str):
 def test_every_option_has_a_yaml_and_presets_exist() -> None:
     assert {p.stem for p in (CONFIGS / "attention_loss").glob("*.yaml")} == {"none", *ATTENTION_LOSSES}
     assert {p.stem for p in (CONFIGS / "token_policy").glob("*.yaml")} == {"none", *POLICIES}
-    assert len(PRESETS) == 6
+    assert len(PRESETS) == 7
+    assert MASK_OPTIONS == ["acmil", "attmask_high", "attmask_hint", "attmask_low", "none", "random"]
 
 
 @pytest.mark.parametrize("loss", ["none", *sorted(ATTENTION_LOSSES)])
@@ -46,6 +50,19 @@ def test_presets(preset: str) -> None:
     assert cfg.model._target_.startswith("salguide.models.vit.")
     if preset.startswith("prune_"):
         assert cfg.token_policy.name == preset.split("_")[-1] and cfg.data.forget is None
+    assert cfg.attention_masking.name == ("high" if preset == "mim_digits" else "none")
+
+
+@pytest.mark.parametrize("option", MASK_OPTIONS)
+def test_masking_options_build_the_callback(option: str) -> None:
+    from salguide.callbacks.attention_masking import AttentionMaskingCallback
+
+    cfg = _compose("experiment=mim_digits", f"attention_masking={option}")
+    mcfg = attention_pipeline._group(cfg, "attention_masking")
+    name = mcfg.pop("name")
+    mcfg.pop("recon_weight", None)
+    if option != "none":
+        assert AttentionMaskingCallback(name, **mcfg).mode == name
 
 
 def test_bad_group_values_fail_before_training(tmp_path) -> None:
@@ -58,13 +75,20 @@ def test_bad_group_values_fail_before_training(tmp_path) -> None:
 
 
 @pytest.mark.slow
-def test_attention_pipeline_writes_results_and_attention_maps(tmp_path, monkeypatch) -> None:
-    # the classify pipeline's explanation metrics are tested elsewhere and cost a minute here
-    monkeypatch.setattr("salguide.pipelines.classify.evaluate_explanations", lambda *a, **k: {})
+def test_attention_pipeline_writes_results_and_attention_maps(tmp_path) -> None:
     cfg = _compose("experiment=attn_scenes_bas", f"paths.output_dir={tmp_path}", "classify.epochs=1", "logger=none",
-                   "callbacks=none", "attention_maps.every_n_epochs=1", "token_policy=tome", "data.batch_size=128")
+                   "callbacks=none", "attention_maps.every_n_epochs=1", "token_policy=tome", "+trainer.limit_train_batches=3")
     attention_pipeline.run_attention(cfg)
     row = json.loads((tmp_path / "results.json").read_text())
     assert row["attention_loss"] == "bas" and row["token_policy"] == "tome"
     assert 0.0 <= row["test_attn_object_mass"] <= 1.0 and 0.0 <= row["test_acc"] <= 100.0
     assert (tmp_path / "attention" / "attention_epoch000.png").exists()
+
+
+@pytest.mark.slow
+def test_mim_pipeline_on_digits_writes_results(tmp_path) -> None:
+    cfg = _compose("experiment=mim_digits", f"paths.output_dir={tmp_path}", "classify.epochs=1", "logger=none",
+                   "callbacks=none", "attention_masking=acmil", "+trainer.limit_train_batches=3")
+    attention_pipeline.run_attention(cfg)
+    row = json.loads((tmp_path / "results.json").read_text())
+    assert row["masking"] == "acmil" and row["test_recon_mse"] > 0 and 0 <= row["test_acc"] <= 100
