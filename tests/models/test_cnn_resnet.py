@@ -51,7 +51,8 @@ def test_registry():
     assert build_model("resnet18", num_classes=5).fc.out_features == 5
     with pytest.raises(ValueError, match="valid names: .*'resnet18', 'small_cnn'"):
         build_model("vgg16")
-    assert set(MODELS) == {"small_cnn", "resnet18"}
+    assert set(MODELS) == {"small_cnn", "resnet18", "vit_digits", "vit_small_patch16"}
+    assert build_model("vit_digits", num_classes=10)(torch.randn(2, 1, 32, 32)).shape == (2, 10)
     assert ClassifierModule is classifier.ClassifierModule
 
 
