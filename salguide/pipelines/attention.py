@@ -16,7 +16,6 @@ from typing import Any
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from torch import Tensor
 
 from salguide._lightning import pl
 from salguide.attention import AttentionRecorder, build_attention_loss, build_policy
@@ -30,7 +29,7 @@ from salguide.callbacks.token_pruning import TokenPruningCallback
 from salguide.io import atomic_write_json, atomic_write_text
 from salguide.models import ClassifierModule
 
-from .classify import DEFAULT_RECIPE, _MODULE_KEYS, _markdown
+from .classify import _MODULE_KEYS, _markdown, classify_recipe, test_split
 from .stages import close_loggers, stage_callbacks, stage_loggers, trainer_kwargs
 
 
@@ -55,21 +54,6 @@ def attention_callbacks(cfg: DictConfig, out: Path | None) -> tuple[list[Any], d
     if out is not None and every:
         cbs.append(AttentionMapCallback(every_n_epochs=every, out_dir=str(out / "attention")))
     return cbs, {"attention_loss": str(lname), "token_policy": str(pname)}
-
-
-def test_tensors(datamodule: Any) -> list[Tensor]:
-    """The whole test split as tensors (x, y[, mask]), from any datamodule's test loader."""
-    datamodule.setup("test")
-    parts = [list(b) for b in datamodule.test_dataloader()]
-    return [torch.cat([b[i] for b in parts]) for i in range(len(parts[0]))]
-
-
-def _recipe(cfg: DictConfig) -> dict[str, Any]:
-    recipe = OmegaConf.to_container(cfg.get("classify") or {}, resolve=True)
-    unknown = set(recipe) - set(DEFAULT_RECIPE)  # type: ignore[arg-type]
-    if unknown:
-        raise ValueError(f"unknown classify keys {sorted(unknown)}; valid: {sorted(DEFAULT_RECIPE)}")
-    return {**DEFAULT_RECIPE, **recipe}  # type: ignore[dict-item]
 
 
 def _fit(cfg: DictConfig, out: Path, module: Any, callbacks: list[Any], epochs: int, stage: str,
@@ -97,14 +81,14 @@ def _finish(cfg: DictConfig, out: Path, loggers: list[Any], row: dict[str, Any])
 def run_masking(cfg: DictConfig, out: Path, mcfg: dict[str, Any]) -> float:
     mode, seed = mcfg.pop("name"), int(cfg.seed)
     recon_weight = float(mcfg.pop("recon_weight", 1.0))
-    rc = _recipe(cfg)
+    rc = classify_recipe(cfg)
     callback = AttentionMaskingCallback(mode, seed=seed, **mcfg)
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
     pl.seed_everything(seed, verbose=False)
     module = MaskedReconstructionModule(instantiate(cfg.model), lr=float(rc["lr"]), recon_weight=recon_weight)
     loggers, seconds = _fit(cfg, out, module, [callback], int(rc["epochs"]), "mim", datamodule)
-    x, y, *_ = test_tensors(datamodule)
+    x, y, *_ = test_split(datamodule)
     module.eval()
     with torch.no_grad(), AttentionRecorder(callback.teacher, [callback.layer], cls=True) as rec:
         acc = 100.0 * float((module(x).argmax(-1) == y).float().mean())
@@ -125,7 +109,7 @@ def run_attention(cfg: DictConfig) -> float:
     if mcfg.get("name", "none") != "none":
         return run_masking(cfg, out, mcfg)
     cbs, names = attention_callbacks(cfg, out)
-    rc = _recipe(cfg)
+    rc = classify_recipe(cfg)
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
     pl.seed_everything(seed, verbose=False)
@@ -134,7 +118,7 @@ def run_attention(cfg: DictConfig) -> float:
     for cb in cbs:  # token policies stay active at test time
         if isinstance(cb, TokenPruningCallback):
             cb.setup(None, module, "test")
-    x, y, *rest = test_tensors(datamodule)
+    x, y, *rest = test_split(datamodule)
     module.eval()
     with torch.no_grad():
         acc = 100.0 * float((module(x).argmax(-1) == y).float().mean())

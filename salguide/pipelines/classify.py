@@ -41,9 +41,19 @@ _MODULE_KEYS = ("lr", "optimizer", "momentum", "weight_decay", "scheduler")
 
 
 def test_split(datamodule: Any) -> tuple[torch.Tensor, ...]:
-    """The whole test split as tensors (x, y[, mask])."""
+    """The whole test split as tensors (x, y[, mask]), from any datamodule's (unshuffled) test loader."""
     datamodule.setup("test")
-    return tuple(t.clone() for t in datamodule.test_dataset.tensors)
+    batches = [list(b) for b in datamodule.test_dataloader()]
+    return tuple(torch.cat([b[i] for b in batches]) for i in range(len(batches[0])))
+
+
+def classify_recipe(cfg: DictConfig) -> dict[str, Any]:
+    """``DEFAULT_RECIPE`` updated by the config's ``classify:`` block; unknown keys are an error."""
+    recipe = OmegaConf.to_container(cfg.get("classify") or {}, resolve=True)
+    unknown = set(recipe) - set(DEFAULT_RECIPE)
+    if unknown:
+        raise ValueError(f"unknown classify keys {sorted(unknown)}; valid: {sorted(DEFAULT_RECIPE)}")
+    return {**DEFAULT_RECIPE, **recipe}
 
 
 def train_classifier(
@@ -95,10 +105,7 @@ def run_classify(cfg: DictConfig) -> float:
     seed = int(cfg.seed)
     lcfg = OmegaConf.to_container(cfg.get("input_loss") or {"name": "none"}, resolve=True)
     input_loss = build_input_loss(lcfg.pop("name", "none"), **lcfg)  # fail on a bad loss before training
-    recipe = OmegaConf.to_container(cfg.get("classify") or {}, resolve=True)
-    unknown = set(recipe) - set(DEFAULT_RECIPE)
-    if unknown:
-        raise ValueError(f"unknown classify keys {sorted(unknown)}; valid: {sorted(DEFAULT_RECIPE)}")
+    recipe = classify_recipe(cfg)
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
     pl.seed_everything(seed, verbose=False)
@@ -113,7 +120,7 @@ def run_classify(cfg: DictConfig) -> float:
         row = {"name": cfg.name, "input_loss": input_loss.name if input_loss else "none", "seed": seed, **row}
         x, y, *_ = test_split(datamodule)
         x, y = x[:8], y[:8]
-        methods = (recipe.get("overlay_methods") or DEFAULT_RECIPE["overlay_methods"])
+        methods = recipe["overlay_methods"] or DEFAULT_RECIPE["overlay_methods"]
         maps = {m: explain(module, x, y, m) for m in methods}
         fig = plot_saliency_overlays(x, maps, out / "test_saliency.png", labels=y.tolist(),
                                      preds=module(x).argmax(-1).tolist(), title=f"{cfg.name}: test images")
