@@ -88,6 +88,20 @@ def test_salguide_vit_matches_eager_vit_with_same_weights() -> None:
         torch.testing.assert_close(gv[name], ge[name], atol=1e-5, rtol=1e-4)
 
 
+def test_routed_vit_pickles_with_its_router_for_spawned_workers() -> None:
+    """ddp_spawn and DataLoader workers pickle the module: the copy must stay routed and record."""
+    import pickle
+
+    model = vit_digits().eval()
+    x = torch.randn(2, 1, 32, 32)
+    copy = pickle.loads(pickle.dumps(model))
+    assert copy.salguide_router is copy.blocks[0].attn.salguide_router is not model.salguide_router
+    with torch.no_grad(), AttentionRecorder(copy, [0], cls=True) as rec:
+        out = copy(x)
+    assert torch.equal(out, model(x).detach())
+    assert rec[0].cls.shape == (2, 4, 65)
+
+
 def test_route_timm_layout_keeps_outputs_and_gradients_and_unroute_restores() -> None:
     torch.manual_seed(1)
     model = EagerViT().eval()

@@ -15,6 +15,8 @@ from torch import Tensor, nn
 from salguide.attention.routed import routed_attention
 from salguide.attention.router import Router
 
+from .route import begin_forward
+
 NAME = "salguide"
 
 
@@ -67,7 +69,7 @@ def route_hf(model: nn.Module, backend: str | None = None) -> nn.Module:
         m.salguide_router, m.salguide_index = router, i
     model.set_attn_implementation(NAME)
     model.salguide_router = router
-    router.hook = model.register_forward_pre_hook(lambda *_: router.begin())
+    router.hook = model.register_forward_pre_hook(begin_forward)
 
     def undo() -> None:
         model.set_attn_implementation(before or "eager")

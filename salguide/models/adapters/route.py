@@ -30,8 +30,14 @@ def attach_router(model: nn.Module, router: Router, blocks: Any = None) -> Route
     for i, block in enumerate(blocks):
         block.attn.salguide_router, block.attn.salguide_index = router, i
     model.salguide_router = router
-    router.hook = model.register_forward_pre_hook(lambda *_: router.begin())
+    router.hook = model.register_forward_pre_hook(begin_forward)
     return router
+
+
+def begin_forward(model: nn.Module, args: Any) -> None:
+    """Forward pre-hook of a routed model: reset its router's per-forward state (a module-level function,
+    so that the model still pickles, e.g. for ``ddp_spawn``)."""
+    model.salguide_router.begin()
 
 
 def route(model: nn.Module, backend: str | None = None) -> nn.Module:
