@@ -88,11 +88,13 @@ def test_salguide_vit_matches_eager_vit_with_same_weights() -> None:
         torch.testing.assert_close(gv[name], ge[name], atol=1e-5, rtol=1e-4)
 
 
-def test_routed_vit_pickles_with_its_router_for_spawned_workers() -> None:
-    """ddp_spawn and DataLoader workers pickle the module: the copy must stay routed and record."""
+@pytest.mark.parametrize("kind", ["salguide", "timm_layout"])
+def test_routed_vit_pickles_with_its_router_for_spawned_workers(kind) -> None:
+    """ddp_spawn and DataLoader workers pickle the module: the copy must stay routed, record, and unroute."""
     import pickle
 
-    model = vit_digits().eval()
+    torch.manual_seed(0)
+    model = vit_digits().eval() if kind == "salguide" else route(EagerViT().eval())
     x = torch.randn(2, 1, 32, 32)
     copy = pickle.loads(pickle.dumps(model))
     assert copy.salguide_router is copy.blocks[0].attn.salguide_router is not model.salguide_router
@@ -100,6 +102,11 @@ def test_routed_vit_pickles_with_its_router_for_spawned_workers() -> None:
         out = copy(x)
     assert torch.equal(out, model(x).detach())
     assert rec[0].cls.shape == (2, 4, 65)
+    if kind == "timm_layout":
+        unroute(copy)
+        copy.blocks[0].attn.last_attn = None
+        torch.testing.assert_close(copy(x), out, atol=1e-5, rtol=1e-5)
+        assert copy.blocks[0].attn.last_attn is not None  # the eager forward runs again
 
 
 def test_route_timm_layout_keeps_outputs_and_gradients_and_unroute_restores() -> None:
@@ -211,3 +218,28 @@ def test_route_real_timm_vit_same_logits() -> None:
             after = model(x)
     torch.testing.assert_close(after, before, atol=2e-4, rtol=2e-4)
     torch.testing.assert_close(rec[-1].cls.sum(-1), torch.ones(2, 6, device=device), atol=1e-4, rtol=0)
+
+
+def test_routed_hf_vit_unpickled_in_a_fresh_process_still_runs_routed(tmp_path) -> None:
+    """A spawned worker has not called route(): unpickling must register salguide's attention there."""
+    import pickle
+    import subprocess
+    import sys
+
+    torch.manual_seed(4)
+    model = route(_hf_vit())
+    x = torch.randn(2, 1, 32, 32)
+    with torch.no_grad():
+        ref = model(pixel_values=x).logits
+    (tmp_path / "m.pkl").write_bytes(pickle.dumps((model, x, ref)))
+    code = (
+        "import pickle, sys, torch\n"
+        "m, x, ref = pickle.loads(open(sys.argv[1], 'rb').read())\n"
+        "with torch.no_grad():\n"
+        "    out = m(pixel_values=x).logits\n"
+        "assert m.config._attn_implementation == 'salguide', m.config._attn_implementation\n"
+        "torch.testing.assert_close(out, ref)\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "m.pkl")], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]

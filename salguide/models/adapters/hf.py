@@ -8,6 +8,7 @@ DynamicViT, ToMe) need timm's block layout and are refused.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from torch import Tensor, nn
@@ -61,7 +62,7 @@ def route_hf(model: nn.Module, backend: str | None = None) -> nn.Module:
     causal = [type(m).__name__ for m in mods if m.is_causal]
     if causal:
         raise TypeError(f"{type(model).__name__}: causal attention ({causal[0]}) is not supported")
-    AttentionInterface.register(NAME, hf_attention)
+    AttentionInterface.register(NAME, hf_attention)  # idempotent; also done on import, for unpickled models
     before = model.config._attn_implementation
     router = Router(len(mods), backend)
     router.supports_tokens = False
@@ -71,11 +72,21 @@ def route_hf(model: nn.Module, backend: str | None = None) -> nn.Module:
     model.salguide_router = router
     router.hook = model.register_forward_pre_hook(begin_forward)
 
-    def undo() -> None:
-        model.set_attn_implementation(before or "eager")
-        for m in mods:
-            for name in ("salguide_router", "salguide_index"):
-                vars(m).pop(name, None)
-
-    router.undo = undo
+    router.undo = functools.partial(_restore, model, before or "eager", mods)
     return model
+
+
+def _restore(model: nn.Module, implementation: str, mods: list) -> None:
+    """Undo :func:`route_hf` (a module-level function, so the routed model still pickles)."""
+    model.set_attn_implementation(implementation)
+    for m in mods:
+        for name in ("salguide_router", "salguide_index"):
+            vars(m).pop(name, None)
+
+
+try:  # registered on import too, so that a routed model unpickled in a fresh process (ddp_spawn) runs
+    from transformers import AttentionInterface
+except ImportError:  # pragma: no cover - transformers is optional
+    pass
+else:
+    AttentionInterface.register(NAME, hf_attention)

@@ -8,7 +8,7 @@ Routed models compute the same function as before; ``unroute(model)`` restores t
 
 from __future__ import annotations
 
-import types
+import functools
 from typing import Any
 
 from torch import nn
@@ -81,6 +81,27 @@ def _is_timm_layout(model: nn.Module) -> bool:
     )
 
 
+class BoundForward:
+    """``fn`` bound to ``module`` as its forward; unlike ``types.MethodType`` of a function that is not a
+    class attribute, it pickles (``ddp_spawn``, loader workers)."""
+
+    def __init__(self, fn: Any, module: nn.Module) -> None:
+        self.fn, self.module = fn, module
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(self.module, *args, **kwargs)
+
+
+def _restore_timm(saved: list) -> None:
+    for b, fb, fa in saved:
+        for m, f in ((b, fb), (b.attn, fa)):
+            vars(m).pop("forward", None)
+            if f is not None:
+                m.forward = f
+        for name in ("salguide_router", "salguide_index"):
+            vars(b.attn).pop(name, None)
+
+
 def _route_timm(model: nn.Module, backend: str | None) -> nn.Module:
     for i, b in enumerate(model.blocks):
         p = getattr(getattr(b.attn, "attn_drop", None), "p", 0.0)
@@ -88,18 +109,8 @@ def _route_timm(model: nn.Module, backend: str | None) -> nn.Module:
             raise ValueError(f"blocks[{i}].attn.attn_drop has p = {p}; routed attention has no attention dropout")
     saved = [(b, vars(b).get("forward"), vars(b.attn).get("forward")) for b in model.blocks]
     for b in model.blocks:
-        b.forward = types.MethodType(block_forward, b)
-        b.attn.forward = types.MethodType(attention_forward, b.attn)
+        b.forward = BoundForward(block_forward, b)
+        b.attn.forward = BoundForward(attention_forward, b.attn)
     router = attach_router(model, Router(len(model.blocks), backend))
-
-    def undo() -> None:
-        for b, fb, fa in saved:
-            for m, f in ((b, fb), (b.attn, fa)):
-                vars(m).pop("forward", None)
-                if f is not None:
-                    m.forward = f
-            for name in ("salguide_router", "salguide_index"):
-                vars(b.attn).pop(name, None)
-
-    router.undo = undo
+    router.undo = functools.partial(_restore_timm, saved)
     return model
