@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from salguide.inputs import InputLoss, InputLossOutput
 
-from .losses import background_mass_loss, concentration_loss, diversity_loss, entropy_loss
+from .losses import background_mass_loss, concentration_loss, concentration_loss_all, diversity_loss, entropy_loss
 from .recorder import AttentionRecorder, AttentionStats
 from .routed import layer_target
 from .router import router_of
@@ -28,6 +28,14 @@ def find_routed(model: nn.Module) -> nn.Module:
             return m
     router_of(model)  # raises the explanatory error
     raise AssertionError  # pragma: no cover
+
+
+QUERIES = ("cls", "all", "object")
+
+
+def object_rows(model: nn.Module, mask: Tensor, positions: Tensor | None, B: int, N: int) -> Tensor:
+    """Query-row weights [B, N] at the layer's tokens: 1 for the class token, the mask coverage for patches."""
+    return layer_target(token_target(mask, token_grid(model), cls_weight=1.0), positions, B, N)
 
 
 class AttentionLoss(InputLoss):
@@ -84,20 +92,28 @@ class AttentionLoss(InputLoss):
 
 
 class ConcentrationLoss(AttentionLoss):
-    """CLS attention concentrated on a target map built from the object mask: ``target`` = "box"
+    """Attention concentrated on a target map built from the object mask: ``target`` = "box"
     (Gaussian on the mask's bounding box, sigma = ``width`` x half side), "point" (Gaussian of std
-    ``sigma`` at the box centre) or "mask" (patch coverage)."""
+    ``sigma`` at the box centre) or "mask" (patch coverage). ``queries="cls"``: the CLS row only;
+    ``"all"``: every query row (so patch tokens cannot pull background into the object's tokens either);
+    ``"object"``: the rows of the class token and of the object's tokens (weighted by mask coverage), the
+    rows through which background can reach the class token. The row forms are exact closed forms from
+    q, k and the log-sum-exp (:func:`~salguide.attention.losses.concentration_loss_all`), no N x N."""
 
     mask_semantics = "relevant"
     name = "attn_concentration"
     requests = {"cls": True}
 
     def __init__(self, weight: float = 1.0, layers: Sequence[int] | int = (-1,), target: str = "box",
-                 width: float = 0.5, sigma: float = 0.1) -> None:
+                 width: float = 0.5, sigma: float = 0.1, queries: str = "cls") -> None:
         super().__init__(weight, layers)
         if target not in ("box", "point", "mask"):
             raise ValueError(f"ConcentrationLoss: target must be 'box', 'point' or 'mask', got {target!r}")
-        self.target, self.width, self.sigma = target, width, sigma
+        if queries not in QUERIES:
+            raise ValueError(f"ConcentrationLoss: queries must be one of {QUERIES}, got {queries!r}")
+        self.target, self.width, self.sigma, self.queries = target, width, sigma, queries
+        if queries != "cls":
+            self.requests = {"qk": True, "lse": True}
 
     def token_weights(self, model: nn.Module, mask: Tensor) -> Tensor:
         grid = token_grid(model)
@@ -109,14 +125,23 @@ class ConcentrationLoss(AttentionLoss):
         return with_cls(gaussian_from_points((boxes[:, :2] + boxes[:, 2:]) / 2, grid, self.sigma))
 
     def layer_penalty(self, s: AttentionStats, model: nn.Module, mask: Tensor | None) -> Tensor:
-        assert s.cls is not None and mask is not None
+        assert mask is not None
+        if self.queries != "cls":
+            assert s.q is not None and s.k is not None and s.lse is not None
+            B, N = s.q.shape[0], s.q.shape[2]
+            t = layer_target(self.token_weights(model, mask), s.positions, B, N).to(s.q.device)
+            rows = None if self.queries == "all" else object_rows(model, mask, s.positions, B, N).to(s.q.device)
+            return concentration_loss_all(s.q, s.k, s.lse, t, scale=s.scale, key_bias=s.key_bias,
+                                          key_mask=s.key_mask, row_weights=rows)
+        assert s.cls is not None
         t = layer_target(self.token_weights(model, mask), s.positions, s.cls.shape[0], s.cls.shape[2])
         return concentration_loss(s.cls, t)
 
 
 class BackgroundSuppressionLoss(AttentionLoss):
     """BAS on attention: the attention mass that lands on background patches (kernel mass, differentiable,
-    no N x N), for the CLS row (``queries="cls"``) or every query (``"all"``)."""
+    no N x N), for the CLS row (``queries="cls"``), every query (``"all"``) or the rows of the class token
+    and the object's tokens (``"object"``, weighted by mask coverage)."""
 
     mask_semantics = "relevant"
     name = "attn_bas"
@@ -125,8 +150,8 @@ class BackgroundSuppressionLoss(AttentionLoss):
     def __init__(self, weight: float = 1.0, layers: Sequence[int] | int = (-1,), queries: str = "cls",
                  cls_is_background: bool = False) -> None:
         super().__init__(weight, layers)
-        if queries not in ("cls", "all"):
-            raise ValueError(f"BackgroundSuppressionLoss: queries must be 'cls' or 'all', got {queries!r}")
+        if queries not in QUERIES:
+            raise ValueError(f"BackgroundSuppressionLoss: queries must be one of {QUERIES}, got {queries!r}")
         self.queries, self.cls_is_background = queries, bool(cls_is_background)
 
     def mass_target(self, model: nn.Module, mask: Tensor | None) -> Tensor | None:
@@ -139,6 +164,10 @@ class BackgroundSuppressionLoss(AttentionLoss):
 
     def layer_penalty(self, s: AttentionStats, model: nn.Module, mask: Tensor | None) -> Tensor:
         assert s.mass is not None
+        if self.queries == "object":
+            assert mask is not None
+            B, _, N = s.mass.shape
+            return background_mass_loss(s.mass, "weighted", object_rows(model, mask, s.positions, B, N))
         return background_mass_loss(s.mass, self.queries)
 
 

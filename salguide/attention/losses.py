@@ -1,7 +1,8 @@
 """Attention losses, functional forms (plain torch; inputs are statistics from an AttentionRecorder).
 
 - concentration: cross-entropy of the CLS attention against a normalised target map (V2P-style Gaussian
-  from points / boxes, or an object mask), -sum_j t_j log p_0j.
+  from points / boxes, or an object mask), -sum_j t_j log p_0j; or of every query's row, in closed form
+  from q, k and the kernel's log-sum-exp: -sum_j t_j log p_ij = lse_i - sum_j t_j s_ij (O(B H N D)).
 - background suppression (BAS, Zhai et al., "Background Activation Suppression for Weakly Supervised
   Object Localization", CVPR 2022, applied to attention): attention mass on background tokens, from the
   kernel's differentiable mass with w = background share of each token.
@@ -44,15 +45,76 @@ def concentration_loss(cls_attn: Tensor, target: Tensor, eps: float = 1e-6) -> T
     return (ce * ok).sum() / ok.sum().clamp_min(1)
 
 
-def background_mass_loss(mass: Tensor, queries: str = "cls") -> Tensor:
+def concentration_loss_all(
+    q: Tensor,
+    k: Tensor,
+    lse: Tensor,
+    target: Tensor,
+    *,
+    scale: float,
+    key_bias: Tensor | None = None,
+    key_mask: Tensor | None = None,
+    row_weights: Tensor | None = None,
+) -> Tensor:
+    """:func:`concentration_loss` for every query row: mean over samples with a non-empty target, heads
+    and (alive) queries i of -sum_j t_j log p_ij, t = target / sum, exactly (no eps and no N x N):
+    log p_ij = s_ij - lse_i with s_ij = scale q_i.k_j + bias_j, so the row's loss is
+    lse_i - scale q_i.(sum_j t_j k_j) - sum_j t_j bias_j.
+
+    q, k: [B, H, N, D]; lse: [B, H, N] of the kernel call with the same keys; target: [B, N] >= 0;
+    key_bias: [B, N] added to the scores; key_mask: bool [B, N] (masked keys get no target weight and
+    masked queries are left out); row_weights: [B, N] >= 0 weights of the query rows in the mean
+    (default 1 each; e.g. only the class token and the object's tokens)."""
+    _check("q", q, 4)
+    _check("k", k, 4)
+    _check("lse", lse, 3)
+    _check("target", target, 2)
+    B, _, N, _ = q.shape
+    if target.shape != (B, N):
+        raise ValueError(f"target must have shape [B, N] = {(B, N)}, got {tuple(target.shape)}")
+    t = target.float()
+    alive = torch.ones(B, N, dtype=torch.bool, device=q.device) if key_mask is None else key_mask.bool()
+    t = t * alive
+    total = t.sum(1, keepdim=True)
+    ok = total[:, 0] > 0
+    t = t / total.clamp_min(1e-12)
+    kbar = torch.einsum("bn,bhnd->bhd", t, k.float())  # target-weighted key per head
+    row = lse.float() - scale * torch.einsum("bhnd,bhd->bhn", q.float(), kbar)  # [B, H, N]
+    if key_bias is not None:
+        row = row - (t * key_bias.float()).sum(1)[:, None, None]
+    w = alive.float() if row_weights is None else alive.float() * _row_weights(row_weights, B, N)
+    per_sample = (row.mean(1) * w).sum(1) / w.sum(1).clamp_min(1e-12)  # mean over heads, weighted over queries
+    ok = ok & (w.sum(1) > 0)
+    return (per_sample * ok).sum() / ok.sum().clamp_min(1)
+
+
+def _row_weights(w: Tensor, B: int, N: int) -> Tensor:
+    if not isinstance(w, Tensor) or w.shape != (B, N):
+        raise ValueError(f"row_weights must have shape [B, N] = {(B, N)}, got {tuple(getattr(w, 'shape', ()))}")
+    if bool((w < 0).any()):
+        raise ValueError("row_weights must be >= 0")
+    return w.float()
+
+
+def background_mass_loss(mass: Tensor, queries: str = "cls", row_weights: Tensor | None = None) -> Tensor:
     """Mean attention mass on the background: ``mass`` [B, H, N] computed with w = background weights;
-    ``queries`` = "cls" (the class token's row) or "all" (every query)."""
+    ``queries`` = "cls" (the class token's row), "all" (every query) or "weighted" (rows weighted by
+    ``row_weights`` [B, N] >= 0, e.g. the class token and the object's tokens; samples with no weight
+    do not count)."""
     _check("mass", mass, 3)
+    if queries == "weighted":
+        if row_weights is None:
+            raise ValueError("queries='weighted' needs row_weights [B, N]")
+        w = _row_weights(row_weights, mass.shape[0], mass.shape[2]).to(mass.device)
+        total = w.sum(1)
+        per_sample = (mass.float().mean(1) * w).sum(1) / total.clamp_min(1e-12)
+        ok = total > 0
+        return (per_sample * ok).sum() / ok.sum().clamp_min(1)
     if queries == "cls":
         return mass[:, :, 0].mean()
     if queries == "all":
         return mass.mean()
-    raise ValueError(f"queries must be 'cls' or 'all', got {queries!r}")
+    raise ValueError(f"queries must be 'cls', 'all' or 'weighted', got {queries!r}")
 
 
 def entropy_loss(entropy: Tensor, queries: str = "cls") -> Tensor:

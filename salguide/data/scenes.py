@@ -38,25 +38,54 @@ def backgrounds(classes: torch.Tensor, size: int, generator: torch.Generator) ->
     return _COLOURS[classes].view(n, 3, 1, 1) * (0.45 + 0.35 * stripes[:, None])
 
 
+TILE_VALUE = 0.0  # the neutral (black) ground of an object tile
+
+
+def _check_tile(tile: int | None, size: int, d: int) -> None:
+    if tile is None:
+        return
+    if isinstance(tile, bool) or not isinstance(tile, int) or tile < 1:
+        raise ValueError(f"tile must be None or a positive int (the patch size to align to), got {tile!r}")
+    if d % tile or size % tile:
+        raise ValueError(
+            f"tile={tile} must divide both digit_size ({d}) and image_size ({size}) so that the object tile "
+            "covers whole patches"
+        )
+
+
 def compose_scenes(
-    digits: torch.Tensor, bg_classes: torch.Tensor, size: int, generator: torch.Generator, threshold: float = 0.25
+    digits: torch.Tensor, bg_classes: torch.Tensor, size: int, generator: torch.Generator, threshold: float = 0.25,
+    tile: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Paste [N, 1, d, d] digits (white, alpha = intensity) at random positions on class backgrounds;
-    returns the scenes and the object masks (alpha > ``threshold``)."""
+    returns the scenes and the object masks. ``tile=None``: alpha-composited on the background, mask =
+    alpha > ``threshold``; ``tile=p``: on a dark d x d tile at a position that is a multiple of ``p``,
+    mask = the tile."""
     n, d = digits.shape[0], digits.shape[-1]
     if size < d:
         raise ValueError(f"image_size ({size}) must be >= digit_size ({d})")
+    _check_tile(tile, size, d)
     scene = backgrounds(bg_classes, size, generator)
     alpha = torch.zeros((n, 1, size, size))
-    pos = torch.randint(0, size - d + 1, (n, 2), generator=generator)
+    if tile is None:
+        pos = torch.randint(0, size - d + 1, (n, 2), generator=generator)
+    else:
+        pos = torch.randint(0, (size - d) // tile + 1, (n, 2), generator=generator) * tile
+    region = torch.zeros((n, 1, size, size))
     for i, (r, c) in enumerate(pos.tolist()):
         alpha[i, :, r : r + d, c : c + d] = digits[i]
-    return scene * (1 - alpha) + alpha, (alpha > threshold).float()
+        region[i, :, r : r + d, c : c + d] = 1.0
+    if tile is None:
+        return scene * (1 - alpha) + alpha, (alpha > threshold).float()
+    ground = scene * (1 - region) + TILE_VALUE * region  # the tile hides the background completely
+    return ground * (1 - alpha) + alpha, region
 
 
 class SyntheticScenesDataModule(AnnotatedDigitsDataModule):
     """Scenes train/val/test splits of (x, y, object mask); background class = label with probability
-    ``correlation`` in training, random at validation and test."""
+    ``correlation`` in training and ``eval_correlation`` at validation and test (0: random), otherwise a
+    uniformly random class. ``tile``: None (digit composited on the background) or the patch size the
+    digit's own dark tile is aligned to (see the module docstring)."""
 
     mask_semantics = "relevant"
 
@@ -70,11 +99,15 @@ class SyntheticScenesDataModule(AnnotatedDigitsDataModule):
         test_fraction: float = 0.2,
         val_fraction: float = 0.1,
         num_workers: int = 0,
+        tile: int | None = None,
+        eval_correlation: float = 0.0,
     ) -> None:
         super().__init__(batch_size, image_size, digit_size, seed, test_fraction, val_fraction, num_workers)
-        if not 0.0 <= float(correlation) <= 1.0:
-            raise ValueError(f"correlation must lie in [0, 1], got {correlation}")
-        self.correlation = float(correlation)
+        for name, v in (("correlation", correlation), ("eval_correlation", eval_correlation)):
+            if not 0.0 <= float(v) <= 1.0:
+                raise ValueError(f"{name} must lie in [0, 1], got {v}")
+        _check_tile(tile, self.image_size, self.digit_size)
+        self.correlation, self.eval_correlation, self.tile = float(correlation), float(eval_correlation), tile
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -83,13 +116,13 @@ class SyntheticScenesDataModule(AnnotatedDigitsDataModule):
     def _scenes(self, digits: torch.Tensor, labels: torch.Tensor, corr: float, gen: torch.Generator) -> TensorDataset:
         random_bg = torch.randint(0, NUM_CLASSES, (len(labels),), generator=gen)
         keep = torch.rand(len(labels), generator=gen) < corr
-        x, mask = compose_scenes(digits, torch.where(keep, labels, random_bg), self.image_size, gen)
+        x, mask = compose_scenes(digits, torch.where(keep, labels, random_bg), self.image_size, gen, tile=self.tile)
         return TensorDataset(x, labels, mask)
 
     def _build(self, digits, labels, splits, gen):  # type: ignore[override]
         tr, va, te = splits
         return (
             self._scenes(digits[tr], labels[tr], self.correlation, gen),
-            self._scenes(digits[va], labels[va], 0.0, gen),
-            self._scenes(digits[te], labels[te], 0.0, gen),
+            self._scenes(digits[va], labels[va], self.eval_correlation, gen),
+            self._scenes(digits[te], labels[te], self.eval_correlation, gen),
         )

@@ -10,7 +10,9 @@ import torch
 from salguide.attention.loss_modules import (
     AttentionDiversityLoss, AttentionEntropyLoss, BackgroundSuppressionLoss, ConcentrationLoss, build_attention_loss,
 )
-from salguide.attention.losses import background_mass_loss, concentration_loss, diversity_loss, entropy_loss
+from salguide.attention.losses import (
+    background_mass_loss, concentration_loss, concentration_loss_all, diversity_loss, entropy_loss,
+)
 from salguide.attention.recorder import AttentionRecorder
 from salguide.attention.stats import attention_rows, attention_with_entropy, cls_attention
 from salguide.attention.targets import (
@@ -78,6 +80,39 @@ def test_concentration_loss_hand_computed() -> None:
         concentration_loss(cls, torch.ones(1, 4))
 
 
+@pytest.mark.parametrize("masked", [False, True])
+def test_all_queries_concentration_matches_naive_dense_softmax(masked: bool) -> None:
+    q, k, v = _qkv(N=9, seed=3)
+    bias = torch.rand(2, 9)
+    mask = torch.rand(2, 9, generator=torch.Generator().manual_seed(4)) > 0.3 if masked else None
+    if masked:
+        mask[:, :2] = True  # keep some target keys alive
+    target = torch.rand(2, 9, generator=torch.Generator().manual_seed(5))
+    target[:, 0] = 0.0
+    res = attention(q, k, v, key_bias=bias, key_mask=mask, always_self=masked, return_lse=True)
+    got = concentration_loss_all(q, k, res.lse, target, scale=8**-0.5, key_bias=bias, key_mask=mask)
+    # naive: materialise every row, t on alive keys only, mean over heads and alive queries
+    qd, kd = q.detach().clone().requires_grad_(), k.detach().clone().requires_grad_()
+    p = naive_probs(qd, kd, 8**-0.5, bias, mask, masked)
+    alive = torch.ones(2, 9, dtype=torch.bool) if mask is None else mask
+    t = target.double() * alive
+    t = t / t.sum(1, keepdim=True)
+    logp = torch.log(p.clamp_min(1e-300))
+    ce = -(t[:, None, None, :] * torch.where(t[:, None, None, :] > 0, logp, 0.0)).sum(-1)  # [B, H, N]
+    w = alive[:, None, :].double().expand_as(ce)
+    naive = ((ce * w).sum((1, 2)) / w.sum((1, 2))).mean()
+    assert got.item() == pytest.approx(naive.item(), rel=1e-5)
+    got.backward()
+    naive.backward()
+    torch.testing.assert_close(q.grad.double(), qd.grad.double(), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(k.grad.double(), kd.grad.double(), atol=1e-5, rtol=1e-4)
+    # an empty target does not count
+    zero = concentration_loss_all(q, k, res.lse, torch.zeros(2, 9), scale=8**-0.5, key_bias=bias, key_mask=mask)
+    assert zero.item() == 0.0
+    with pytest.raises(ValueError, match=r"target must have shape \[B, N\]"):
+        concentration_loss_all(q, k, res.lse, torch.ones(2, 4), scale=1.0)
+
+
 def test_background_and_entropy_losses_hand_computed() -> None:
     mass = torch.tensor([[[0.2, 0.5], [0.4, 0.1]]])  # [1, 2, 2]
     assert background_mass_loss(mass, "cls").item() == pytest.approx(0.3)
@@ -86,6 +121,14 @@ def test_background_and_entropy_losses_hand_computed() -> None:
     assert entropy_loss(ent, "all").item() == pytest.approx(1.0)
     with pytest.raises(ValueError, match="queries"):
         background_mass_loss(mass, "rows")
+    # weighted rows (head means): (0.2 + 0.4) / 2 = 0.3 for row 0, (0.9 + 0.1) / 2 = 0.5 for row 1; weights 3 : 1
+    mass2 = torch.tensor([[[0.2, 0.9], [0.4, 0.1]]])
+    got = background_mass_loss(mass2, "weighted", torch.tensor([[3.0, 1.0]]))
+    assert got.item() == pytest.approx((3 * 0.3 + 1 * 0.5) / 4)
+    with pytest.raises(ValueError, match="row_weights"):
+        background_mass_loss(mass2, "weighted")
+    with pytest.raises(ValueError, match="row_weights must be >= 0"):
+        background_mass_loss(mass2, "weighted", torch.tensor([[-1.0, 1.0]]))
 
 
 def test_diversity_loss_matches_naive_rows() -> None:
@@ -149,6 +192,11 @@ def test_bas_module_equals_naive_background_mass_and_shares_the_forward() -> Non
     strict = BackgroundSuppressionLoss(1.0, layers=[1], queries="cls", cls_is_background=True).penalty(vit, x, y, mask)
     p1 = naive_probs(rec[1].q, rec[1].k, rec[1].scale)[:, :, 0]
     assert strict.item() == pytest.approx((p1 * bg[:, None].double()).sum(-1).mean().item(), rel=1e-5)
+    rows = token_target(mask, (8, 8)).double()
+    rows[:, 0] = 1.0
+    obj = BackgroundSuppressionLoss(1.0, layers=[1], queries="object", cls_is_background=True).penalty(vit, x, y, mask)
+    pb = (naive_probs(rec[1].q, rec[1].k, rec[1].scale) * bg[:, None, None].double()).sum(-1).mean(1)  # [B, N]
+    assert obj.item() == pytest.approx(((pb * rows).sum(1) / rows.sum(1)).mean().item(), rel=1e-5)
     out.loss.backward()
     assert vit.blocks[0].attn.qkv.weight.grad.abs().sum() > 0
 
@@ -162,6 +210,19 @@ def test_concentration_entropy_diversity_modules_match_functional_on_naive_stats
     p = naive_probs(rec[0].q, rec[0].k, rec[0].scale).float()
     conc = ConcentrationLoss(1.0, [0], target="mask").penalty(vit, x, y, mask)
     assert conc.item() == pytest.approx(concentration_loss(p[:, :, 0], token_target(mask, (8, 8))).item(), rel=1e-5)
+    t = token_target(mask, (8, 8)).double()
+    t = t / t.sum(1, keepdim=True)
+    naive_all = -(t[:, None, None] * p.double().log()).sum(-1).mean()  # every query row, mean over heads and rows
+    conc_all = ConcentrationLoss(2.0, [0], target="mask", queries="all").penalty(vit, x, y, mask)
+    assert conc_all.item() == pytest.approx(2.0 * naive_all.item(), rel=1e-4)
+    # "object": rows of the class token (weight 1) and of object patches (weight = coverage) only
+    rows = token_target(mask, (8, 8)).double()
+    rows[:, 0] = 1.0
+    ce = -(t[:, None, None] * p.double().log()).sum(-1).mean(1)  # [B, N] per query row
+    naive_obj = ((ce * rows).sum(1) / rows.sum(1)).mean()
+    conc_obj = ConcentrationLoss(1.0, [0], target="mask", queries="object").penalty(vit, x, y, mask)
+    assert conc_obj.item() == pytest.approx(naive_obj.item(), rel=1e-4)
+    assert abs(conc_obj.item() - naive_all.item()) > 1e-3  # a different set of rows
     ent = AttentionEntropyLoss(1.0, [0], queries="all").penalty(vit, x, y)
     naive_ent = -(p * p.clamp_min(1e-30).log()).sum(-1).mean() / math.log(65)
     assert ent.item() == pytest.approx(naive_ent.item(), rel=1e-4)
@@ -180,6 +241,8 @@ def test_loss_module_errors() -> None:
         ConcentrationLoss().penalty(vit, x, y)
     with pytest.raises(ValueError, match="target must be"):
         ConcentrationLoss(target="blob")
+    with pytest.raises(ValueError, match=r"queries must be one of \(.*'object'\), got 'rows'"):
+        ConcentrationLoss(queries="rows")
     with pytest.raises(ValueError, match="unknown attention loss"):
         build_attention_loss("focus")
     with pytest.raises(ValueError, match="weight"):
