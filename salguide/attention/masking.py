@@ -4,7 +4,8 @@
   Modeling", ECCV 2022): from a teacher's CLS attention, mask the most attended patches ("high"), the
   least attended ("low"), or the most attended with a few of them revealed as hints ("hint").
 - ACMIL (Zhang et al., "Attention-Challenging Multiple Instance Learning", ECCV 2024), stochastic top-K
-  instance masking: each of the K most attended patches is masked with probability ``drop_prob``.
+  instance masking: each of the K most attended patches is masked with probability ``drop_prob``
+  (K defaults to ``round(ratio * P / drop_prob)``, so that ``ratio`` of the patches are hidden on average).
 - "random": a uniformly random subset (the baseline).
 Masks are bool [B, P] over patches (class token excluded), True = hidden.
 """
@@ -36,7 +37,8 @@ def attention_guided_mask(
     """Patch mask [B, P] from per-patch attention ``scores`` [B, P] (e.g. teacher CLS attention, head mean).
 
     ``ratio`` in [0, 1): share of patches hidden (``round(ratio * P)``; for "acmil" the expected count is
-    ``drop_prob * top_k``, ``top_k`` defaulting to ``round(ratio * P)``)."""
+    ``drop_prob * top_k``, ``top_k`` defaulting to ``min(P, round(ratio * P / drop_prob))``, i.e. the same
+    expected count as the other modes whenever ``drop_prob >= ratio``)."""
     if mode not in MASK_MODES:
         raise ValueError(f"unknown masking mode {mode!r}; choose one of {MASK_MODES}")
     if scores.dim() != 2:
@@ -64,8 +66,10 @@ def attention_guided_mask(
         top = desc[:, : m + h]  # the m + h most attended; h of them (at random) stay visible
         hidden = top.gather(1, rand(B, m + h).argsort(1)[:, :m])
         return torch.zeros(B, P, dtype=torch.bool, device=dev).scatter(1, hidden, True)
-    k = m if top_k is None else int(top_k)
-    if not 0 <= k <= P or not 0.0 <= drop_prob <= 1.0:
+    if not 0.0 <= drop_prob <= 1.0:
+        raise ValueError(f"acmil needs drop_prob in [0, 1], got {drop_prob}")
+    k = (min(P, round(m / drop_prob)) if drop_prob > 0 else 0) if top_k is None else int(top_k)
+    if not 0 <= k <= P:
         raise ValueError(f"acmil needs 0 <= top_k <= {P} and drop_prob in [0, 1], got {top_k}, {drop_prob}")
     return _rank_mask(desc, k, P) & (rand(B, P) < drop_prob)
 

@@ -3,7 +3,10 @@
 ``MaskedReconstructionModule(vit)``: batches (x, y, patch_mask) from ``AttentionMaskingCallback``; the ViT
 sees the image with hidden patches zeroed; loss = cross-entropy of the CLS logits (keeps the CLS
 attention meaningful for the teacher) + ``recon_weight`` x MSE of the hidden patches' pixels, predicted by a
-linear head on the last layer's patch tokens (SimMIM-style, Xie et al., CVPR 2022)."""
+linear head on the last layer's patch tokens (SimMIM-style, Xie et al., CVPR 2022).
+
+Evaluation helpers: ``cls_attention_scores`` (the head-mean CLS attention an AttMask teacher ranks patches
+by) and ``evaluate_masked`` (hidden-patch reconstruction MSE and CLS accuracy under a given mask)."""
 
 from __future__ import annotations
 
@@ -16,7 +19,17 @@ from torch import Tensor, nn
 from salguide._lightning import pl
 
 from .masking import mask_patches, patchify
+from .recorder import AttentionRecorder
 from .targets import token_grid
+
+
+@torch.no_grad()
+def cls_attention_scores(model: nn.Module, x: Tensor, layer: int = -1) -> Tensor:
+    """[B, P]: attention of the class token to each patch at ``layer`` of a routed ViT, mean over heads
+    (the ranking AttMask takes from its teacher; Kakogeorgiou et al., ECCV 2022)."""
+    with AttentionRecorder(model, [layer], cls=True) as rec:
+        model(x)
+    return rec[layer].cls[:, :, 1:].mean(1)  # type: ignore[index]
 
 
 class MaskedReconstructionModule(pl.LightningModule):
@@ -53,3 +66,28 @@ class MaskedReconstructionModule(pl.LightningModule):
 
     def configure_optimizers(self) -> Any:
         return torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=0.05)
+
+
+@torch.no_grad()
+def evaluate_masked(module: MaskedReconstructionModule, x: Tensor, y: Tensor, mask: Tensor,
+                    batch_size: int = 256) -> dict[str, float]:
+    """Metrics on images ``x`` with the patches of ``mask`` [B, P] hidden: ``recon_mse``, the per-pixel
+    squared error of the decoder on hidden patches averaged over all hidden patches (the training loss,
+    pooled over the whole set; NaN when nothing is hidden), and ``acc``, the CLS head's accuracy (%)."""
+    if mask.dtype != torch.bool or mask.shape != (x.shape[0], module.grid[0] * module.grid[1]):
+        raise ValueError(f"mask must be bool [B, P] = {(x.shape[0], module.grid[0] * module.grid[1])}, "
+                         f"got {mask.dtype} {tuple(mask.shape)}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    was_training = module.training
+    module.eval()
+    err_sum, hidden, hits = 0.0, 0, 0
+    for i in range(0, x.shape[0], batch_size):
+        xb, yb, mb = x[i : i + batch_size], y[i : i + batch_size], mask[i : i + batch_size]
+        feats = module.model.forward_features(mask_patches(xb, mb, module.grid))
+        hits += int((module.model.head(feats[:, 0]).argmax(-1) == yb).sum())
+        err = (module.decoder(feats[:, 1:]) - patchify(xb, module.grid)).pow(2).mean(-1)
+        err_sum += float((err * mb).sum())
+        hidden += int(mb.sum())
+    module.train(was_training)
+    return {"recon_mse": err_sum / hidden if hidden else float("nan"), "acc": 100.0 * hits / max(x.shape[0], 1)}

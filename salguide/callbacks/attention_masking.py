@@ -1,7 +1,9 @@
 """Attention-guided masking for MIM: a teacher (EMA of the student's routed ViT) gives CLS attention on
 the clean batch; the chosen policy (AttMask high / low / hint, ACMIL top-K, random) hides patches; the
 patch mask [B, P] is appended to the batch (which must be a list) in ``on_train_batch_start``; after each
-optimizer step the teacher moves towards the student: t <- decay t + (1 - decay) s."""
+optimizer step (not each batch: under gradient accumulation only batches that end with a step, seen as a
+rise of ``trainer.global_step``) the teacher moves towards the student: t <- decay t + (1 - decay) s.
+The teacher and the mask generator are saved in checkpoints and restored on resume."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import torch
 from salguide._lightning import Callback
 from salguide.attention.loss_modules import find_routed
 from salguide.attention.masking import MASK_MODES, attention_guided_mask
-from salguide.attention.recorder import AttentionRecorder
+from salguide.attention.mim import cls_attention_scores
 from salguide.attention.schedules import Schedule
 
 
@@ -35,26 +37,34 @@ class AttentionMaskingCallback(Callback):
         self.generator = torch.Generator().manual_seed(seed)
         self.teacher: Any = None
         self._student: Any = None
+        self._pending: dict[str, Any] | None = None
+        self._step_at_batch_start = 0
 
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
         self._student = find_routed(pl_module)
         self.teacher = copy.deepcopy(self._student).eval().requires_grad_(False)
-        pending = getattr(self, "_pending", None)
-        if pending is not None:  # resumed from a checkpoint
-            self.teacher.load_state_dict(pending)
+        self._load_pending()
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        self._load_pending()  # strategies that restore checkpoints after setup call load_state_dict late
+
+    def _load_pending(self) -> None:
+        if self._pending is not None and self.teacher is not None:  # resumed from a checkpoint
+            self.teacher.load_state_dict(self._pending)
             self._pending = None
 
     def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+        self._step_at_batch_start = int(trainer.global_step)
         if not isinstance(batch, list):
             raise TypeError(f"AttentionMaskingCallback appends the mask to list batches, got {type(batch).__name__}")
-        with torch.no_grad(), AttentionRecorder(self.teacher, [self.layer], cls=True) as rec:
-            self.teacher(batch[0])
-        scores = rec[self.layer].cls[:, :, 1:].mean(1)  # type: ignore[index]
+        scores = cls_attention_scores(self.teacher, batch[0], self.layer)
         ratio = self.schedule(trainer.global_step)
         batch.append(attention_guided_mask(scores, ratio, self.mode, generator=self.generator, **self.kwargs))
         pl_module.log("train/mask_ratio", ratio, on_step=True, on_epoch=False)
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if int(trainer.global_step) == self._step_at_batch_start:  # accumulating: no optimizer step yet
+            return
         with torch.no_grad():
             for t, s in zip(self.teacher.parameters(), self._student.parameters()):
                 t.lerp_(s.detach(), 1.0 - self.ema)

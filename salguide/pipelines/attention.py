@@ -18,10 +18,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from salguide._lightning import pl
-from salguide.attention import AttentionRecorder, build_attention_loss, build_policy
+from salguide.attention import build_attention_loss, build_policy
 from salguide.attention.masking import attention_guided_mask
 from salguide.attention.metrics import attention_object_mass
-from salguide.attention.mim import MaskedReconstructionModule
+from salguide.attention.mim import MaskedReconstructionModule, cls_attention_scores, evaluate_masked
 from salguide.callbacks.attention_loss import AttentionLossCallback
 from salguide.callbacks.attention_maps import AttentionMapCallback
 from salguide.callbacks.attention_masking import AttentionMaskingCallback
@@ -90,13 +90,12 @@ def run_masking(cfg: DictConfig, out: Path, mcfg: dict[str, Any]) -> float:
     loggers, seconds = _fit(cfg, out, module, [callback], int(rc["epochs"]), "mim", datamodule)
     x, y, *_ = test_split(datamodule)
     module.eval()
-    with torch.no_grad(), AttentionRecorder(callback.teacher, [callback.layer], cls=True) as rec:
+    with torch.no_grad():
         acc = 100.0 * float((module(x).argmax(-1) == y).float().mean())
-        callback.teacher(x)
-        scores = rec[callback.layer].cls[:, :, 1:].mean(1)  # type: ignore[index]
+        scores = cls_attention_scores(callback.teacher, x, callback.layer)
         mask = attention_guided_mask(scores, callback.schedule(10**9), mode,
                                      generator=torch.Generator().manual_seed(seed), **callback.kwargs)
-        recon = float(module.losses(x, y, mask)[1])
+        recon = evaluate_masked(module, x, y, mask)["recon_mse"]
     row = {"name": cfg.name, "masking": mode, "seed": seed, "test_acc": acc, "test_recon_mse": recon, "seconds": seconds}
     _finish(cfg, out, loggers, row)
     return acc
