@@ -1,14 +1,16 @@
 """Training and inference throughput of a routed ViT with EViT, DynamicViT-style masking and ToMe.
 
-    python benchmarks/token_pruning.py                                   # digits ViT on CPU (64 tokens + CLS)
+    python benchmarks/token_pruning.py --threads 1                       # digits ViT on CPU (64 tokens + CLS)
     python benchmarks/token_pruning.py --model vit_s16 --device cuda --dtype bf16 --batch 128 \
         --output experiments/token_pruning/gpu.md                        # ViT-S/16 sizes, random data, GPU
 
 Images/s for a training step (forward + backward + AdamW step, model in train mode: DynamicViT masks keys)
 and for inference (eval mode, no grad: DynamicViT drops tokens), at keep 1.0, 0.7, 0.5. Ratios are to the
 unpruned model measured in the same run. Goals: >= 1.3x training throughput on CPU, >= 1.4x on GPU, at
-keep 0.7. On CPU the kernel's torch reference computes masked keys densely, so DynamicViT-style
-masking cannot speed training up there (it saves work only in the Triton kernel, which skips masked keys).
+keep 0.7. All three policies act at the same blocks with the same keep rate, so they keep the same
+number of tokens (EViT: +1 fused token). On CPU the kernel's torch reference computes masked keys densely,
+so DynamicViT-style masking cannot speed training up there (it saves work only in the Triton kernel,
+which skips masked keys); :func:`flops` gives the analytic bound (all queries and MLPs still run).
 """
 
 from __future__ import annotations
@@ -20,15 +22,28 @@ from pathlib import Path
 import torch
 
 from salguide.attention import DynamicMaskPolicy, EViTPolicy, ToMePolicy, router_of, use_policy
+from salguide.attention.policies import TokenPolicy, token_counts
 from salguide.io import atomic_write_text
 from salguide.models.vit import vit_digits, vit_small_patch16
 
-MODELS = {
-    "digits": (lambda: vit_digits(), (1, 32, 32), {"evit": [1, 2], "dynamicvit": [1, 2], "tome": [0, 1, 2]}),
-    "vit_s16": (lambda: vit_small_patch16(), (3, 224, 224),
-                {"evit": [3, 6, 9], "dynamicvit": [3, 6, 9], "tome": list(range(11))}),
+MODELS = {  # model, image shape, blocks where every policy acts
+    "digits": (lambda: vit_digits(), (1, 32, 32), [1, 2]),
+    "vit_s16": (lambda: vit_small_patch16(), (3, 224, 224), [3, 6, 9]),
 }
 POLICIES = {"evit": EViTPolicy, "dynamicvit": DynamicMaskPolicy, "tome": ToMePolicy}
+
+
+def flops(model: torch.nn.Module, policy: TokenPolicy | None, training: bool) -> int:
+    """Forward FLOPs per image (2 per multiply-add; matmuls only: patch embedding, qkv, q.k, p.v, proj,
+    MLP, head) under ``policy`` in train or eval mode. A training step costs ~3x this, so ratios carry
+    over. Keys are those a key-skipping kernel visits (DynamicViT masking in training: the unmasked ones)."""
+    C, depth = model.embed_dim, len(model.blocks)
+    hidden = model.blocks[0].mlp.fc1.out_features
+    pe = model.patch_embed
+    total = 2 * pe.num_patches * pe.proj.weight[0].numel() * C + 2 * C * model.num_classes
+    for q, k, m in token_counts(policy, pe.num_patches, depth, training):
+        total += 2 * q * C * 3 * C + 2 * 2 * q * k * C + 2 * q * C * C + 2 * 2 * m * C * hidden
+    return total
 
 
 def _sync(device: str) -> None:
@@ -74,26 +89,34 @@ def run(model_name: str, device: str, dtype: torch.dtype, batch: int, steps: int
     router_of(model).validate = False  # no per-layer NaN check (a device sync) in a timing loop
     rows = []
     base: dict[bool, float] = {}
+    base_flops = flops(model, None, True)
     for train in (True, False):
         use_policy(model, None)
         base[train] = throughput(model, shape, batch, device, dtype, train, steps, warmup)
     for name, cls in POLICIES.items():
         for keep in keeps:
-            use_policy(model, cls(layers[name], keep))
-            row = {"policy": name, "keep": keep}
+            policy = cls(layers, keep)
+            use_policy(model, policy)
+            row = {"policy": name, "keep": keep,
+                   "tokens": [m for _, _, m in token_counts(policy, model.patch_embed.num_patches, len(model.blocks),
+                                                            False)]}
             for train in (True, False):
                 ips = base[train] if keep == 1.0 else throughput(model, shape, batch, device, dtype, train, steps, warmup)
                 key = "train" if train else "infer"
                 row[f"{key}_img_s"], row[f"{key}_ratio"] = ips, ips / base[train]
+                row[f"{key}_flop_ratio"] = base_flops / flops(model, policy, train)
             rows.append(row)
     use_policy(model, None)
     return rows
 
 
 def markdown(rows: list[dict], header: str) -> str:
-    lines = [header, "", "| policy | keep | train img/s | train x | infer img/s | infer x |", "|---|---|---|---|---|---|"]
-    lines += [f"| {r['policy']} | {r['keep']} | {r['train_img_s']:.0f} | {r['train_ratio']:.2f} | "
-              f"{r['infer_img_s']:.0f} | {r['infer_ratio']:.2f} |" for r in rows]
+    """Measured images/s and speed-ups, next to the FLOP bound (unpruned FLOPs / pruned FLOPs)."""
+    lines = [header, "", "| policy | keep | tokens after each block | train img/s | train x | train FLOP x | "
+             "infer img/s | infer x | infer FLOP x |", "|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['policy']} | {r['keep']} | {r['tokens']} | {r['train_img_s']:.0f} | {r['train_ratio']:.2f} | "
+              f"{r['train_flop_ratio']:.2f} | {r['infer_img_s']:.0f} | {r['infer_ratio']:.2f} | "
+              f"{r['infer_flop_ratio']:.2f} |" for r in rows]
     return "\n".join(lines) + "\n"
 
 
@@ -105,8 +128,11 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--output", type=Path, default=None)
     a = ap.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[a.dtype]
     rows = run(a.model, a.device, dtype, a.batch, a.steps, a.warmup)
     dev = torch.cuda.get_device_name() if a.device.startswith("cuda") else f"CPU ({torch.get_num_threads()} threads)"

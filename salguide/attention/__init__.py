@@ -13,7 +13,9 @@ from .loss_modules import (
     ConcentrationLoss, build_attention_loss, find_routed,
 )
 from .losses import background_mass_loss, concentration_loss, concentration_loss_all, diversity_loss, entropy_loss
-from .policies import POLICIES, DynamicMaskPolicy, EViTPolicy, ToMePolicy, TokenPolicy, build_policy, use_policy
+from .policies import (
+    POLICIES, DynamicMaskPolicy, EViTPolicy, ToMePolicy, TokenPolicy, build_policy, token_counts, use_policy,
+)
 from .recorder import AttentionRecorder, AttentionStats
 from .router import Router, TokenState, router_of
 from .schedules import Schedule, check_keep, keep_schedule
@@ -28,5 +30,5 @@ __all__ = [
     "attention_with_entropy", "background_mass_loss", "bipartite_merge", "build_attention_loss", "build_policy",
     "check_keep", "cls_attention", "concentration_loss", "concentration_loss_all", "diversity_loss", "drop_masked", "entropy_loss", "evit_reorganize",
     "find_routed", "gaussian_from_boxes", "gaussian_from_points", "keep_schedule", "mask_boxes", "router_of",
-    "token_grid", "token_target", "topk_key_mask", "use_policy", "with_cls",
+    "token_counts", "token_grid", "token_target", "topk_key_mask", "use_policy", "with_cls",
 ]

@@ -16,21 +16,30 @@ from .schedules import check_keep
 
 def topk_key_mask(cls_attn: Tensor, keep: float, alive: Tensor | None = None) -> Tensor:
     """Bool [B, N]: the class token plus the ``ceil(keep * n_alive)`` alive patch tokens with the largest
-    head-averaged CLS attention (``alive`` [B, N] bool, default all; every sample must have the same count)."""
+    head-averaged CLS attention (``alive`` [B, N] bool, default all; every sample must have the same count).
+    Ties go to the lower token index (``topk`` order is not guaranteed for ties)."""
     keep = check_keep(keep)
     a = cls_attn.mean(1) if cls_attn.dim() == 3 else cls_attn
     B, N = a.shape
-    alive = torch.ones(B, N, dtype=torch.bool, device=a.device) if alive is None else alive
-    counts = alive[:, 1:].sum(1)
-    n = int(counts[0])
-    if not bool((counts == n).all()):
-        raise ValueError("every sample must have the same number of alive tokens")
+    score = a[:, 1:]
+    if alive is None:
+        n = N - 1
+    else:
+        if alive.shape != (B, N) or alive.dtype != torch.bool:
+            raise ValueError(f"alive must be a bool [B, N] = {(B, N)} mask, got {alive.dtype} {tuple(alive.shape)}")
+        counts = alive[:, 1:].sum(1)
+        n = int(counts[0])
+        if not bool((counts == n).all()):
+            raise ValueError("every sample must have the same number of alive tokens")
+        score = score.masked_fill(~alive[:, 1:], -float("inf"))
     k = math.ceil(keep * n)
-    score = a[:, 1:].masked_fill(~alive[:, 1:], -float("inf"))
-    top = score.topk(k, dim=1).indices + 1
-    mask = torch.zeros(B, N, dtype=torch.bool, device=a.device)
-    mask[:, 0] = True
-    return mask.scatter(1, top, True)
+    mask = torch.ones(B, N, dtype=torch.bool, device=a.device)
+    if k >= N - 1:
+        return mask
+    # stable descending sort: equal scores keep index order, so ties are deterministic
+    top = score.argsort(dim=1, descending=True, stable=True)[:, :k] + 1
+    mask[:, 1:] = False
+    return mask.scatter_(1, top, True)
 
 
 def drop_masked(x: Tensor, mask: Tensor, positions: Tensor | None = None) -> tuple[Tensor, Tensor]:

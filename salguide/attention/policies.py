@@ -3,7 +3,8 @@
 ``EViTPolicy``, ``DynamicMaskPolicy`` and ``ToMePolicy`` wrap the functional cores in evit.py,
 dynamic_mask.py and tome.py. ``keep`` is the share of the current patch tokens that survives each chosen
 block; it can be changed between steps (schedules). Attach with :func:`use_policy` (class-token pooled,
-timm-layout models only)."""
+timm-layout models only). :func:`token_counts` gives the tokens / keys every block sees under a policy
+(for FLOP counts) without running the model."""
 
 from __future__ import annotations
 
@@ -44,6 +45,11 @@ class TokenPolicy:
     def after_attention(self, index: int, x: Tensor, state: TokenState, training: bool) -> Tensor:
         return x
 
+    def counts(self, index: int, tokens: int, keys: int, training: bool) -> tuple[int, int]:
+        """(tokens, alive keys) after block ``index`` given those before it (both count the class token);
+        mirrors :meth:`after_attention` on shapes only."""
+        return tokens, keys
+
 
 class ClsRankedPolicy(TokenPolicy):
     """Base of the policies that rank tokens by the head-mean CLS attention of the chosen blocks;
@@ -78,6 +84,13 @@ class EViTPolicy(ClsRankedPolicy):
         x, state.positions = evit_reorganize(x, cls_attn, self.keep, state.positions, self.options["fuse"])
         return x
 
+    def counts(self, index: int, tokens: int, keys: int, training: bool) -> tuple[int, int]:
+        k = math.ceil(self.keep * (tokens - 1))
+        if not self.wants_cls(index) or k >= tokens - 1:
+            return tokens, keys
+        n = 1 + k + int(self.options["fuse"])
+        return n, n
+
 
 class DynamicMaskPolicy(ClsRankedPolicy):
     """DynamicViT-style: in training, mask pruned tokens out of the keys (always-self); in eval, drop them
@@ -97,6 +110,12 @@ class DynamicMaskPolicy(ClsRankedPolicy):
         state.key_mask = None
         return x
 
+    def counts(self, index: int, tokens: int, keys: int, training: bool) -> tuple[int, int]:
+        if not self.wants_cls(index):
+            return tokens, keys
+        k = 1 + math.ceil(self.keep * (keys - 1))
+        return (tokens, k) if training or not self.options["drop_in_eval"] else (k, k)
+
 
 class ToMePolicy(TokenPolicy):
     """ToMe: at each chosen block merge ``N_patch - ceil(keep * N_patch)`` tokens (at most half), with
@@ -107,14 +126,45 @@ class ToMePolicy(TokenPolicy):
     def wants_keys(self, index: int) -> bool:
         return index in self.layers and self.keep < 1.0
 
+    def merges(self, tokens: int) -> int:
+        """Tokens merged away at a chosen block with ``tokens`` tokens (class token included)."""
+        n = tokens - 1
+        return min(n - math.ceil(self.keep * n), (tokens + 1) // 2 - 1)
+
     def after_attention(self, index: int, x: Tensor, state: TokenState, training: bool) -> Tensor:
         if not self.wants_keys(index):
             return x
         assert state.keys is not None
-        n = x.shape[1] - 1
-        r = min(n - math.ceil(self.keep * n), (x.shape[1] + 1) // 2 - 1)
+        r = self.merges(x.shape[1])
         x, state.size, state.positions = bipartite_merge(x, state.keys.mean(1), r, state.size, state.positions)
         return x
+
+    def counts(self, index: int, tokens: int, keys: int, training: bool) -> tuple[int, int]:
+        if not self.wants_keys(index):
+            return tokens, keys
+        n = tokens - self.merges(tokens)
+        return n, n
+
+
+def token_counts(
+    policy: TokenPolicy | None, num_patches: int, depth: int, training: bool
+) -> list[tuple[int, int, int]]:
+    """Per block: (queries, keys attended, MLP tokens), class token included, for a model with
+    ``num_patches`` patch tokens and ``depth`` blocks. With DynamicViT masking in training, "keys" counts the
+    keys left unmasked (a kernel that skips masked keys does only that work; the always-self key of a masked
+    query is not counted). Binds ``policy`` to the layer indices of a ``depth``-block model."""
+    if num_patches < 1 or depth < 1:
+        raise ValueError(f"num_patches and depth must be >= 1, got {num_patches}, {depth}")
+    if policy is not None:
+        policy.bind(Router(depth))
+    tokens = keys = num_patches + 1
+    out = []
+    for i in range(depth):
+        q, k = tokens, keys
+        if policy is not None:
+            tokens, keys = policy.counts(i, tokens, keys, training)
+        out.append((q, k, tokens))
+    return out
 
 
 POLICIES: dict[str, type[TokenPolicy]] = {"evit": EViTPolicy, "dynamicvit": DynamicMaskPolicy, "tome": ToMePolicy}

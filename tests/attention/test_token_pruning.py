@@ -9,7 +9,7 @@ import torch
 
 from salguide.attention.dynamic_mask import drop_masked, topk_key_mask
 from salguide.attention.evit import evit_reorganize
-from salguide.attention.policies import DynamicMaskPolicy, EViTPolicy, ToMePolicy, use_policy
+from salguide.attention.policies import DynamicMaskPolicy, EViTPolicy, ToMePolicy, token_counts, use_policy
 from salguide.attention.recorder import AttentionRecorder
 from salguide.attention.routed import routed_attention
 from salguide.attention.router import Router
@@ -38,9 +38,9 @@ def test_evit_matches_naive_loop() -> None:
     assert same is x
 
 
-def naive_tome(x, metric, r, size):
+def naive_tome(x, metric, r, size, return_positions=False):
     B, N, C = x.shape
-    outs = []
+    outs, positions = [], []
     for b in range(B):
         A, Bs = list(range(0, N, 2)), list(range(1, N, 2))
         m = torch.nn.functional.normalize(metric[b], dim=-1)
@@ -57,7 +57,9 @@ def naive_tome(x, metric, r, size):
             v = (size[b, j] * x[b, j] + sum(size[b, i] * x[b, i] for i in src)) / s
             tokens.append((v, s))
         outs.append((torch.stack([t for t, _ in tokens]), torch.stack([s for _, s in tokens])))
-    return torch.stack([o for o, _ in outs]), torch.stack([s for _, s in outs])
+        positions.append([i for i in A if i not in merged] + Bs)
+    out = torch.stack([o for o, _ in outs]), torch.stack([s for _, s in outs])
+    return (*out, torch.tensor(positions)) if return_positions else out
 
 
 @pytest.mark.parametrize("N", [9, 10])
@@ -66,9 +68,12 @@ def test_tome_matches_naive_loop(N: int) -> None:
     x, metric = torch.randn(2, N, 4, generator=g), torch.randn(2, N, 3, generator=g)
     size = torch.randint(1, 4, (2, N), generator=g).float()
     out, s, pos = bipartite_merge(x, metric, 3, size)
-    ref, ref_s = naive_tome(x, metric, 3, size)
+    ref, ref_s, ref_pos = naive_tome(x, metric, 3, size, return_positions=True)
     torch.testing.assert_close(out, ref)
     torch.testing.assert_close(s, ref_s)
+    assert pos.tolist() == ref_pos.tolist()  # a merged token keeps its B token's position
+    # size-weighted merging conserves the total "mass" sum_i size_i x_i
+    torch.testing.assert_close((s[..., None] * out).sum(1), (size[..., None] * x).sum(1))
     assert (pos[:, 0] == 0).all() and s.sum(1).tolist() == size.sum(1).tolist()
     with pytest.raises(ValueError, match="ToMe can merge"):
         bipartite_merge(x, metric, (N + 1) // 2, size)
@@ -170,3 +175,79 @@ def test_schedules() -> None:
     assert check_keep(1) == 1.0
     with pytest.raises(ValueError, match="schedule kind"):
         Schedule(0.5, kind="step")
+
+
+def test_topk_key_mask_matches_naive_ranking_with_alive_and_ties() -> None:
+    g = torch.Generator().manual_seed(3)
+    B, H, N = 4, 2, 13
+    a = torch.rand(B, H, N, generator=g).round(decimals=1)  # coarse values: many ties
+    alive = torch.ones(B, N, dtype=torch.bool)
+    for b in range(B):  # 8 alive patches per sample, different ones
+        dead = torch.randperm(N - 1, generator=g)[:4] + 1
+        alive[b, dead] = False
+    for keep in (0.3, 0.5, 0.7, 1.0):
+        m = topk_key_mask(a, keep, alive)
+        k = math.ceil(keep * 8)
+        for b in range(B):
+            score = a[b].mean(0).tolist()
+            live = [j for j in range(1, N) if alive[b, j]]
+            kept = sorted(live, key=lambda j: (-score[j], j))[:k]  # ties: lower index first
+            assert m[b].nonzero().flatten().tolist() == [0, *sorted(kept)]
+    assert topk_key_mask(a, 1.0).all()
+    with pytest.raises(ValueError, match="same number of alive tokens"):
+        topk_key_mask(a, 0.5, alive.index_fill(1, torch.tensor([0]), True).index_fill(0, torch.tensor([0]), True))
+    with pytest.raises(ValueError, match="alive must be a bool"):
+        topk_key_mask(a, 0.5, alive.float())
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_token_counts_match_the_forward_and_policies_share_the_budget(training: bool) -> None:
+    """token_counts against the queries / keys each block really sees (recorded CLS rows, key masks)."""
+    model, x = _model(4), torch.randn(2, 1, 32, 32)
+    model.train(training)
+    counts = {}
+    for name, policy in (("none", None), ("evit", EViTPolicy([1, 2], 0.7)), ("dyn", DynamicMaskPolicy([1, 2], 0.7)),
+                         ("tome", ToMePolicy([1, 2], 0.7)), ("tome5", ToMePolicy([1, 2], 0.5))):
+        use_policy(model, policy)
+        with AttentionRecorder(model, [0, 1, 2, 3], cls=True) as rec, torch.no_grad():
+            model(x)
+        seen = []
+        for i in range(4):
+            q = rec[i].cls.shape[-1]
+            k = q if rec[i].key_mask is None else int(rec[i].key_mask[0].sum())
+            seen.append((q, k))
+        expect = token_counts(policy, 64, 4, training)
+        assert [(q, k) for q, k, _ in expect] == seen
+        assert [m for _, _, m in expect[:-1]] == [q for q, _ in seen[1:]]
+        counts[name] = expect
+    # same blocks, same keep: ToMe and DynamicViT keep 1 + 45 then 1 + 32 tokens, EViT one fused token more
+    assert [m for _, _, m in counts["tome"]] == [65, 46, 33, 33]
+    assert [m for _, _, m in counts["evit"]] == [65, 47, 35, 35]  # ceil(0.7 * 46) = 33 kept + CLS + fused
+    assert [m for _, _, m in counts["tome5"]] == [65, 33, 17, 17]
+    dyn = [(q, k) for q, k, _ in counts["dyn"]]
+    assert dyn == ([(65, 65), (65, 65), (65, 46), (65, 33)] if training else [(65, 65), (65, 65), (46, 46), (33, 33)])
+    use_policy(model, None)
+    with pytest.raises(ValueError, match="num_patches and depth"):
+        token_counts(None, 0, 4, True)
+
+
+def test_benchmark_flops_match_a_hand_count() -> None:
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "token_pruning.py"
+    spec = importlib.util.spec_from_file_location("salguide_bench_token_pruning", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)  # type: ignore[union-attr]
+    model = _model(depth=4)
+
+    def block(q, k, m, C=64):  # qkv, q.k + p.v, proj, MLP (hidden 4C)
+        return 2 * q * C * 3 * C + 4 * q * k * C + 2 * q * C * C + 4 * m * C * 4 * C
+
+    fixed = 2 * 64 * 16 * 64 + 2 * 64 * 10  # patch embedding (4 x 4 x 1 -> 64) and head
+    assert bench.flops(model, None, True) == fixed + 4 * block(65, 65, 65) == 30_017_792
+    dyn_train = fixed + 2 * block(65, 65, 65) + block(65, 46, 65) + block(65, 33, 65)
+    assert bench.flops(model, DynamicMaskPolicy([1, 2], 0.7), True) == dyn_train
+    dyn_eval = fixed + block(65, 65, 65) + block(65, 65, 46) + block(46, 46, 33) + block(33, 33, 33)
+    assert bench.flops(model, DynamicMaskPolicy([1, 2], 0.7), False) == dyn_eval
+    assert bench.flops(model, ToMePolicy([1, 2], 0.7), True) == dyn_eval
