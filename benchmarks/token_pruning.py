@@ -8,14 +8,15 @@ Images/s for a training step (forward + backward + AdamW step, model in train mo
 and for inference (eval mode, no grad: DynamicViT drops tokens), at keep 1.0, 0.7, 0.5. Ratios are to the
 unpruned model measured in the same run. Goals: >= 1.3x training throughput on CPU, >= 1.4x on GPU, at
 keep 0.7. All three policies act at the same blocks with the same keep rate, so they keep the same
-number of tokens (EViT: +1 fused token). On CPU the kernel's torch reference computes masked keys densely,
-so DynamicViT-style masking cannot speed training up there (it saves work only in the Triton kernel,
-which skips masked keys); :func:`flops` gives the analytic bound (all queries and MLPs still run).
+number of tokens (EViT: +1 fused token). DynamicViT-style masking skips only masked keys in training (the
+torch backend gathers the kept keys, the Triton kernel skips masked key blocks): every query and MLP still
+runs, and :func:`flops` gives that analytic bound. Each ratio is the median of ``--repeats`` paired runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 from pathlib import Path
 
@@ -82,17 +83,22 @@ def throughput(model: torch.nn.Module, shape: tuple, batch: int, device: str, dt
 
 
 def run(model_name: str, device: str, dtype: torch.dtype, batch: int, steps: int, warmup: int,
-        keeps: tuple[float, ...] = (1.0, 0.7, 0.5)) -> list[dict]:
+        keeps: tuple[float, ...] = (1.0, 0.7, 0.5), repeats: int = 3) -> list[dict]:
+    """One row per (policy, keep). Each pruned measurement is paired with a measurement of the unpruned
+    model taken just before it, ``repeats`` times; the ratio is the median of the paired ratios (robust
+    to a shared machine's drift), the images/s the median of the pruned runs."""
     make, shape, layers = MODELS[model_name]
     torch.manual_seed(0)
     model = make().to(device)
     router_of(model).validate = False  # no per-layer NaN check (a device sync) in a timing loop
     rows = []
-    base: dict[bool, float] = {}
     base_flops = flops(model, None, True)
-    for train in (True, False):
-        use_policy(model, None)
-        base[train] = throughput(model, shape, batch, device, dtype, train, steps, warmup)
+
+    def measure(policy: TokenPolicy | None, train: bool) -> float:
+        use_policy(model, policy)
+        return throughput(model, shape, batch, device, dtype, train, steps, warmup)
+
+    base = {train: measure(None, train) for train in (True, False)}
     for name, cls in POLICIES.items():
         for keep in keeps:
             policy = cls(layers, keep)
@@ -101,9 +107,14 @@ def run(model_name: str, device: str, dtype: torch.dtype, batch: int, steps: int
                    "tokens": [m for _, _, m in token_counts(policy, model.patch_embed.num_patches, len(model.blocks),
                                                             False)]}
             for train in (True, False):
-                ips = base[train] if keep == 1.0 else throughput(model, shape, batch, device, dtype, train, steps, warmup)
                 key = "train" if train else "infer"
-                row[f"{key}_img_s"], row[f"{key}_ratio"] = ips, ips / base[train]
+                if keep == 1.0:
+                    ips, ratio = base[train], 1.0
+                else:
+                    pairs = [(measure(None, train), measure(policy, train)) for _ in range(repeats)]
+                    ips = statistics.median(p for _, p in pairs)
+                    ratio = statistics.median(p / b for b, p in pairs)
+                row[f"{key}_img_s"], row[f"{key}_ratio"] = ips, ratio
                 row[f"{key}_flop_ratio"] = base_flops / flops(model, policy, train)
             rows.append(row)
     use_policy(model, None)
@@ -128,13 +139,14 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=3, help="paired (unpruned, pruned) measurements per row")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--output", type=Path, default=None)
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[a.dtype]
-    rows = run(a.model, a.device, dtype, a.batch, a.steps, a.warmup)
+    rows = run(a.model, a.device, dtype, a.batch, a.steps, a.warmup, repeats=a.repeats)
     dev = torch.cuda.get_device_name() if a.device.startswith("cuda") else f"CPU ({torch.get_num_threads()} threads)"
     text = markdown(rows, f"Token pruning throughput: {a.model}, batch {a.batch}, {a.dtype}, {dev}, torch {torch.__version__}")
     print(text)

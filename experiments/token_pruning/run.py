@@ -123,11 +123,12 @@ def write(acc: dict[str, dict[str, float]], tp: list[dict] | None, meta: dict) -
     lines += ["", f"Wall time of the accuracy runs: {meta['train_minutes']:.1f} min "
               f"({meta['threads']} CPU thread(s), shared machine).", ""]
     if tp:
-        lines.append(throughput_table(tp, f"Throughput (batch 128, 30 timed steps after 5 warm-up, fp32, CPU {meta['tp_threads']} thread(s), "
+        lines.append(throughput_table(tp, f"Throughput (batch 128, 30 timed steps after 5 warm-up, fp32, CPU {meta['tp_threads']} thread(s); "
+                                          "ratio = median of 3 paired runs, each right after an unpruned run; "
                                           f"torch {torch.__version__}; goal >= {GOAL_SPEEDUP}x training at keep 0.7). "
                                           "'FLOP x' = analytic bound (unpruned / pruned forward matmul FLOPs; "
-                                          "DynamicViT training counts only unmasked keys, i.e. a key-skipping kernel; "
-                                          "the CPU reference computes them densely, bound 1.00x)."))
+                                          "DynamicViT training counts only unmasked keys, which the CPU backend gathers "
+                                          "and a key-skipping kernel skips)."))
     else:
         lines.append("Throughput: not measured in this run (`python experiments/token_pruning/run.py --skip-train`).\n")
     text = "\n".join(lines)

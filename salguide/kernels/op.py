@@ -14,7 +14,7 @@ from torch import Tensor
 
 from .checks import check_values
 from .dispatch import resolve_backend
-from .reference import reference_forward
+from .reference import equal_count_index, reference_forward
 from .reference_backward import reference_backward
 
 
@@ -45,6 +45,7 @@ def attention_op(
         if colsum is not None:
             colsum = triton_colsum(q, k, lse, keys, key_bias, scale, colsum)
     else:
+        key_mask, key_index = _gathered(key_mask, key_index)
         with torch.no_grad():
             out, mass, lse, colsum = reference_forward(
                 q, k, v, key_mask, key_index, key_bias, target, always_self, scale
@@ -96,6 +97,7 @@ def attention_backward_op(
             target, scale, need_dbias, need_dtarget,
         )  # fmt: skip
     else:
+        key_mask, key_index = _gathered(key_mask, key_index)
         dq, dk, dv, dbias, dw = reference_backward(
             dout, dmass, dlse, q, k, v, out, mass, key_mask, key_index, key_bias, target, always_self, scale
         )
@@ -133,6 +135,13 @@ def _backward(ctx: Any, dout: Tensor, dmass: Tensor, dlse: Tensor, _dcolsum: Ten
 
 
 attention_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def _gathered(key_mask: Tensor | None, key_index: Tensor | None) -> tuple[Tensor | None, Tensor | None]:
+    """The torch backend gathers the keys of a mask that allows the same number in every sample (as
+    DynamicViT-style masks do) instead of computing all N and masking; other masks stay dense."""
+    index = equal_count_index(key_mask)
+    return (key_mask, key_index) if index is None else (None, index)
 
 
 def _reduce_heads(per_head: Tensor, like: Tensor) -> Tensor:

@@ -83,16 +83,17 @@ def dense_probs(
     return _masked_softmax(s, allowed)
 
 
-def _indexed(
-    q: Tensor, k: Tensor, v: Tensor, idx: Tensor, bias: Tensor | None, w: Tensor | None, always_self: bool, scale: float
-) -> tuple[Tensor, Tensor | None, Tensor, Tensor]:
+def indexed_probs(
+    q: Tensor, k: Tensor, idx: Tensor, bias: Tensor | None, always_self: bool, scale: float
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Probabilities [B, H, N, Nk (+1 own-key column with always_self)], lse [B, H, N] and the gathered
+    keys [B, H, Nk, D] for the key list ``idx`` [B, Nk]."""
     B, H, N, D = q.shape
     nk = idx.shape[1]
-    rows = idx[:, None, :, None].expand(B, H, nk, D)
-    k_sub, v_sub = k.gather(2, rows), v.gather(2, rows)
+    k_sub = k.gather(2, idx[:, None, :, None].expand(B, H, nk, D))
     s = scale * q @ k_sub.transpose(-1, -2)  # [B, H, N, Nk]
     if bias is not None:
-        s = s + _take(bias, idx)[:, :, None, :]
+        s = s + take_keys(bias, idx)[:, :, None, :]
     allowed = torch.ones(B, 1, N, nk, dtype=torch.bool, device=q.device)
     if always_self:  # the own key joins as one extra column, for queries whose position is not listed
         listed = torch.zeros(B, N, dtype=torch.bool, device=q.device).scatter(1, idx, True)
@@ -100,9 +101,19 @@ def _indexed(
         s = torch.cat([s, s_own[..., None]], -1)
         allowed = torch.cat([allowed, ~listed[:, None, :, None]], -1)
     p, lse = _masked_softmax(s, allowed)
+    return p, lse, k_sub
+
+
+def _indexed(
+    q: Tensor, k: Tensor, v: Tensor, idx: Tensor, bias: Tensor | None, w: Tensor | None, always_self: bool, scale: float
+) -> tuple[Tensor, Tensor | None, Tensor, Tensor]:
+    B, H, N, D = q.shape
+    nk = idx.shape[1]
+    p, lse, _ = indexed_probs(q, k, idx, bias, always_self, scale)
+    v_sub = v.gather(2, idx[:, None, :, None].expand(B, H, nk, D))
     p_keys = p[..., :nk]
     out = p_keys @ v_sub
-    mass = None if w is None else (p_keys * _take(w, idx)[:, :, None, :]).sum(-1)
+    mass = None if w is None else (p_keys * take_keys(w, idx)[:, :, None, :]).sum(-1)
     colsum = torch.zeros(B, H, N, dtype=p.dtype, device=q.device).scatter_add(
         2, idx[:, None, :].expand(B, H, nk), p_keys.sum(-2)
     )
@@ -128,10 +139,23 @@ def _masked_softmax(s: Tensor, allowed: Tensor) -> tuple[Tensor, Tensor]:
     return e / z_safe, lse.squeeze(-1)
 
 
+def equal_count_index(key_mask: Tensor | None) -> Tensor | None:
+    """The allowed positions of a bool [B, N] key mask as an index [B, n] (ascending) when every sample
+    allows the same number 0 < n < N of keys, else None. The torch backend then gathers the n keys
+    instead of masking N (DynamicViT-style masks have equal counts), which is exact and cheaper."""
+    if key_mask is None or key_mask.dim() != 2:
+        return None
+    counts = key_mask.sum(1)
+    n = int(counts[0]) if counts.numel() else 0
+    if not 0 < n < key_mask.shape[1] or not bool((counts == n).all()):
+        return None
+    return torch.argsort((~key_mask).to(torch.int8), dim=1, stable=True)[:, :n]
+
+
 def per_head(x: Tensor) -> Tensor:
     return x[:, None, :] if x.dim() == 2 else x
 
 
-def _take(x: Tensor, idx: Tensor) -> Tensor:
+def take_keys(x: Tensor, idx: Tensor) -> Tensor:
     """x [B, 1|H, N] at key positions idx [B, Nk] -> [B, 1|H, Nk]."""
     return x.gather(2, idx[:, None, :].expand(x.shape[0], x.shape[1], idx.shape[1]))

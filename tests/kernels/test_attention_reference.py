@@ -91,3 +91,35 @@ def test_reference_backend_backward_formula_matches_autograd(keys, always_self, 
         return attention(*args, backend="reference", **kw)
 
     assert_all_close(run(via_op, leaves, kwargs), run(attention_reference, leaves, kwargs), atol=1e-10, rtol=1e-9)
+
+
+@pytest.mark.parametrize("always_self", [True, False])
+def test_reference_backend_gathers_equal_count_masks_exactly(always_self):
+    """A mask allowing the same number of keys per sample runs as a key list on the torch backend
+    (DynamicViT-style masks); outputs and gradients must equal the dense masked oracle."""
+    from salguide.kernels.reference import equal_count_index
+
+    leaves, kwargs = make_case(3, 2, 9, 4, always_self=always_self, bias=True, target="per_head",
+                               dtype=torch.float64, seed=11)  # fmt: skip
+    g = torch.Generator().manual_seed(3)
+    mask = torch.zeros(3, 9, dtype=torch.bool)
+    for b in range(3):
+        mask[b, torch.randperm(9, generator=g)[:4]] = True
+    kwargs["key_mask"] = mask
+    index = equal_count_index(mask)
+    assert index is not None and torch.equal(index, torch.stack([m.nonzero()[:, 0] for m in mask]))
+
+    def via_op(*args, **kw):
+        return attention(*args, backend="reference", **kw)
+
+    assert_all_close(run(via_op, leaves, kwargs), run(attention_reference, leaves, kwargs), atol=1e-10, rtol=1e-9)
+
+
+def test_equal_count_index_only_for_equal_nonempty_partial_masks():
+    from salguide.kernels.reference import equal_count_index
+
+    assert equal_count_index(None) is None
+    assert equal_count_index(torch.tensor([[True, False, True], [False, True, False]])) is None  # 2 vs 1
+    assert equal_count_index(torch.ones(2, 3, dtype=torch.bool)) is None  # nothing masked: dense is cheaper
+    assert equal_count_index(torch.zeros(2, 3, dtype=torch.bool)) is None  # empty rows: dense handles them
+    assert equal_count_index(torch.tensor([[False, True, True], [True, False, True]])).tolist() == [[1, 2], [0, 2]]
