@@ -13,7 +13,7 @@ Evaluation on the test split (360 digits):
 - accuracy of the CLS head on clean images, and on images with the shared random 50% masks hidden;
 - attention mass hidden: share of the final teacher's CLS attention that falls on the hidden patches.
 
-    python experiments/attention_masking/run.py [--epochs 10] [--batch-size 16] [--seeds 0 1 2] [--name results]
+    python experiments/attention_masking/run.py [--epochs 20] [--batch-size 16] [--seeds 0 1 2] [--name results]
 
 Writes <name>.md / <name>.json, <name>_bars.png and masks.png (seed 0) next to this file.
 """
@@ -169,7 +169,7 @@ def write(res: dict[str, dict[str, list[float]]], a: argparse.Namespace, seeds: 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description="attention-guided masking on digits")
-    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
