@@ -40,6 +40,7 @@ from salguide.data import DigitsDataModule  # noqa: E402
 from salguide.io import atomic_write_json, atomic_write_text  # noqa: E402
 from salguide.models import ClassifierModule  # noqa: E402
 from salguide.models.vit import vit_digits  # noqa: E402
+from salguide.unlearning.metrics import accuracy  # noqa: E402
 from salguide.viz._save import save_png  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -50,16 +51,6 @@ from token_pruning import run as throughput  # noqa: E402
 LAYERS = [1, 2]  # every policy acts here (same token budget)
 POLICY_NAMES = ["evit", "dynamicvit", "tome"]
 GOAL_DROP, GOAL_SPEEDUP = 0.5, 1.3
-
-
-def accuracy(module: ClassifierModule, dm: DigitsDataModule) -> float:
-    module.eval()
-    hits = total = 0
-    with torch.no_grad():
-        for x, y in dm.test_dataloader():
-            hits += int((module(x).argmax(-1) == y).sum())
-            total += len(y)
-    return 100.0 * hits / total
 
 
 def train(policy: str, keep: float, seed: int, epochs: int) -> float:
@@ -77,7 +68,7 @@ def train(policy: str, keep: float, seed: int, epochs: int) -> float:
     trainer.fit(module, datamodule=dm)
     for cb in cbs:  # the policy stays active at test time
         cb.setup(trainer, module, "test")
-    acc = accuracy(module, dm)
+    acc = accuracy(module, dm.test_dataloader())  # eval mode: the policy acts as at test time
     for cb in cbs:
         cb.teardown(trainer, module, "test")
     return acc

@@ -12,6 +12,7 @@ from typing import Any, ClassVar, Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from salguide._registry import build_optional
 from salguide.inputs import InputLoss, InputLossOutput
 
 from .losses import background_mass_loss, concentration_loss, concentration_loss_all, diversity_loss, entropy_loss
@@ -219,8 +220,4 @@ ATTENTION_LOSSES: dict[str, type[AttentionLoss]] = {
 
 def build_attention_loss(name: str | None, **kwargs: Any) -> AttentionLoss | None:
     """The attention loss called ``name`` or None for None / "none"."""
-    if name in (None, "none"):
-        return None
-    if name not in ATTENTION_LOSSES:
-        raise ValueError(f"unknown attention loss {name!r}; choose one of {['none', *sorted(ATTENTION_LOSSES)]}")
-    return ATTENTION_LOSSES[name](**kwargs)
+    return build_optional(ATTENTION_LOSSES, "attention loss", name, **kwargs)

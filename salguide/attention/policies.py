@@ -13,6 +13,8 @@ from typing import Any, Sequence
 
 from torch import Tensor
 
+from salguide._registry import build_optional
+
 from .dynamic_mask import drop_masked, topk_key_mask
 from .evit import evit_reorganize
 from .router import Router, TokenState, router_of
@@ -194,8 +196,4 @@ def use_policy(model: Any, policy: TokenPolicy | None) -> TokenPolicy | None:
 
 def build_policy(name: str | None, **kwargs: Any) -> TokenPolicy | None:
     """The token policy called ``name`` (evit, dynamicvit, tome) or None for None / "none"."""
-    if name in (None, "none"):
-        return None
-    if name not in POLICIES:
-        raise ValueError(f"unknown token policy {name!r}; choose one of {['none', *sorted(POLICIES)]}")
-    return POLICIES[name](**kwargs)
+    return build_optional(POLICIES, "token policy", name, **kwargs)

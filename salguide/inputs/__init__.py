@@ -6,6 +6,8 @@ returning ``InputLossOutput``; their ``penalty`` can be added to any loss): ``RR
 2017), ``SGTLoss`` (Ismail et al. 2021), ``EnergyLoss`` (share of saliency outside the object).
 """
 
+from salguide._registry import build_optional
+
 from ._common import check_grad_mode, preserve_buffers
 from ._loss import InputLoss, InputLossOutput
 from .energy import EnergyLoss, energy_in_mask
@@ -23,11 +25,7 @@ INPUT_LOSSES: dict[str, type[InputLoss]] = {"rrr": RRRLoss, "sgt": SGTLoss, "ene
 
 def build_input_loss(name: str | None, **kwargs: object) -> InputLoss | None:
     """The loss called ``name`` (``rrr``, ``sgt``, ``energy``) or ``None`` for ``None``/``"none"``."""
-    if name in (None, "none"):
-        return None
-    if name not in INPUT_LOSSES:
-        raise ValueError(f"unknown input loss {name!r}; choose one of {['none', *sorted(INPUT_LOSSES)]}")
-    return INPUT_LOSSES[name](**kwargs)  # type: ignore[arg-type]
+    return build_optional(INPUT_LOSSES, "input loss", name, **kwargs)
 
 
 __all__ = [

@@ -22,7 +22,7 @@ from salguide.inputs.rrr import RRRLoss, rrr_penalty
 from salguide.io import atomic_path
 from salguide.models.vit import VisionTransformer
 
-LR, STEPS, PER_RANK = 0.5, 2, 8
+LR, STEPS, PER_RANK, RRR_WEIGHT = 0.5, 2, 8, 3.0
 
 
 def make_model(kind: str) -> nn.Module:
@@ -49,7 +49,7 @@ def inputs_for(kind: str, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Te
 
 
 def penalty_of(kind: str):
-    return RRRLoss(3.0) if kind == "rrr" else ConcentrationLoss(2.0, layers=[0, 1], target="mask")
+    return RRRLoss(RRR_WEIGHT) if kind == "rrr" else ConcentrationLoss(2.0, layers=[0, 1], target="mask")
 
 
 class Net(L.LightningModule):
@@ -100,16 +100,15 @@ def single_process_reference(kind: str) -> dict[str, torch.Tensor]:
     model = make_model(kind)
     x_all, y_all, mask_all = make_data().tensors
     x_all, mask_all = inputs_for(kind, x_all, mask_all)
-    loss_fn = penalty_of(kind)
     opt = torch.optim.SGD(model.parameters(), lr=LR)
     for s in range(STEPS):
         rows = slice(2 * PER_RANK * s, 2 * PER_RANK * (s + 1))
         x, y, mask = x_all[rows].clone().requires_grad_(True), y_all[rows], mask_all[rows]
         logits = model(x)
-        if kind == "rrr":
-            pen = 3.0 * rrr_penalty(logits, x, mask)
+        if kind == "rrr":  # written out: the functional penalty, weighted
+            pen = RRR_WEIGHT * rrr_penalty(logits, x, mask)
         else:
-            pen = loss_fn.penalty(model, x, y, mask)
+            pen = penalty_of(kind).penalty(model, x, y, mask)
         opt.zero_grad()
         (F.cross_entropy(logits, y) + pen).backward()
         opt.step()

@@ -54,15 +54,12 @@ def _attention_modules(model: nn.Module) -> list[nn.Module]:
 
 
 def route_hf(model: nn.Module, backend: str | None = None) -> nn.Module:
-    from transformers import AttentionInterface
-
     mods = _attention_modules(model)
     if not mods:
         raise TypeError(f"{type(model).__name__}: found no attention modules using transformers' attention registry")
     causal = [type(m).__name__ for m in mods if m.is_causal]
     if causal:
         raise TypeError(f"{type(model).__name__}: causal attention ({causal[0]}) is not supported")
-    AttentionInterface.register(NAME, hf_attention)  # idempotent; also done on import, for unpickled models
     before = model.config._attn_implementation
     router = Router(len(mods), backend)
     router.supports_tokens = False
@@ -84,7 +81,7 @@ def _restore(model: nn.Module, implementation: str, mods: list) -> None:
             vars(m).pop(name, None)
 
 
-try:  # registered on import too, so that a routed model unpickled in a fresh process (ddp_spawn) runs
+try:  # registered on import, so that a routed model unpickled in a fresh process (ddp_spawn) runs too
     from transformers import AttentionInterface
 except ImportError:  # pragma: no cover - transformers is optional
     pass
