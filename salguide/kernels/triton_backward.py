@@ -15,6 +15,7 @@ from torch import Tensor
 
 from .triton_common import (
     LOG2E,
+    LOG2E_JIT,
     KeySet,
     autotune_configs,
     dot_precision,
@@ -70,7 +71,7 @@ def _dkdv_kernel(
     v = load_rows(V + b * svb + h * svh, pos, ok, svn, HEAD_DIM, BLOCK_D)
     bias = tl.zeros([BLOCK_N], tl.float32)
     if HAS_BIAS:
-        bias = tl.load(Bias + b * sbb + h * sbh + pos, mask=ok, other=0.0) * LOG2E
+        bias = tl.load(Bias + b * sbb + h * sbh + pos, mask=ok, other=0.0) * LOG2E_JIT
     w = tl.zeros([BLOCK_N], tl.float32)
     if HAS_TARGET:
         w = tl.load(W + b * swb + h * swh + pos, mask=ok, other=0.0)
@@ -86,7 +87,7 @@ def _dkdv_kernel(
         row_ok = rows < N
         q = load_rows(Q, rows, row_ok, sqn, HEAD_DIM, BLOCK_D)
         do = load_rows(DO, rows, row_ok, sdn, HEAD_DIM, BLOCK_D)
-        lse = tl.load(Lse + stats + rows, mask=row_ok, other=float("inf")) * LOG2E
+        lse = tl.load(Lse + stats + rows, mask=row_ok, other=float("inf")) * LOG2E_JIT
         delta = tl.load(Delta + stats + rows, mask=row_ok, other=0.0)
         s = tl.dot(k, tl.trans(q), input_precision=PRECISION) * scale_log2 + bias[:, None]
         p = tl.math.exp2(s - lse[None, :])  # [keys, queries]; empty and padded rows have p = 0
@@ -132,7 +133,7 @@ def _dq_kernel(
     stats = (b * H + h) * N + rows
     q = load_rows(Q + b * sqb + h * sqh, rows, row_ok, sqn, HEAD_DIM, BLOCK_D)
     do = load_rows(DO + b * sdb + h * sdh, rows, row_ok, sdn, HEAD_DIM, BLOCK_D)
-    lse = tl.load(Lse + stats, mask=row_ok, other=float("inf")) * LOG2E
+    lse = tl.load(Lse + stats, mask=row_ok, other=float("inf")) * LOG2E_JIT
     delta = tl.load(Delta + stats, mask=row_ok, other=0.0)
     g = tl.zeros([BLOCK_M], tl.float32)
     if HAS_TARGET:
@@ -164,7 +165,7 @@ def _dq_kernel(
         v = load_rows(V, pos, ok, svn, HEAD_DIM, BLOCK_D)
         s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * scale_log2
         if HAS_BIAS:
-            s += tl.load(Bias + pos, mask=ok, other=0.0)[None, :] * LOG2E
+            s += tl.load(Bias + pos, mask=ok, other=0.0)[None, :] * LOG2E_JIT
         p = tl.where(ok[None, :], tl.math.exp2(s - lse[:, None]), 0.0)
         dp = tl.dot(do, tl.trans(v), input_precision=PRECISION)
         if HAS_TARGET:

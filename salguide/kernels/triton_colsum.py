@@ -11,6 +11,7 @@ from torch import Tensor
 
 from .triton_common import (
     LOG2E,
+    LOG2E_JIT,
     KeySet,
     autotune_configs,
     dot_precision,
@@ -41,7 +42,7 @@ def _colsum_kernel(
     k = load_rows(K + b * skb + h * skh, pos, ok, skn, HEAD_DIM, BLOCK_D)
     bias = tl.zeros([BLOCK_N], tl.float32)
     if HAS_BIAS:
-        bias = tl.load(Bias + b * sbb + h * sbh + pos, mask=ok, other=0.0) * LOG2E
+        bias = tl.load(Bias + b * sbb + h * sbh + pos, mask=ok, other=0.0) * LOG2E_JIT
     Q += b * sqb + h * sqh
     Lse += (b * H + h) * N
     c = tl.zeros([BLOCK_N], tl.float32)
@@ -49,7 +50,7 @@ def _colsum_kernel(
         rows = m0 + tl.arange(0, BLOCK_M)
         row_ok = rows < N
         q = load_rows(Q, rows, row_ok, sqn, HEAD_DIM, BLOCK_D)
-        lse = tl.load(Lse + rows, mask=row_ok, other=float("inf")) * LOG2E
+        lse = tl.load(Lse + rows, mask=row_ok, other=float("inf")) * LOG2E_JIT
         s = tl.dot(k, tl.trans(q), input_precision=PRECISION) * scale_log2 + bias[:, None]
         c += tl.sum(tl.math.exp2(s - lse[None, :]), 1)
     tl.store(Colsum + (b * H + h) * N + pos, c, mask=ok)

@@ -12,6 +12,7 @@ from torch import Tensor
 
 from .triton_common import (
     LOG2E,
+    LOG2E_JIT,
     KeySet,
     autotune_configs,
     dot_precision,
@@ -71,7 +72,7 @@ def _forward_kernel(
         k = load_rows(K, pos, ok, skn, HEAD_DIM, BLOCK_D)
         s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * scale_log2
         if HAS_BIAS:
-            s += tl.load(Bias + pos, mask=ok, other=0.0)[None, :] * LOG2E
+            s += tl.load(Bias + pos, mask=ok, other=0.0)[None, :] * LOG2E_JIT
         s = tl.where(ok[None, :], s, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(s, 1))
         m_sub = tl.where(m_new == float("-inf"), 0.0, m_new)  # a block of invalid slots only
@@ -89,7 +90,7 @@ def _forward_kernel(
     l_safe = tl.where(empty, 1.0, l_i)
     store_rows(Out + b * sob + h * soh, rows, row_ok, son, (acc / l_safe[:, None]).to(Out.dtype.element_ty),
                HEAD_DIM, BLOCK_D)  # fmt: skip
-    lse = tl.where(empty, float("inf"), (m_i + tl.math.log2(l_safe)) / LOG2E)
+    lse = tl.where(empty, float("inf"), (m_i + tl.math.log2(l_safe)) / LOG2E_JIT)
     tl.store(Lse + stats, lse, mask=row_ok)
     if HAS_TARGET:
         tl.store(Mass + stats, mass / l_safe, mask=row_ok)
