@@ -20,17 +20,26 @@ from .triton_common import (
     autotune_configs,
     dot_precision,
     head_strides,
+    SPLIT_COLS,
     key_block,
+    load_full,
     load_rows,
     n_keys,
     own_key_score,
     per_key,
+    prune_by_head_dim,
+    split_columns,
     store_rows,
     unit_last_dim,
 )
 
-_DKDV_CONFIGS = autotune_configs([(32, 128, 4, 3), (64, 128, 8, 3), (64, 64, 4, 3), (32, 64, 4, 4), (16, 128, 4, 3)])
-_DQ_CONFIGS = autotune_configs([(128, 32, 4, 3), (128, 64, 8, 3), (64, 64, 4, 3), (64, 32, 4, 4)])
+# (BLOCK_M, BLOCK_N, warps, stages, largest head dim without register spills on sm_90a; measured by
+# tests/kernels/test_compile_sm90.py)
+DKDV_CONFIGS = [(32, 128, 4, 3, 32), (64, 128, 8, 3, 64), (64, 64, 4, 3, 64), (32, 64, 4, 4, 128), (16, 128, 4, 3, 32)]
+DQ_CONFIGS = [(128, 32, 4, 3, 128), (128, 64, 8, 3, 128), (64, 64, 4, 3, 128), (64, 32, 4, 4, 128)]
+DELTA_CONFIG = (64, 0, 4, 3, 128)  # BLOCK_M of the launch; Triton's default warps and stages
+_DKDV_CONFIGS = autotune_configs(DKDV_CONFIGS, "dkdv")
+_DQ_CONFIGS = autotune_configs(DQ_CONFIGS, "dq")
 _KEY = ["N", "HEAD_DIM", "INDEXED", "HAS_BIAS", "HAS_TARGET"]
 
 
@@ -52,7 +61,47 @@ def _delta_kernel(
     tl.store(Delta + stats, delta, mask=ok)
 
 
-@triton.autotune(configs=_DKDV_CONFIGS, key=_KEY)
+@triton.jit
+def _query_block_step(
+    dk, dv, db, dw, k, v, bias, w, Q, DO, Lse, Delta, G, stats, m0, N, sqn, sdn, scale_log2,
+    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, HAS_TARGET: tl.constexpr,
+    NEED_DBIAS: tl.constexpr, NEED_DW: tl.constexpr, EDGE: tl.constexpr, PRECISION: tl.constexpr,
+):  # fmt: skip
+    """One query block of the key-major backward; only the EDGE block (the last, partial one) masks rows.
+    d target rides on a 16-wide tensor-core dot (g split into high and low halves)."""
+    rows = m0 + tl.arange(0, BLOCK_M)
+    if EDGE:
+        row_ok = rows < N
+        q = load_rows(Q, rows, row_ok, sqn, HEAD_DIM, BLOCK_D)
+        do = load_rows(DO, rows, row_ok, sdn, HEAD_DIM, BLOCK_D)
+        lse = tl.load(Lse + stats + rows, mask=row_ok, other=float("inf")) * LOG2E_JIT
+        delta = tl.load(Delta + stats + rows, mask=row_ok, other=0.0)
+    else:
+        q = load_full(Q, rows, sqn, HEAD_DIM, BLOCK_D)
+        do = load_full(DO, rows, sdn, HEAD_DIM, BLOCK_D)
+        lse = tl.load(Lse + stats + rows) * LOG2E_JIT
+        delta = tl.load(Delta + stats + rows)
+    s = tl.dot(k, tl.trans(q), input_precision=PRECISION) * scale_log2 + bias[:, None]
+    p = tl.math.exp2(s - lse[None, :])  # [keys, queries]; empty and padded rows have p = 0
+    p_lo = p.to(do.dtype)
+    dv = tl.dot(p_lo, do, dv, input_precision=PRECISION)
+    dp = tl.dot(v, tl.trans(do), input_precision=PRECISION)
+    if HAS_TARGET:
+        if EDGE:
+            g = tl.load(G + stats + rows, mask=rows < N, other=0.0)
+        else:
+            g = tl.load(G + stats + rows)
+        dp += w[:, None] * g[None, :]
+        if NEED_DW:
+            dw = tl.dot(p_lo, split_columns(g, do.dtype), dw, input_precision=PRECISION)
+    ds = p * (dp - delta[None, :])
+    dk = tl.dot(ds.to(q.dtype), q, dk, input_precision=PRECISION)
+    if NEED_DBIAS:
+        db += tl.sum(ds, 1)
+    return dk, dv, db, dw
+
+
+@triton.autotune(configs=_DKDV_CONFIGS, key=_KEY, prune_configs_by={"early_config_prune": prune_by_head_dim})
 @triton.jit
 def _dkdv_kernel(
     Q, K, V, DO, DK, DV, Lse, Delta, G, Bias, W, DBias, DW, Index, Count,
@@ -81,36 +130,56 @@ def _dkdv_kernel(
     dk = tl.zeros([BLOCK_N, BLOCK_D], tl.float32)
     dv = tl.zeros([BLOCK_N, BLOCK_D], tl.float32)
     db = tl.zeros([BLOCK_N], tl.float32)
-    dw = tl.zeros([BLOCK_N], tl.float32)
-    for m0 in range(0, tl.where(start < n, N, 0), BLOCK_M):  # blocks past the key list do nothing
-        rows = m0 + tl.arange(0, BLOCK_M)
-        row_ok = rows < N
-        q = load_rows(Q, rows, row_ok, sqn, HEAD_DIM, BLOCK_D)
-        do = load_rows(DO, rows, row_ok, sdn, HEAD_DIM, BLOCK_D)
-        lse = tl.load(Lse + stats + rows, mask=row_ok, other=float("inf")) * LOG2E_JIT
-        delta = tl.load(Delta + stats + rows, mask=row_ok, other=0.0)
-        s = tl.dot(k, tl.trans(q), input_precision=PRECISION) * scale_log2 + bias[:, None]
-        p = tl.math.exp2(s - lse[None, :])  # [keys, queries]; empty and padded rows have p = 0
-        dv += tl.dot(p.to(do.dtype), do, input_precision=PRECISION)
-        dp = tl.dot(v, tl.trans(do), input_precision=PRECISION)
-        if HAS_TARGET:
-            g = tl.load(G + stats + rows, mask=row_ok, other=0.0)
-            dp += w[:, None] * g[None, :]
-            if NEED_DW:
-                dw += tl.sum(p * g[None, :], 1)
-        ds = p * (dp - delta[None, :])
-        dk += tl.dot(ds.to(q.dtype), q, input_precision=PRECISION)
-        if NEED_DBIAS:
-            db += tl.sum(ds, 1)
+    dw = tl.zeros([BLOCK_N, SPLIT_COLS], tl.float32)
+    last = tl.where(start < n, N, 0)  # blocks past the key list do nothing
+    full = (last // BLOCK_M) * BLOCK_M
+    for m0 in range(0, full, BLOCK_M):
+        dk, dv, db, dw = _query_block_step(
+            dk, dv, db, dw, k, v, bias, w, Q, DO, Lse, Delta, G, stats, m0, N, sqn, sdn, scale_log2,
+            HEAD_DIM, BLOCK_D, BLOCK_M, HAS_TARGET, NEED_DBIAS, NEED_DW, False, PRECISION,
+        )  # fmt: skip
+    if full < last:
+        dk, dv, db, dw = _query_block_step(
+            dk, dv, db, dw, k, v, bias, w, Q, DO, Lse, Delta, G, stats, full, N, sqn, sdn, scale_log2,
+            HEAD_DIM, BLOCK_D, BLOCK_M, HAS_TARGET, NEED_DBIAS, NEED_DW, True, PRECISION,
+        )  # fmt: skip
     store_rows(DK + b * sdkb + h * sdkh, pos, ok, sdkn, (dk * scale).to(DK.dtype.element_ty), HEAD_DIM, BLOCK_D)
     store_rows(DV + b * sdvb + h * sdvh, pos, ok, sdvn, dv.to(DV.dtype.element_ty), HEAD_DIM, BLOCK_D)
     if NEED_DBIAS:
         tl.store(DBias + stats + pos, db, mask=ok)
     if NEED_DW:
-        tl.store(DW + stats + pos, dw, mask=ok)
+        tl.store(DW + stats + pos, tl.sum(dw, 1), mask=ok)
 
 
-@triton.autotune(configs=_DQ_CONFIGS, key=_KEY + ["HAS_OWN"])
+@triton.jit
+def _key_block_dq(
+    dq, q, do, lse, delta, g, K, V, Bias, W, Index, b, sib, start, n, N, skn, svn, scale_log2,
+    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, INDEXED: tl.constexpr,
+    HAS_BIAS: tl.constexpr, HAS_TARGET: tl.constexpr, EDGE: tl.constexpr, PRECISION: tl.constexpr,
+):  # fmt: skip
+    """One key block of the query-major dQ pass; only the EDGE block and key lists mask slots."""
+    pos, ok = key_block(Index, b, sib, start, n, N, BLOCK_N, INDEXED)
+    masked = EDGE or INDEXED
+    if masked:
+        k = load_rows(K, pos, ok, skn, HEAD_DIM, BLOCK_D)
+        v = load_rows(V, pos, ok, svn, HEAD_DIM, BLOCK_D)
+    else:
+        k = load_full(K, pos, skn, HEAD_DIM, BLOCK_D)
+        v = load_full(V, pos, svn, HEAD_DIM, BLOCK_D)
+    s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * scale_log2
+    if HAS_BIAS:
+        s += tl.load(Bias + pos, mask=ok, other=0.0)[None, :] * LOG2E_JIT
+    p = tl.math.exp2(s - lse[:, None])
+    if masked:
+        p = tl.where(ok[None, :], p, 0.0)
+    dp = tl.dot(do, tl.trans(v), input_precision=PRECISION)
+    if HAS_TARGET:
+        dp += g[:, None] * tl.load(W + pos, mask=ok, other=0.0)[None, :]
+    ds = p * (dp - delta[:, None])
+    return tl.dot(ds.to(k.dtype), k, dq, input_precision=PRECISION)
+
+
+@triton.autotune(configs=_DQ_CONFIGS, key=_KEY + ["HAS_OWN"], prune_configs_by={"early_config_prune": prune_by_head_dim})
 @triton.jit
 def _dq_kernel(
     Q, K, V, DO, DQ, DK, DV, Lse, Delta, G, Bias, W, DBias, DW, Index, Count, Own,
@@ -159,19 +228,13 @@ def _dq_kernel(
             tl.store(DBias + stats, ds_own, mask=own)
 
     n = n_keys(Count, b, N, INDEXED)
-    for start in range(0, n, BLOCK_N):
-        pos, ok = key_block(Index, b, sib, start, n, N, BLOCK_N, INDEXED)
-        k = load_rows(K, pos, ok, skn, HEAD_DIM, BLOCK_D)
-        v = load_rows(V, pos, ok, svn, HEAD_DIM, BLOCK_D)
-        s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * scale_log2
-        if HAS_BIAS:
-            s += tl.load(Bias + pos, mask=ok, other=0.0)[None, :] * LOG2E_JIT
-        p = tl.where(ok[None, :], tl.math.exp2(s - lse[:, None]), 0.0)
-        dp = tl.dot(do, tl.trans(v), input_precision=PRECISION)
-        if HAS_TARGET:
-            dp += g[:, None] * tl.load(W + pos, mask=ok, other=0.0)[None, :]
-        ds = p * (dp - delta[:, None])
-        dq += tl.dot(ds.to(k.dtype), k, input_precision=PRECISION)
+    full = n if INDEXED else (n // BLOCK_N) * BLOCK_N  # key lists mask every block; dense ones the edge only
+    for start in range(0, full, BLOCK_N):
+        dq = _key_block_dq(dq, q, do, lse, delta, g, K, V, Bias, W, Index, b, sib, start, n, N, skn, svn, scale_log2,
+                           HEAD_DIM, BLOCK_D, BLOCK_N, INDEXED, HAS_BIAS, HAS_TARGET, False, PRECISION)  # fmt: skip
+    if full < n:
+        dq = _key_block_dq(dq, q, do, lse, delta, g, K, V, Bias, W, Index, b, sib, full, n, N, skn, svn, scale_log2,
+                           HEAD_DIM, BLOCK_D, BLOCK_N, INDEXED, HAS_BIAS, HAS_TARGET, True, PRECISION)  # fmt: skip
     store_rows(DQ + b * sdqb + h * sdqh, rows, row_ok, sdqn, (dq * scale).to(DQ.dtype.element_ty), HEAD_DIM, BLOCK_D)
 
 
@@ -189,9 +252,11 @@ def triton_backward(
     delta = torch.empty_like(lse)
     dlse = dlse.float().contiguous()
     dmass = dmass.float().contiguous() if has_target else None
-    _delta_kernel[(triton.cdiv(N, 64), H, B)](
+    delta_m, _, delta_warps, delta_stages, _ = DELTA_CONFIG
+    _delta_kernel[(triton.cdiv(N, delta_m), H, B)](
         out, dout, mass, dmass, dlse, delta, *head_strides(out, dout), H, N,
-        HEAD_DIM=D, BLOCK_D=block_d, BLOCK_M=64, HAS_TARGET=has_target,
+        HEAD_DIM=D, BLOCK_D=block_d, BLOCK_M=delta_m, HAS_TARGET=has_target, num_warps=delta_warps,
+        num_stages=delta_stages,
     )  # fmt: skip
     # listed keys get stores from _dkdv_kernel, own keys from _dq_kernel; any other key keeps 0
     alloc = torch.zeros if keys.indexed else torch.empty

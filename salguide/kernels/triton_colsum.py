@@ -23,7 +23,8 @@ from .triton_common import (
     unit_last_dim,
 )
 
-_CONFIGS = autotune_configs([(64, 128, 4, 3), (64, 64, 4, 3), (128, 128, 8, 3), (32, 128, 4, 4)])
+COLSUM_CONFIGS = [(64, 128, 4, 3, 128), (64, 64, 4, 3, 128), (128, 128, 8, 3, 128), (32, 128, 4, 4, 128)]
+_CONFIGS = autotune_configs(COLSUM_CONFIGS, "colsum")
 
 
 @triton.autotune(configs=_CONFIGS, key=["N", "HEAD_DIM", "INDEXED", "HAS_BIAS"])

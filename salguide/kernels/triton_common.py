@@ -21,18 +21,36 @@ INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 LOG2E = 1.4426950408889634  # host-side float (scales computed before a launch)
 # The same constant for @triton.jit code: Triton >= 3.0 only lets kernels read globals that are constexpr.
 LOG2E_JIT = tl.constexpr(LOG2E)
+# Width of the small tensor-core dots that carry per-key sums (mass, its gradients): the MMA minimum.
+SPLIT_COLS = tl.constexpr(16)
 
 
 ONE_CONFIG = os.environ.get("SALGUIDE_TRITON_AUTOTUNE", "1") == "0"
 
 
-def autotune_configs(gpu: list[tuple[int, int, int, int]]) -> list[triton.Config]:
-    """(BLOCK_M, BLOCK_N, num_warps, num_stages) tuples as configs; one small config when interpreted,
-    only the first when ``SALGUIDE_TRITON_AUTOTUNE=0`` (fast GPU test runs)."""
+def autotune_configs(gpu: list[tuple[int, ...]], name: str) -> list[triton.Config]:
+    """(BLOCK_M, BLOCK_N, num_warps, num_stages, max_head_dim) tuples as configs; one small config when
+    interpreted; only the first when ``SALGUIDE_TRITON_AUTOTUNE=0`` (fast GPU test runs); only config
+    ``I`` of kernel ``name`` when ``SALGUIDE_TRITON_CONFIG_<NAME>=I`` (checking one tile shape)."""
     if INTERPRET:
         return [triton.Config({"BLOCK_M": 16, "BLOCK_N": 16}, num_warps=1, num_stages=1)]
-    configs = [triton.Config({"BLOCK_M": m, "BLOCK_N": n}, num_warps=w, num_stages=s) for m, n, w, s in gpu]
+    configs = []
+    for m, n, w, s, max_d in gpu:
+        c = triton.Config({"BLOCK_M": m, "BLOCK_N": n}, num_warps=w, num_stages=s)
+        c.max_head_dim = max_d  # type: ignore[attr-defined]
+        configs.append(c)
+    only = os.environ.get(f"SALGUIDE_TRITON_CONFIG_{name.upper()}")
+    if only is not None:
+        return [configs[int(only)]]
     return configs[:1] if ONE_CONFIG else configs
+
+
+def prune_by_head_dim(configs: list[triton.Config], named_args: dict, **kwargs) -> list[triton.Config]:
+    """Keep the configs that compile without register spills at this head dim (each config's
+    ``max_head_dim``, measured ahead of time for sm_90a by tests/kernels/test_compile_sm90.py)."""
+    d = kwargs.get("HEAD_DIM", named_args.get("HEAD_DIM"))
+    kept = [c for c in configs if d is None or d <= getattr(c, "max_head_dim", 1 << 30)]
+    return kept or configs[-1:]
 
 
 @dataclass(frozen=True)
@@ -122,6 +140,27 @@ def load_rows(ptr, rows, ok, stride_n, HEAD_DIM: tl.constexpr, BLOCK_D: tl.const
     """Tile [len(rows), BLOCK_D] of a row-major [N, HEAD_DIM] matrix; zeros where masked."""
     d = tl.arange(0, BLOCK_D)
     return tl.load(ptr + rows[:, None] * stride_n + d[None, :], mask=ok[:, None] & (d[None, :] < HEAD_DIM), other=0.0)
+
+
+@triton.jit
+def load_full(ptr, rows, stride_n, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr):
+    """As :func:`load_rows` for a block whose rows are all valid: no row mask (and no mask at all when
+    the head dim is a power of two)."""
+    d = tl.arange(0, BLOCK_D)
+    if HEAD_DIM == BLOCK_D:
+        return tl.load(ptr + rows[:, None] * stride_n + d[None, :])
+    return tl.load(ptr + rows[:, None] * stride_n + d[None, :], mask=d[None, :] < HEAD_DIM, other=0.0)
+
+
+@triton.jit
+def split_columns(x, dtype: tl.constexpr):
+    """A float32 vector [n] as a [n, SPLIT_COLS] operand of ``dtype`` for a tensor-core dot: column 0
+    holds x rounded to ``dtype``, column 1 the rounding error, the rest zeros. Summing a dot's two first
+    columns recovers ~2x the bits of ``dtype`` (exact for float32)."""
+    col = tl.arange(0, SPLIT_COLS)[None, :]
+    hi = x.to(dtype)
+    lo = (x - hi.to(tl.float32)).to(dtype)
+    return tl.where(col == 0, hi[:, None], tl.where(col == 1, lo[:, None], tl.zeros_like(hi)[:, None]))
 
 
 @triton.jit

@@ -17,21 +17,74 @@ from .triton_common import (
     autotune_configs,
     dot_precision,
     head_strides,
+    SPLIT_COLS,
     key_block,
+    load_full,
     load_rows,
     n_keys,
     own_key_score,
     per_key,
+    prune_by_head_dim,
+    split_columns,
     store_rows,
     unit_last_dim,
 )
 
-_CONFIGS = autotune_configs(
-    [(128, 64, 4, 3), (128, 128, 8, 3), (128, 64, 8, 4), (64, 64, 4, 4), (64, 128, 4, 3), (128, 32, 4, 4)]
-)
+# (BLOCK_M, BLOCK_N, warps, stages): FlashAttention-2 / FlexAttention-style H100 tiles; configs whose
+# accumulators cannot fit in registers at a head dim are pruned before autotuning (see prune_by_head_dim).
+# BLOCK_N = 128 tiles are left out: with Triton 3.6 on an H100 they hit an illegal address at N = 197
+# (benchmarks/gpu/tile_check.py, one process per config); every config below was checked there.
+FORWARD_CONFIGS = [
+    (128, 64, 8, 3, 128), (64, 64, 8, 3, 128), (64, 64, 4, 4, 64), (128, 32, 4, 4, 64), (128, 64, 4, 3, 32),
+    (128, 32, 8, 3, 128),
+]  # fmt: skip
+_CONFIGS = autotune_configs(FORWARD_CONFIGS, "forward")
 
 
-@triton.autotune(configs=_CONFIGS, key=["N", "HEAD_DIM", "INDEXED", "HAS_BIAS", "HAS_TARGET", "HAS_OWN"])
+@triton.jit
+def _key_block_step(
+    acc, m_i, l_i, mass, q, K, V, Bias, W, Index, b, sib, start, n, N, skn, svn, scale_log2,
+    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, INDEXED: tl.constexpr,
+    HAS_BIAS: tl.constexpr, HAS_TARGET: tl.constexpr, EDGE: tl.constexpr, PRECISION: tl.constexpr,
+):  # fmt: skip
+    """One key block of the online softmax. Only the EDGE block (the last, partial one) and key lists
+    mask slots; full dense blocks load without masks. Scores stay unscaled until one fused
+    multiply-add s * scale_log2 - m; the mass rides on a 16-wide tensor-core dot (w split into a high
+    and a low half so that 16-bit operands keep ~16 bits of w)."""
+    pos, ok = key_block(Index, b, sib, start, n, N, BLOCK_N, INDEXED)
+    masked = EDGE or INDEXED
+    k = load_rows(K, pos, ok, skn, HEAD_DIM, BLOCK_D) if masked else load_full(K, pos, skn, HEAD_DIM, BLOCK_D)
+    s = tl.dot(q, tl.trans(k), input_precision=PRECISION)
+    if HAS_BIAS:
+        s = s * scale_log2 + tl.load(Bias + pos, mask=ok, other=0.0)[None, :] * LOG2E_JIT
+        if masked:
+            s = tl.where(ok[None, :], s, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, 1))
+    else:
+        if masked:
+            s = tl.where(ok[None, :], s, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, 1) * scale_log2)
+    if masked:  # a block of invalid slots only leaves m at -inf
+        m_new_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+    else:
+        m_new_safe = m_new
+    if HAS_BIAS:
+        p = tl.math.exp2(s - m_new_safe[:, None])
+    else:
+        p = tl.math.exp2(s * scale_log2 - m_new_safe[:, None])
+    alpha = tl.math.exp2(m_i - m_new_safe)
+    l_i = l_i * alpha + tl.sum(p, 1)
+    v = load_rows(V, pos, ok, svn, HEAD_DIM, BLOCK_D) if masked else load_full(V, pos, svn, HEAD_DIM, BLOCK_D)
+    p_lo = p.to(v.dtype)
+    acc = tl.dot(p_lo, v, acc * alpha[:, None], input_precision=PRECISION)
+    if HAS_TARGET:
+        w = tl.load(W + pos, mask=ok, other=0.0)
+        mass = tl.dot(p_lo, split_columns(w, v.dtype), mass * alpha[:, None], input_precision=PRECISION)
+    return acc, m_new, l_i, mass
+
+
+@triton.autotune(configs=_CONFIGS, key=["N", "HEAD_DIM", "INDEXED", "HAS_BIAS", "HAS_TARGET", "HAS_OWN"],
+                 prune_configs_by={"early_config_prune": prune_by_head_dim})  # fmt: skip
 @triton.jit
 def _forward_kernel(
     Q, K, V, Out, Lse, Mass, Colsum, Bias, W, Index, Count, Own,
@@ -57,33 +110,35 @@ def _forward_kernel(
     m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
     l_i = tl.zeros([BLOCK_M], tl.float32)
     acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
-    mass = tl.zeros([BLOCK_M], tl.float32)
-    if HAS_OWN:  # the own key starts the running softmax for queries whose position is not listed
+    mass = tl.zeros([BLOCK_M, SPLIT_COLS], tl.float32)
+    if HAS_OWN:  # queries whose own position is not listed also attend their own key (merged after the loop)
         own, _, s_own = own_key_score(q, K, Bias, Own, b, rows, row_ok, N, skn, scale_log2, HEAD_DIM, BLOCK_D, HAS_BIAS)
-        m_i = tl.where(own, s_own, float("-inf"))
-        l_i = tl.where(own, 1.0, 0.0)
-        acc = load_rows(V, rows, own, svn, HEAD_DIM, BLOCK_D).to(tl.float32)
-        if HAS_TARGET:
-            mass = tl.load(W + rows, mask=own, other=0.0)
+        s_own = tl.where(own, s_own, float("-inf"))
 
     n = n_keys(Count, b, N, INDEXED)
-    for start in range(0, n, BLOCK_N):
-        pos, ok = key_block(Index, b, sib, start, n, N, BLOCK_N, INDEXED)
-        k = load_rows(K, pos, ok, skn, HEAD_DIM, BLOCK_D)
-        s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * scale_log2
-        if HAS_BIAS:
-            s += tl.load(Bias + pos, mask=ok, other=0.0)[None, :] * LOG2E_JIT
-        s = tl.where(ok[None, :], s, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(s, 1))
-        m_sub = tl.where(m_new == float("-inf"), 0.0, m_new)  # a block of invalid slots only
-        alpha = tl.math.exp2(m_i - m_sub)
-        p = tl.math.exp2(s - m_sub[:, None])
-        l_i = l_i * alpha + tl.sum(p, 1)
-        v = load_rows(V, pos, ok, svn, HEAD_DIM, BLOCK_D)
-        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
+    full = n if INDEXED else (n // BLOCK_N) * BLOCK_N  # key lists mask every block; dense ones the edge only
+    for start in range(0, full, BLOCK_N):
+        acc, m_i, l_i, mass = _key_block_step(
+            acc, m_i, l_i, mass, q, K, V, Bias, W, Index, b, sib, start, n, N, skn, svn, scale_log2,
+            HEAD_DIM, BLOCK_D, BLOCK_N, INDEXED, HAS_BIAS, HAS_TARGET, False, PRECISION,
+        )  # fmt: skip
+    if full < n:
+        acc, m_i, l_i, mass = _key_block_step(
+            acc, m_i, l_i, mass, q, K, V, Bias, W, Index, b, sib, full, n, N, skn, svn, scale_log2,
+            HEAD_DIM, BLOCK_D, BLOCK_N, INDEXED, HAS_BIAS, HAS_TARGET, True, PRECISION,
+        )  # fmt: skip
+
+    if HAS_OWN:
+        m_new = tl.maximum(m_i, s_own)
+        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+        alpha = tl.math.exp2(m_i - m_safe)
+        p_own = tl.math.exp2(s_own - m_safe)
+        l_i = l_i * alpha + p_own
+        v_own = load_rows(V, rows, own, svn, HEAD_DIM, BLOCK_D).to(tl.float32)
+        acc = acc * alpha[:, None] + p_own[:, None] * v_own
         if HAS_TARGET:
-            w = tl.load(W + pos, mask=ok, other=0.0)
-            mass = mass * alpha + tl.sum(p * w[None, :], 1)
+            w_own = tl.load(W + rows, mask=own, other=0.0)
+            mass = mass * alpha[:, None] + tl.where(tl.arange(0, SPLIT_COLS)[None, :] == 0, (p_own * w_own)[:, None], 0.0)
         m_i = m_new
 
     empty = l_i == 0.0  # no allowed key: out 0, mass 0, lse +inf so the backward sees p = 0
@@ -93,7 +148,7 @@ def _forward_kernel(
     lse = tl.where(empty, float("inf"), (m_i + tl.math.log2(l_safe)) / LOG2E_JIT)
     tl.store(Lse + stats, lse, mask=row_ok)
     if HAS_TARGET:
-        tl.store(Mass + stats, mass / l_safe, mask=row_ok)
+        tl.store(Mass + stats, tl.sum(mass, 1) / l_safe, mask=row_ok)
     if OWN_COLSUM:  # the own key is only ever attended by its own query
         tl.store(Colsum + stats, tl.math.exp2(s_own - m_i) / l_safe, mask=own)
 

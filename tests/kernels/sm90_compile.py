@@ -74,12 +74,23 @@ def flag_combinations(kernel: str) -> list[dict[str, bool]]:
     return out
 
 
-def autotune_configs(kernel: str) -> list[tuple[dict, int, int]]:
-    """(meta, num_warps, num_stages) of every autotune config, or the launcher's fixed one."""
-    k = KERNELS[kernel]
-    if isinstance(k, triton.runtime.Autotuner):
-        return [(dict(c.kwargs), c.num_warps, c.num_stages) for c in k.configs]
-    return [({"BLOCK_M": 64}, 4, 3)]  # _delta_kernel: the launcher's BLOCK_M=64, Triton's default warps/stages
+CONFIGS = {
+    "forward": fwd.FORWARD_CONFIGS,
+    "delta": [bwd.DELTA_CONFIG],
+    "dkdv": bwd.DKDV_CONFIGS,
+    "dq": bwd.DQ_CONFIGS,
+    "colsum": col.COLSUM_CONFIGS,
+}
+
+
+def autotune_configs(kernel: str) -> list[tuple[dict, int, int, int]]:
+    """(meta, num_warps, num_stages, max head dim) of every autotune config (the launcher's fixed one
+    for _delta_kernel), whether or not this process runs Triton's interpreter."""
+    out = []
+    for m, n, w, s, max_d in CONFIGS[kernel]:
+        meta = {"BLOCK_M": m} if kernel == "delta" else {"BLOCK_M": m, "BLOCK_N": n}
+        out.append((meta, w, s, max_d))
+    return out
 
 
 @dataclass
@@ -89,10 +100,10 @@ class Compiled:
 
 
 def compile_sm90(kernel: str, dtype: torch.dtype, head_dim: int, flags: dict[str, bool], meta: dict,
-                 num_warps: int, num_stages: int) -> Compiled:  # fmt: skip
+                 num_warps: int, num_stages: int, *_) -> Compiled:  # fmt: skip
     """Compile one kernel variant for sm_90a and return its register and local-memory use."""
     fn = KERNELS[kernel]
-    fn = getattr(fn, "fn", fn)
+    fn = fn.fn if isinstance(fn, triton.runtime.Autotuner) else fn
     constexprs = dict(flags, **meta, HEAD_DIM=head_dim, BLOCK_D=max(16, triton.next_power_of_2(head_dim)))
     if "PRECISION" in fn.arg_names:
         constexprs["PRECISION"] = dot_precision(dtype)
@@ -126,3 +137,75 @@ def resource_usage(cubin: bytes) -> Compiled:
         report = subprocess.run([tool, "-res-usage", f.name], capture_output=True, text=True, check=True).stdout
     fields = dict(kv.split(":", 1) for line in report.splitlines() if "REG:" in line for kv in line.split())
     return Compiled(int(fields["REG"]), int(fields["LOCAL"]) + int(fields["STACK"]))
+
+
+_PLAIN_FLOAT = 1.4426950408889634
+
+
+def compile_plain_global() -> None:
+    """Compile a kernel that reads a plain Python float global: Triton's GPU compiler must refuse it."""
+    import triton.language as tl
+
+    @triton.jit
+    def reads_global(X):
+        tl.store(X, tl.load(X) * _PLAIN_FLOAT)
+
+    triton.compile(ASTSource(reads_global, {"X": "*fp32"}), target=SM90)
+
+
+CANDIDATES = [(m, n, w, s) for m in (16, 32, 64, 128) for n in (32, 64, 128) for w in (4, 8) for s in (3,)
+              if m * n <= 128 * 128 and (m, n) != (16, 32)]  # fmt: skip
+
+
+def _sweep_one(job: tuple) -> str:
+    kernel, d, (m, n, w, s) = job
+    combos = flag_combinations(kernel)
+    target = {f: f in ("HAS_TARGET", "NEED_DW") for f in FLAGS[kernel]}
+    cells = []
+    for name, flags in (("off", combos[0]), ("mass", target), ("all", combos[-1])):
+        try:
+            r = compile_sm90(kernel, torch.float16, d, flags, {"BLOCK_M": m, "BLOCK_N": n}, w, s)
+            cells.append(f"{name} {r.registers}/{r.local_bytes}")
+        except Exception as e:
+            cells.append(f"{name} error {type(e).__name__}")
+    return f"| {kernel} | {d} | {m},{n},{w},{s} | " + " | ".join(cells) + " |"
+
+
+def sweep(kernels: list[str]) -> None:
+    """Registers / local bytes of every candidate tile config (fp16; options off, mass only, all on):
+    the data behind each kernel's config list and its max head dims. Uses every core."""
+    from multiprocessing import get_context
+
+    jobs = [(k, d, c) for k in kernels or ["forward", "dkdv", "dq", "colsum"] for d in HEAD_DIMS for c in CANDIDATES]
+    print("| kernel | D | M,N,warps,stages | options off | mass | all options |\n|---|---|---|---|---|---|", flush=True)
+    with get_context("spawn").Pool() as pool:
+        for line in pool.imap(_sweep_one, jobs):
+            print(line, flush=True)
+
+
+def main() -> None:
+    """Worker: read a JSON list of cases [kernel, dtype, head_dim, {flag: bool}, meta, warps, stages]
+    on stdin, print [[registers, local_bytes] or error text, ...] as JSON. Run with TRITON_INTERPRET=0:
+    the interpreter replaces @triton.jit functions by Python ones that cannot be compiled."""
+    import json
+    import sys
+
+    if sys.argv[1:] == ["--plain-global"]:
+        compile_plain_global()
+        return
+    if sys.argv[1:2] == ["--sweep"]:
+        sweep(sys.argv[2:])
+        return
+    dtypes = {v: k for k, v in DTYPES.items()}
+    out = []
+    for kernel, dtype, d, flags, meta, warps, stages in json.load(sys.stdin):
+        try:
+            r = compile_sm90(kernel, dtypes[dtype], d, flags, meta, warps, stages)
+            out.append([r.registers, r.local_bytes])
+        except Exception as e:  # reported per case by the test
+            out.append(f"{type(e).__name__}: {e}"[:2000])
+    json.dump(out, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()

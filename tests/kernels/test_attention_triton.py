@@ -79,3 +79,23 @@ def test_strided_qkv_from_one_projection(device):
     q, k, v = qkv.unbind(0)
     assert not q.is_contiguous()
     torch.testing.assert_close(_triton(q, k, v), attention_reference(q, k, v), atol=5e-5, rtol=1e-4)
+
+
+# Real GPU tiles are 32-128 wide: several full key/query blocks and a partial edge block, every key mode
+GPU_CASES = [
+    (2, 3, 300, 64, "none", False, False, "shared"),
+    (2, 3, 300, 64, "mask", True, True, "per_head"),
+    (2, 2, 517, 32, "index", True, True, "shared"),
+    (1, 2, 1030, 128, "none", False, True, "per_head"),
+    (1, 2, 1030, 128, "index", False, False, "shared"),
+]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="GPU tiles need CUDA (the interpreter uses 16-wide tiles)")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("B,H,N,D,keys,always_self,bias,target", GPU_CASES)
+def test_triton_matches_reference_on_gpu_tiles(dtype, B, H, N, D, keys, always_self, bias, target):
+    leaves, kwargs = make_case(B, H, N, D, keys=keys, always_self=always_self, bias=bias, target=target,
+                               dtype=dtype, device="cuda", seed=N + D)  # fmt: skip
+    atol, rtol = TOLERANCES[dtype]
+    assert_all_close(run(_triton, leaves, kwargs), run(attention_reference, leaves, kwargs), atol, rtol)
