@@ -92,7 +92,9 @@ def read_idx(path: str | os.PathLike, *, ndim: int | None = None, type_code: int
             desc = f"{' x '.join(map(str, shape))} {dtype.name}"
             if gz:
                 if header_len + n > MAX_DEFLATE_RATIO * size:
-                    raise ValueError(f"{path}: header claims {desc} ({n} bytes), more than a {size}-byte gzip file can hold")
+                    raise ValueError(
+                        f"{path}: header claims {desc} ({n} bytes), more than a {size}-byte gzip file can hold"
+                    )
                 isize = _gzip_isize(path)
                 if isize != (header_len + n) % 2**32:
                     raise ValueError(

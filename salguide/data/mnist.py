@@ -150,7 +150,11 @@ class IDXDataModule(ForgetDataModule):
         root = cls.resolve_dir(data_dir)
         out = {}
         for split, stems in SPLITS.items():
-            x, y = read_split(*(find_idx(root, s, cls.dataset, cls.how_to_get, cls.subfolders) for s in stems))
+            paths = [find_idx(root, s, cls.dataset, cls.how_to_get, cls.subfolders) for s in stems]
+            try:
+                x, y = read_split(*paths)
+            except ValueError as err:
+                raise ValueError(f"{cls.dataset}: {err}; to get intact files: {cls.how_to_get}") from err
             keep = subset(y, train_size if split == "train" else test_size, seed, f"{split}_size")
             out[split] = (x, y) if keep is None else (x[keep].contiguous(), y[keep])
         (tx, _), (sx, _) = out["train"], out["test"]

@@ -105,11 +105,14 @@ def test_inconsistent_files_are_refused_naming_them(tmp_path):
     y = np.frombuffer(labels.read_bytes()[8:], dtype=np.uint8).copy()
     y[3] = 10
     labels.write_bytes(b"\x00\x00\x08\x01" + struct.pack(">I", len(y)) + y.tobytes())
-    with pytest.raises(ValueError, match=f"{labels}: labels must lie in 0..9, found 10"):
+    with pytest.raises(ValueError, match=f"{labels}: labels must lie in 0..9, found 10; .*data_dir="):
         MNISTDataModule(tmp_path).setup()
     labels.write_bytes(b"\x00\x00\x08\x01" + struct.pack(">I", 5) + bytes(5))
     with pytest.raises(ValueError, match="holds 20 images but .* holds 5 labels"):
         MNISTDataModule(tmp_path).setup()
+    labels.write_bytes(b"\x00\x00\x08\x01" + struct.pack(">I", 20) + bytes(19))  # truncated
+    with pytest.raises(ValueError, match=f"Fashion-MNIST: {labels}: .*apt-get install dataset-fashion-mnist"):
+        FashionMNISTDataModule(tmp_path).setup()
 
 
 def test_28px_inputs_fit_the_cnn_resnet_and_both_vit_patchings(files):

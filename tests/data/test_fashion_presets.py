@@ -88,3 +88,27 @@ def test_each_preset_runs_end_to_end_on_tiny_files(tmp_path, preset, monkeypatch
         assert any(n.startswith("results_") and n.endswith(".table.json") for n in media)
         assert any(n.startswith("splits_") and n.endswith(".table.json") for n in media)
         assert any(n.startswith("samples_") and n.endswith(".png") for n in media)
+
+
+@pytest.mark.slow
+def test_attention_pipeline_tests_in_loader_batches(tmp_path, monkeypatch):
+    """10,000 Fashion-MNIST test images x 197 tokens do not fit through the ViT at once: the test
+    accuracy must be computed batch by batch."""
+    from salguide.models.vit import VisionTransformer
+
+    make_idx_dir(tmp_path / "fm", per_class=(4, 3))
+    seen: list[int] = []
+    forward = VisionTransformer.forward
+
+    def recording(self, x):
+        if not self.training:
+            seen.append(x.shape[0])
+        return forward(self, x)
+
+    monkeypatch.setattr(VisionTransformer, "forward", recording)
+    cfg = _compose("experiment=prune_fashion_mnist_tome", f"data.data_dir={tmp_path / 'fm'}", "data.batch_size=8",
+                   f"paths.output_dir={tmp_path / 'out'}", "logger=none", "callbacks=none", "classify.epochs=1",
+                   "+trainer.limit_train_batches=1", "+trainer.limit_val_batches=0", "attention_maps.every_n_epochs=0")
+    acc = run_task(cfg)
+    assert sum(seen) >= 30 and max(seen) <= 8
+    assert json.loads((tmp_path / "out" / "results.json").read_text())["test_acc"] == pytest.approx(acc)
