@@ -15,10 +15,10 @@ import math
 import os
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from salguide._lightning import LightningDataModule
-from salguide.data.decoy_digits import REGIMES
+from salguide.data.annotated import ThreeSplitDataModule
+from salguide.data.decoy_digits import REGIMES, check_regimes
 from salguide.data.mnist import (
     NUM_CLASSES, FashionMNISTDataModule, IDXDataModule, MNISTDataModule, check_sizes, stratified_pick,
 )
@@ -71,7 +71,7 @@ def decoy_dataset(
     return DecoyDataset(x, labels, corner, patch_size)
 
 
-class DecoyIDXDataModule(LightningDataModule):
+class DecoyIDXDataModule(ThreeSplitDataModule):
     """Train/val/test splits of (x, y, patch mask) from the IDX files of ``source`` (see the module doc).
 
     ``train_regime``: ``train`` (decoy), ``test`` (random shades: the clean reference) or ``clean`` (no
@@ -81,7 +81,6 @@ class DecoyIDXDataModule(LightningDataModule):
     """
 
     source: type[IDXDataModule] = FashionMNISTDataModule
-    num_classes = NUM_CLASSES
     mask_semantics = "irrelevant"
 
     def __init__(
@@ -97,27 +96,18 @@ class DecoyIDXDataModule(LightningDataModule):
         test_size: int | None = None,
         num_workers: int = 0,
     ) -> None:
-        super().__init__()
-        if int(batch_size) < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        super().__init__(batch_size, seed, num_workers)
         if not 0.0 < float(val_fraction) < 1.0:
             raise ValueError(f"val_fraction must lie in the open interval (0, 1), got {val_fraction}")
-        if train_regime not in REGIMES:
-            raise ValueError(f"train_regime must be one of {REGIMES}, got {train_regime!r}")
-        if val_regime not in ("train", "test"):
-            raise ValueError(f"val_regime must be 'train' or 'test', got {val_regime!r}")
+        check_regimes(train_regime, val_regime)
         if not 1 <= int(patch_size) <= 14:
             raise ValueError(f"patch_size must lie in [1, 14] for 28x28 images, got {patch_size}")
         check_sizes(train_size, test_size)
         self.data_dir = self.source.resolve_dir(data_dir)
-        self.batch_size, self.patch_size, self.seed = int(batch_size), int(patch_size), int(seed)
-        self.val_fraction, self.num_workers = float(val_fraction), int(num_workers)
+        self.patch_size, self.val_fraction = int(patch_size), float(val_fraction)
         self.train_regime, self.val_regime = train_regime, val_regime
         self.train_size, self.test_size = train_size, test_size
         self.class_names = self.source.class_names
-        self.train_dataset: DecoyDataset | None = None
-        self.val_dataset: DecoyDataset | None = None
-        self.test_dataset: DecoyDataset | None = None
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -135,21 +125,6 @@ class DecoyIDXDataModule(LightningDataModule):
         self.train_dataset = decoy_dataset(x[tr], y[tr], self.train_regime, self.patch_size, gen)
         self.val_dataset = decoy_dataset(x[va], y[va], self.val_regime, self.patch_size, gen)
         self.test_dataset = decoy_dataset(test_x, test_y, "test", self.patch_size, gen)
-
-    def _loader(self, ds: DecoyDataset | None, shuffle: bool) -> DataLoader:
-        if ds is None:
-            raise RuntimeError("call setup() before asking for a dataloader")
-        gen = torch.Generator().manual_seed(self.seed) if shuffle else None
-        return DataLoader(ds, batch_size=self.batch_size, shuffle=shuffle, generator=gen, num_workers=self.num_workers)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_dataset, True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_dataset, False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_dataset, False)
 
 
 class DecoyFashionMNISTDataModule(DecoyIDXDataModule):
