@@ -4,6 +4,7 @@
 from .attention_loss import AttentionLossCallback
 from .attention_maps import AttentionMapCallback
 from .attention_masking import AttentionMaskingCallback
+from .data_samples import DataSamplesCallback
 from .explanation_metrics import ExplanationMetricsCallback
 from .input_saliency import InputSaliencyCallback
 from .random_labels import RandomLabelCallback
@@ -21,4 +22,5 @@ __all__ = [
     "AttentionMapCallback",
     "AttentionMaskingCallback",
     "TokenPruningCallback",
+    "DataSamplesCallback",
 ]

@@ -7,7 +7,7 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from salguide._lightning import LightningDataModule
 from salguide.data.digits import digit_images
@@ -16,30 +16,53 @@ from salguide.data.splits import split_indices
 NUM_CLASSES = 10
 
 
-class AnnotatedDigitsDataModule(LightningDataModule, ABC):
-    """Subclasses turn the digits of each split into a ``TensorDataset`` of (x, y, mask) in ``_build``."""
+class ThreeSplitDataModule(LightningDataModule):
+    """``train_dataset`` / ``val_dataset`` / ``test_dataset`` (set by ``setup``) served by seeded loaders
+    (only the training loader shuffles)."""
 
     num_classes = NUM_CLASSES
     mask_semantics: str  # "irrelevant" (inputs that must not matter) or "relevant" (the object)
+
+    def __init__(self, batch_size: int, seed: int, num_workers: int) -> None:
+        super().__init__()
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.batch_size, self.seed, self.num_workers = int(batch_size), int(seed), int(num_workers)
+        self.train_dataset: Dataset | None = None
+        self.val_dataset: Dataset | None = None
+        self.test_dataset: Dataset | None = None
+
+    def _loader(self, ds: Dataset | None, shuffle: bool) -> DataLoader:
+        if ds is None:
+            raise RuntimeError("call setup() before asking for a dataloader")
+        gen = torch.Generator().manual_seed(self.seed) if shuffle else None
+        return DataLoader(ds, batch_size=self.batch_size, shuffle=shuffle, generator=gen, num_workers=self.num_workers)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_dataset, True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_dataset, False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_dataset, False)
+
+
+class AnnotatedDigitsDataModule(ThreeSplitDataModule, ABC):
+    """Subclasses turn the digits of each split into a ``TensorDataset`` of (x, y, mask) in ``_build``."""
 
     def __init__(
         self, batch_size: int, image_size: int, digit_size: int, seed: int, test_fraction: float,
         val_fraction: float, num_workers: int,
     ) -> None:  # fmt: skip
-        super().__init__()
-        if int(batch_size) < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        super().__init__(batch_size, seed, num_workers)
         if not 8 <= int(digit_size) <= int(image_size):
             raise ValueError(f"need 8 <= digit_size <= image_size, got digit_size={digit_size}, image_size={image_size}")
         for name, v in (("test_fraction", test_fraction), ("val_fraction", val_fraction)):
             if not 0.0 < float(v) < 1.0:
                 raise ValueError(f"{name} must lie in the open interval (0, 1), got {v}")
-        self.batch_size, self.image_size, self.digit_size = int(batch_size), int(image_size), int(digit_size)
-        self.seed, self.num_workers = int(seed), int(num_workers)
+        self.image_size, self.digit_size = int(image_size), int(digit_size)
         self.test_fraction, self.val_fraction = float(test_fraction), float(val_fraction)
-        self.train_dataset: TensorDataset | None = None
-        self.val_dataset: TensorDataset | None = None
-        self.test_dataset: TensorDataset | None = None
 
     @abstractmethod
     def _build(
@@ -55,18 +78,3 @@ class AnnotatedDigitsDataModule(LightningDataModule, ABC):
         splits = split_indices(labels, self.seed, self.test_fraction, self.val_fraction)
         gen = torch.Generator().manual_seed(self.seed)
         self.train_dataset, self.val_dataset, self.test_dataset = self._build(digits, labels, splits, gen)
-
-    def _loader(self, ds: TensorDataset | None, shuffle: bool) -> DataLoader:
-        if ds is None:
-            raise RuntimeError("call setup() before asking for a dataloader")
-        gen = torch.Generator().manual_seed(self.seed) if shuffle else None
-        return DataLoader(ds, batch_size=self.batch_size, shuffle=shuffle, generator=gen, num_workers=self.num_workers)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_dataset, True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_dataset, False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_dataset, False)

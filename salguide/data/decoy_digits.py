@@ -19,6 +19,14 @@ from salguide.data.annotated import NUM_CLASSES, AnnotatedDigitsDataModule
 REGIMES = ("train", "test", "clean")  # shade encodes y / shade of a random class / no patch
 
 
+def check_regimes(train_regime: str, val_regime: str) -> None:
+    """Refuse a training regime outside ``REGIMES`` or a validation regime other than train / test."""
+    if train_regime not in REGIMES:
+        raise ValueError(f"train_regime must be one of {REGIMES}, got {train_regime!r}")
+    if val_regime not in ("train", "test"):
+        raise ValueError(f"val_regime must be 'train' or 'test', got {val_regime!r}")
+
+
 def decoy_shade(y: torch.Tensor) -> torch.Tensor:
     """The training-time shade of class ``y``: ``1 - 0.1 y`` (DecoyMNIST's 255 - 25 y, scaled)."""
     return 1.0 - 0.1 * y.float()
@@ -104,10 +112,7 @@ class DecoyDigitsDataModule(AnnotatedDigitsDataModule):
         num_workers: int = 0,
     ) -> None:
         super().__init__(batch_size, image_size, digit_size, seed, test_fraction, val_fraction, num_workers)
-        if val_regime not in ("train", "test"):
-            raise ValueError(f"val_regime must be 'train' or 'test', got {val_regime!r}")
-        if train_regime not in REGIMES:
-            raise ValueError(f"train_regime must be one of {REGIMES}, got {train_regime!r}")
+        check_regimes(train_regime, val_regime)
         if int(max_shift) < 0:
             raise ValueError(f"max_shift must be >= 0, got {max_shift}")
         if not 1 <= int(patch_size) <= self.image_size // 2:

@@ -26,11 +26,12 @@ from salguide.callbacks.attention_loss import AttentionLossCallback
 from salguide.callbacks.attention_maps import AttentionMapCallback
 from salguide.callbacks.attention_masking import AttentionMaskingCallback
 from salguide.callbacks.token_pruning import TokenPruningCallback
-from salguide.io import atomic_write_json, atomic_write_text
+from salguide.io import atomic_write_csv, atomic_write_json, atomic_write_text
 from salguide.models import ClassifierModule
+from salguide.unlearning.metrics import accuracy
 
 from .classify import _MODULE_KEYS, _markdown, classify_recipe, test_split
-from .stages import close_loggers, stage_callbacks, stage_loggers, trainer_kwargs
+from .stages import close_loggers, log_table, stage_callbacks, stage_loggers, trainer_kwargs
 
 
 def _group(cfg: DictConfig, key: str) -> dict[str, Any]:
@@ -71,9 +72,11 @@ def _fit(cfg: DictConfig, out: Path, module: Any, callbacks: list[Any], epochs: 
 def _finish(cfg: DictConfig, out: Path, loggers: list[Any], row: dict[str, Any]) -> None:
     for logger in loggers:
         logger.log_metrics({f"final/{k}": v for k, v in row.items() if isinstance(v, (int, float))})
+    log_table(loggers, "results", [row])
     close_loggers(loggers)
     atomic_write_json(out / "results.json", row)
     atomic_write_text(out / "results.md", _markdown(row))
+    atomic_write_csv(out / "results.csv", [row])
     if cfg.get("print_table", True):
         print(f"\n{_markdown(row)}\nresults: {out / 'results.md'}")
 
@@ -119,8 +122,7 @@ def run_attention(cfg: DictConfig) -> float:
             cb.setup(None, module, "test")
     x, y, *rest = test_split(datamodule)
     module.eval()
-    with torch.no_grad():
-        acc = 100.0 * float((module(x).argmax(-1) == y).float().mean())
+    acc = accuracy(module, datamodule.test_dataloader())  # in batches: 10,000 x 197 tokens do not fit at once
     row = {"name": cfg.name, **names, "seed": seed, "test_acc": acc, "seconds": seconds}
     if rest:
         row["test_attn_object_mass"] = next(iter(attention_object_mass(module, x, rest[0]).values()))

@@ -23,12 +23,12 @@ from salguide.callbacks.explanation_metrics import ExplanationMetricsCallback, r
 from salguide.callbacks.input_saliency import InputSaliencyCallback
 from salguide.callbacks.saliency_overlays import SaliencyOverlayCallback
 from salguide.inputs import InputLoss, build_input_loss
-from salguide.io import atomic_write_json, atomic_write_text
+from salguide.io import atomic_write_csv, atomic_write_json, atomic_write_text
 from salguide.metrics import evaluate_explanations, explain
 from salguide.models import ClassifierModule
 from salguide.viz.saliency import plot_saliency_overlays
 
-from .stages import close_loggers, log_images, stage_callbacks, stage_loggers, trainer_kwargs
+from .stages import close_loggers, log_images, log_table, stage_callbacks, stage_loggers, trainer_kwargs
 
 log = logging.getLogger(__name__)
 
@@ -127,10 +127,12 @@ def run_classify(cfg: DictConfig) -> float:
         for logger in loggers:
             logger.log_metrics({f"final/{k}": v for k, v in row.items() if isinstance(v, (int, float))})
         log_images(loggers, {"test_saliency": fig})
+        log_table(loggers, "results", [row])
     finally:
         close_loggers(loggers)
     atomic_write_json(out / "results.json", row)
     atomic_write_text(out / "results.md", _markdown(row))
+    atomic_write_csv(out / "results.csv", [row])
     if cfg.get("print_table", True):
         print(f"\n{_markdown(row)}\nresults: {out / 'results.md'}")
     return row["test_acc"]

@@ -42,6 +42,15 @@ def close_loggers(loggers: list[Any]) -> None:
             logger.experiment.finish()
 
 
+def log_table(loggers: list[Any], key: str, rows: list[dict[str, Any]]) -> None:
+    """Log dict ``rows`` as one table (W&B: a ``wandb.Table``) to every logger with ``log_table``."""
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    data = [[row.get(c) for c in columns] for row in rows]
+    for logger in loggers:
+        if hasattr(logger, "log_table"):
+            logger.log_table(key=key, columns=columns, data=data)
+
+
 def log_images(loggers: list[Any], images: dict[str, str]) -> None:
     for logger in loggers:
         if hasattr(logger, "log_image"):

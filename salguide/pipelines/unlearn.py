@@ -15,12 +15,12 @@ from torch import nn
 from salguide.cache import cached_weights, config_key
 from salguide.io import atomic_write_json
 from salguide.unlearning import method_spec, unlearn, unlearning_metrics
-from salguide.unlearning.report import format_table, write_results
+from salguide.unlearning.report import format_table, with_gaps, write_results
 from salguide.unlearning.run import train_original
 from salguide.viz import plot_mask_sparsity, plot_metrics_vs_retrain
 from salguide.weights import WeightMask, ant_mask, saliency_scores
 
-from .stages import close_loggers, log_images, stage_callbacks, stage_loggers, trainer_kwargs
+from .stages import close_loggers, log_images, log_table, stage_callbacks, stage_loggers, trainer_kwargs
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +127,7 @@ def run_unlearning(cfg: DictConfig) -> float | None:
         for logger in lg:
             logger.log_metrics({f"final/{k}": v for k, v in row.items() if isinstance(v, (int, float))})
         rows.append(row)
+        log_table(lg, "results", with_gaps(rows))
         if len(rows) > 2:
             images["metrics_vs_retrain"] = plot_metrics_vs_retrain(rows, out / "metrics_vs_retrain.png")
         log_images(lg, images)

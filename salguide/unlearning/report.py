@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from salguide.io import atomic_write_json, atomic_write_text
+from salguide.io import atomic_write_csv, atomic_write_json, atomic_write_text
 from salguide.unlearning.metrics import METRIC_KEYS, avg_gap
 
 GAP = "Avg.Gap"
@@ -72,10 +72,12 @@ def format_table(rows: Sequence[dict[str, Any]], retrain_key: str = "Retrain", *
 def write_results(
     out_dir: str | os.PathLike, rows: Sequence[dict[str, Any]], *, name: str = "results", retrain_key: str = "Retrain"
 ) -> tuple[Path, Path]:
-    """Write ``<name>.json`` (rows with Avg.Gap) and ``<name>.md`` (``format_table``) atomically; return both paths."""
+    """Write ``<name>.json`` (rows with Avg.Gap), ``<name>.csv`` (the same rows) and ``<name>.md``
+    (``format_table``) atomically; return the JSON and markdown paths."""
     out = Path(out_dir)
     table = format_table(rows, retrain_key)
     json_path = atomic_write_json(out / f"{name}.json", with_gaps(rows, retrain_key))
+    atomic_write_csv(out / f"{name}.csv", with_gaps(rows, retrain_key))
     md_path = atomic_write_text(out / f"{name}.md", table)
     return json_path, md_path
 

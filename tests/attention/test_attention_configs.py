@@ -29,7 +29,7 @@ def _compose(*overrides: str):
 def test_every_option_has_a_yaml_and_presets_exist() -> None:
     assert {p.stem for p in (CONFIGS / "attention_loss").glob("*.yaml")} == {"none", *ATTENTION_LOSSES}
     assert {p.stem for p in (CONFIGS / "token_policy").glob("*.yaml")} == {"none", *POLICIES}
-    assert len(PRESETS) == 7
+    assert len(PRESETS) == 10
     assert MASK_OPTIONS == ["acmil", "attmask_high", "attmask_hint", "attmask_low", "none", "random"]
 
 

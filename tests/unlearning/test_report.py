@@ -1,5 +1,6 @@
-"""Result tables: gaps to Retrain, atomic JSON + markdown files, mean ± std over seeds."""
+"""Result tables: gaps to Retrain, atomic JSON + CSV + markdown files, mean ± std over seeds."""
 
+import csv
 import json
 
 import pytest
@@ -44,14 +45,19 @@ def test_bad_rows_are_refused(rows, match):
         format_table(rows)
 
 
-def test_write_results_writes_json_and_markdown(tmp_path):
+def test_write_results_writes_json_csv_and_markdown(tmp_path):
     json_path, md_path = write_results(tmp_path / "out", [RETRAIN, FT], name="cifar")
     assert json_path == tmp_path / "out" / "cifar.json" and md_path == tmp_path / "out" / "cifar.md"
     saved = json.loads(json_path.read_text())
     assert saved == with_gaps([RETRAIN, FT])
     assert saved[1]["Avg.Gap"] == pytest.approx((2.5 + 0.7 + 1.0 + 2.0) / 4)
     assert md_path.read_text() == format_table([RETRAIN, FT])
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["cifar.json", "cifar.md"]  # no temp files left
+    with open(tmp_path / "out" / "cifar.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["method"] for r in rows] == ["Retrain", "FT"] and float(rows[1]["Avg.Gap"]) == saved[1]["Avg.Gap"]
+    assert float(rows[1]["UA"]) == FT["UA"]
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert names == ["cifar.csv", "cifar.json", "cifar.md"]  # no temp files left
 
 
 def test_failed_write_leaves_no_files(tmp_path):
