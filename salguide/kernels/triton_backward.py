@@ -1,10 +1,10 @@
 """Triton backward of attention with mass (FlashAttention-2 backward, Dao 2023, two kernels, no atomics).
 
 With g_i = dL/dm_i and l_i = dL/dlse_i, dL/ds_ij = p_ij (dO_i.v_j + g_i w_j - D_i) where
-D_i = dO_i.o_i + g_i m_i - l_i (DESIGN.md): the mass only adds g_i w_j to dP and g_i m_i to D.
+D_i = dO_i.o_i + g_i m_i - l_i (docs/methods/attention_kernel.md, "Math"): the mass only adds g_i w_j to dP and g_i m_i to D.
 p is recomputed from the saved log-sum-exp. ``_dkdv_kernel`` is key-major (dK, dV, d target, d bias
-per key slot), ``_dq_kernel`` query-major (dQ, and every gradient of the own-key terms, which only
-their own query touches)."""
+per key slot), ``_dq_kernel`` query-major (dQ); the always_self key's terms are added by
+:mod:`.triton_own`."""
 
 from __future__ import annotations
 
@@ -25,18 +25,24 @@ from .triton_common import (
     load_full,
     load_rows,
     n_keys,
-    own_key_score,
     per_key,
     prune_by_head_dim,
     split_columns,
     store_rows,
     unit_last_dim,
 )
+from .triton_own import own_backward
 
 # (BLOCK_M, BLOCK_N, warps, stages, largest head dim without register spills on sm_90a; measured by
 # tests/kernels/test_compile_sm90.py)
-DKDV_CONFIGS = [(32, 128, 4, 3, 32), (64, 128, 8, 3, 64), (64, 64, 4, 3, 64), (32, 64, 4, 4, 128), (16, 128, 4, 3, 32)]
-DQ_CONFIGS = [(128, 32, 4, 3, 128), (128, 64, 8, 3, 128), (64, 64, 4, 3, 128), (64, 32, 4, 4, 128)]
+DKDV_CONFIGS = [
+    (32, 128, 8, 3, 64), (64, 64, 8, 3, 64), (32, 64, 4, 4, 64), (32, 64, 8, 3, 64), (16, 64, 8, 3, 128),
+    (32, 128, 4, 3, 32), (64, 128, 8, 3, 32), (64, 64, 4, 3, 32), (16, 128, 4, 3, 32),
+]  # fmt: skip
+DQ_CONFIGS = [
+    (128, 64, 8, 3, 64), (64, 32, 8, 3, 128), (128, 32, 8, 3, 64), (64, 64, 4, 3, 64), (64, 32, 4, 4, 64),
+    (64, 16, 4, 3, 128), (128, 32, 4, 3, 32),
+]  # fmt: skip
 DELTA_CONFIG = (64, 0, 4, 3, 128)  # BLOCK_M of the launch; Triton's default warps and stages
 _DKDV_CONFIGS = autotune_configs(DKDV_CONFIGS, "dkdv")
 _DQ_CONFIGS = autotune_configs(DQ_CONFIGS, "dq")
@@ -179,16 +185,14 @@ def _key_block_dq(
     return tl.dot(ds.to(k.dtype), k, dq, input_precision=PRECISION)
 
 
-@triton.autotune(configs=_DQ_CONFIGS, key=_KEY + ["HAS_OWN"], prune_configs_by={"early_config_prune": prune_by_head_dim})
+@triton.autotune(configs=_DQ_CONFIGS, key=_KEY, prune_configs_by={"early_config_prune": prune_by_head_dim})
 @triton.jit
 def _dq_kernel(
-    Q, K, V, DO, DQ, DK, DV, Lse, Delta, G, Bias, W, DBias, DW, Index, Count, Own,
-    sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sdb, sdh, sdn, sdqb, sdqh, sdqn,
-    sdkb, sdkh, sdkn, sdvb, sdvh, sdvn, sbb, sbh, swb, swh, sib,
+    Q, K, V, DO, DQ, Lse, Delta, G, Bias, W, Index, Count,
+    sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sdb, sdh, sdn, sdqb, sdqh, sdqn, sbb, sbh, swb, swh, sib,
     H, N, scale, scale_log2,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-    INDEXED: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_TARGET: tl.constexpr, HAS_OWN: tl.constexpr,
-    NEED_DBIAS: tl.constexpr, NEED_DW: tl.constexpr, PRECISION: tl.constexpr,
+    INDEXED: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_TARGET: tl.constexpr, PRECISION: tl.constexpr,
 ):  # fmt: skip
     pid_m, h, b = tl.program_id(0), tl.program_id(1).to(tl.int64), tl.program_id(2).to(tl.int64)  # no int32 overflow
     rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -208,24 +212,6 @@ def _dq_kernel(
     if HAS_TARGET:
         g = tl.load(G + stats, mask=row_ok, other=0.0)
     dq = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
-    if HAS_OWN:
-        own, k_own, s_own = own_key_score(q, K, Bias, Own, b, rows, row_ok, N, skn, scale_log2, HEAD_DIM, BLOCK_D,
-                                          HAS_BIAS)  # fmt: skip
-        v_own = load_rows(V, rows, own, svn, HEAD_DIM, BLOCK_D).to(tl.float32)
-        p_own = tl.where(own, tl.math.exp2(s_own - lse), 0.0)
-        dp_own = tl.sum(do.to(tl.float32) * v_own, 1)
-        if HAS_TARGET:
-            dp_own += g * tl.load(W + rows, mask=own, other=0.0)
-            if NEED_DW:
-                tl.store(DW + stats, p_own * g, mask=own)
-        ds_own = p_own * (dp_own - delta)
-        dq += ds_own[:, None] * k_own
-        dk_own = (ds_own[:, None] * q.to(tl.float32) * scale).to(DK.dtype.element_ty)
-        store_rows(DK + b * sdkb + h * sdkh, rows, own, sdkn, dk_own, HEAD_DIM, BLOCK_D)
-        dv_own = (p_own[:, None] * do.to(tl.float32)).to(DV.dtype.element_ty)
-        store_rows(DV + b * sdvb + h * sdvh, rows, own, sdvn, dv_own, HEAD_DIM, BLOCK_D)
-        if NEED_DBIAS:
-            tl.store(DBias + stats, ds_own, mask=own)
 
     n = n_keys(Count, b, N, INDEXED)
     full = n if INDEXED else (n // BLOCK_N) * BLOCK_N  # key lists mask every block; dense ones the edge only
@@ -258,7 +244,7 @@ def triton_backward(
         HEAD_DIM=D, BLOCK_D=block_d, BLOCK_M=delta_m, HAS_TARGET=has_target, num_warps=delta_warps,
         num_stages=delta_stages,
     )  # fmt: skip
-    # listed keys get stores from _dkdv_kernel, own keys from _dq_kernel; any other key keeps 0
+    # listed keys get stores from _dkdv_kernel, own keys from own_backward; any other key keeps 0
     alloc = torch.zeros if keys.indexed else torch.empty
     dq = torch.empty(q.shape, dtype=q.dtype, device=q.device)
     dk = alloc(q.shape, dtype=q.dtype, device=q.device)
@@ -279,9 +265,11 @@ def triton_backward(
         q, k, v, dout, dk, dv, lse, delta, dmass, bias, w, dbias, dw, keys.index, keys.count,
         *head_strides(q, k, v, dout, dk, dv), sbb, sbh, swb, swh, sib, H, N, scale, scale * LOG2E, **common,
     )  # fmt: skip
+    dq_common = {n: common[n] for n in ("HEAD_DIM", "BLOCK_D", "INDEXED", "HAS_BIAS", "HAS_TARGET", "PRECISION")}
     _dq_kernel[lambda meta: (triton.cdiv(N, meta["BLOCK_M"]), H, B)](
-        q, k, v, dout, dq, dk, dv, lse, delta, dmass, bias, w, dbias, dw, keys.index, keys.count, keys.own,
-        *head_strides(q, k, v, dout, dq, dk, dv), sbb, sbh, swb, swh, sib, H, N, scale, scale * LOG2E,
-        HAS_OWN=keys.own is not None, **common,
+        q, k, v, dout, dq, lse, delta, dmass, bias, w, keys.index, keys.count,
+        *head_strides(q, k, v, dout, dq), sbb, sbh, swb, swh, sib, H, N, scale, scale * LOG2E, **dq_common,
     )  # fmt: skip
+    if keys.own is not None:
+        own_backward(q, k, v, dout, dq, dk, dv, lse, delta, dmass, keys.own, key_bias, target, dbias, dw, scale)
     return dq, dk, dv, dbias, dw

@@ -1,7 +1,7 @@
 """Triton column sums c_j = sum_i p_ij (attention each key receives), no gradient.
 
 A key-major second pass: one program per (key block, head, sample) walks all queries and recomputes
-p_ij = exp(s_ij - lse_i) from the forward's log-sum-exp (the two-pass scheme of DESIGN.md)."""
+p_ij = exp(s_ij - lse_i) from the forward's log-sum-exp (the two-pass scheme of docs/methods/attention_kernel.md)."""
 
 from __future__ import annotations
 

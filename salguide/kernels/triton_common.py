@@ -30,8 +30,8 @@ ONE_CONFIG = os.environ.get("SALGUIDE_TRITON_AUTOTUNE", "1") == "0"
 
 def autotune_configs(gpu: list[tuple[int, ...]], name: str) -> list[triton.Config]:
     """(BLOCK_M, BLOCK_N, num_warps, num_stages, max_head_dim) tuples as configs; one small config when
-    interpreted; only the first when ``SALGUIDE_TRITON_AUTOTUNE=0`` (fast GPU test runs); only config
-    ``I`` of kernel ``name`` when ``SALGUIDE_TRITON_CONFIG_<NAME>=I`` (checking one tile shape)."""
+    interpreted; only config ``I`` of kernel ``name`` when ``SALGUIDE_TRITON_CONFIG_<NAME>=I`` (checking
+    one tile shape). ``SALGUIDE_TRITON_AUTOTUNE=0`` keeps the first config that fits the head dim."""
     if INTERPRET:
         return [triton.Config({"BLOCK_M": 16, "BLOCK_N": 16}, num_warps=1, num_stages=1)]
     configs = []
@@ -40,17 +40,16 @@ def autotune_configs(gpu: list[tuple[int, ...]], name: str) -> list[triton.Confi
         c.max_head_dim = max_d  # type: ignore[attr-defined]
         configs.append(c)
     only = os.environ.get(f"SALGUIDE_TRITON_CONFIG_{name.upper()}")
-    if only is not None:
-        return [configs[int(only)]]
-    return configs[:1] if ONE_CONFIG else configs
+    return configs if only is None else [configs[int(only)]]
 
 
 def prune_by_head_dim(configs: list[triton.Config], named_args: dict, **kwargs) -> list[triton.Config]:
     """Keep the configs that compile without register spills at this head dim (each config's
-    ``max_head_dim``, measured ahead of time for sm_90a by tests/kernels/test_compile_sm90.py)."""
+    ``max_head_dim``, measured ahead of time for sm_90a by tests/kernels/test_compile_sm90.py); only
+    the first of them when ``SALGUIDE_TRITON_AUTOTUNE=0``."""
     d = kwargs.get("HEAD_DIM", named_args.get("HEAD_DIM"))
-    kept = [c for c in configs if d is None or d <= getattr(c, "max_head_dim", 1 << 30)]
-    return kept or configs[-1:]
+    kept = [c for c in configs if d is None or d <= getattr(c, "max_head_dim", 1 << 30)] or configs[-1:]
+    return kept[:1] if ONE_CONFIG else kept
 
 
 @dataclass(frozen=True)
@@ -108,8 +107,13 @@ def head_strides(*tensors: Tensor) -> list[int]:
 
 
 def dot_precision(dtype: torch.dtype) -> str:
-    """float32 inputs keep full precision (no TF32) so they match the reference to ~1e-5."""
-    return "ieee" if dtype == torch.float32 else "tf32"
+    """Tensor-core precision of the kernels' dots. float32 inputs follow PyTorch's own switch: exact
+    ("ieee", matching the reference to ~1e-5) under the default ``torch.get_float32_matmul_precision()
+    == "highest"``, TF32 after ``torch.set_float32_matmul_precision("high")`` (as every fp32 matmul then).
+    fp16/bf16 inputs always use the tensor cores."""
+    if dtype == torch.float32 and torch.get_float32_matmul_precision() == "highest":
+        return "ieee"
+    return "tf32"
 
 
 def unit_last_dim(t: Tensor) -> Tensor:
@@ -167,16 +171,3 @@ def split_columns(x, dtype: tl.constexpr):
 def store_rows(ptr, rows, ok, stride_n, x, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr):
     d = tl.arange(0, BLOCK_D)
     tl.store(ptr + rows[:, None] * stride_n + d[None, :], x, mask=ok[:, None] & (d[None, :] < HEAD_DIM))
-
-
-@triton.jit
-def own_key_score(q, K, Bias, Own, b, rows, row_ok, N, skn, scale_log2,
-                  HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, HAS_BIAS: tl.constexpr):  # fmt: skip
-    """For ``always_self``: which queries attend their own (unlisted) key, that key (float32) and its
-    base-2 score."""
-    own = row_ok & (tl.load(Own + b * N + rows, mask=row_ok, other=0) != 0)
-    k_own = load_rows(K, rows, own, skn, HEAD_DIM, BLOCK_D).to(tl.float32)
-    s_own = tl.sum(q.to(tl.float32) * k_own, 1) * scale_log2
-    if HAS_BIAS:
-        s_own += tl.load(Bias + rows, mask=own, other=0.0) * LOG2E_JIT
-    return own, k_own, s_own

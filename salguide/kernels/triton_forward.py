@@ -22,13 +22,13 @@ from .triton_common import (
     load_full,
     load_rows,
     n_keys,
-    own_key_score,
     per_key,
     prune_by_head_dim,
     split_columns,
     store_rows,
     unit_last_dim,
 )
+from .triton_own import own_forward
 
 # (BLOCK_M, BLOCK_N, warps, stages): FlashAttention-2 / FlexAttention-style H100 tiles; configs whose
 # accumulators cannot fit in registers at a head dim are pruned before autotuning (see prune_by_head_dim).
@@ -83,17 +83,16 @@ def _key_block_step(
     return acc, m_new, l_i, mass
 
 
-@triton.autotune(configs=_CONFIGS, key=["N", "HEAD_DIM", "INDEXED", "HAS_BIAS", "HAS_TARGET", "HAS_OWN"],
+@triton.autotune(configs=_CONFIGS, key=["N", "HEAD_DIM", "INDEXED", "HAS_BIAS", "HAS_TARGET"],
                  prune_configs_by={"early_config_prune": prune_by_head_dim})  # fmt: skip
 @triton.jit
 def _forward_kernel(
-    Q, K, V, Out, Lse, Mass, Colsum, Bias, W, Index, Count, Own,
+    Q, K, V, Out, Lse, Mass, Bias, W, Index, Count,
     sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son,
     sbb, sbh, swb, swh, sib,
     H, N, scale_log2,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-    INDEXED: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_TARGET: tl.constexpr, HAS_OWN: tl.constexpr,
-    OWN_COLSUM: tl.constexpr, PRECISION: tl.constexpr,
+    INDEXED: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_TARGET: tl.constexpr, PRECISION: tl.constexpr,
 ):  # fmt: skip
     pid_m, h, b = tl.program_id(0), tl.program_id(1).to(tl.int64), tl.program_id(2).to(tl.int64)  # no int32 overflow
     rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -111,9 +110,6 @@ def _forward_kernel(
     l_i = tl.zeros([BLOCK_M], tl.float32)
     acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
     mass = tl.zeros([BLOCK_M, SPLIT_COLS], tl.float32)
-    if HAS_OWN:  # queries whose own position is not listed also attend their own key (merged after the loop)
-        own, _, s_own = own_key_score(q, K, Bias, Own, b, rows, row_ok, N, skn, scale_log2, HEAD_DIM, BLOCK_D, HAS_BIAS)
-        s_own = tl.where(own, s_own, float("-inf"))
 
     n = n_keys(Count, b, N, INDEXED)
     full = n if INDEXED else (n // BLOCK_N) * BLOCK_N  # key lists mask every block; dense ones the edge only
@@ -128,19 +124,6 @@ def _forward_kernel(
             HEAD_DIM, BLOCK_D, BLOCK_N, INDEXED, HAS_BIAS, HAS_TARGET, True, PRECISION,
         )  # fmt: skip
 
-    if HAS_OWN:
-        m_new = tl.maximum(m_i, s_own)
-        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
-        alpha = tl.math.exp2(m_i - m_safe)
-        p_own = tl.math.exp2(s_own - m_safe)
-        l_i = l_i * alpha + p_own
-        v_own = load_rows(V, rows, own, svn, HEAD_DIM, BLOCK_D).to(tl.float32)
-        acc = acc * alpha[:, None] + p_own[:, None] * v_own
-        if HAS_TARGET:
-            w_own = tl.load(W + rows, mask=own, other=0.0)
-            mass = mass * alpha[:, None] + tl.where(tl.arange(0, SPLIT_COLS)[None, :] == 0, (p_own * w_own)[:, None], 0.0)
-        m_i = m_new
-
     empty = l_i == 0.0  # no allowed key: out 0, mass 0, lse +inf so the backward sees p = 0
     l_safe = tl.where(empty, 1.0, l_i)
     store_rows(Out + b * sob + h * soh, rows, row_ok, son, (acc / l_safe[:, None]).to(Out.dtype.element_ty),
@@ -149,8 +132,6 @@ def _forward_kernel(
     tl.store(Lse + stats, lse, mask=row_ok)
     if HAS_TARGET:
         tl.store(Mass + stats, tl.sum(mass, 1) / l_safe, mask=row_ok)
-    if OWN_COLSUM:  # the own key is only ever attended by its own query
-        tl.store(Colsum + stats, tl.math.exp2(s_own - m_i) / l_safe, mask=own)
 
 
 def triton_forward(
@@ -169,11 +150,12 @@ def triton_forward(
     w, swb, swh = per_key(target, H)
     grid = lambda meta: (triton.cdiv(N, meta["BLOCK_M"]), H, B)  # noqa: E731
     _forward_kernel[grid](
-        q, k, v, out, lse, mass, colsum, bias, w, keys.index, keys.count, keys.own,
+        q, k, v, out, lse, mass, bias, w, keys.index, keys.count,
         *head_strides(q, k, v, out), sbb, sbh, swb, swh, 0 if keys.index is None else keys.index.stride(0),
         H, N, scale * LOG2E,
         HEAD_DIM=D, BLOCK_D=max(16, triton.next_power_of_2(D)), INDEXED=keys.indexed,
-        HAS_BIAS=bias is not None, HAS_TARGET=w is not None, HAS_OWN=keys.own is not None,
-        OWN_COLSUM=want_colsum and keys.own is not None, PRECISION=dot_precision(q.dtype),
+        HAS_BIAS=bias is not None, HAS_TARGET=w is not None, PRECISION=dot_precision(q.dtype),
     )  # fmt: skip
+    if keys.own is not None:
+        own_forward(q, k, v, out, lse, mass, colsum, keys.own, key_bias, target, scale)
     return out, mass, lse, colsum

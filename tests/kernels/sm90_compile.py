@@ -20,6 +20,7 @@ from triton.compiler import ASTSource
 from salguide.kernels import triton_backward as bwd
 from salguide.kernels import triton_colsum as col
 from salguide.kernels import triton_forward as fwd
+from salguide.kernels import triton_own as own
 from salguide.kernels.triton_common import dot_precision
 
 SM90 = GPUTarget("cuda", 90, 32)
@@ -31,8 +32,11 @@ HEAD_DIMS = (32, 64, 128)
 _F32, _I32, _I8 = "fp32", "i32", "i8"
 POINTERS = {
     "forward": dict(Q=("io", None), K=("io", None), V=("io", None), Out=("io", None), Lse=(_F32, None),
-                    Mass=(_F32, "HAS_TARGET"), Colsum=(_F32, "OWN_COLSUM"), Bias=(_F32, "HAS_BIAS"),
-                    W=(_F32, "HAS_TARGET"), Index=(_I32, "INDEXED"), Count=(_I32, "INDEXED"), Own=(_I8, "HAS_OWN")),
+                    Mass=(_F32, "HAS_TARGET"), Bias=(_F32, "HAS_BIAS"), W=(_F32, "HAS_TARGET"),
+                    Index=(_I32, "INDEXED"), Count=(_I32, "INDEXED")),
+    "own_forward": dict(Q=("io", None), K=("io", None), V=("io", None), Out=("io", None), Lse=(_F32, None),
+                        Mass=(_F32, "HAS_TARGET"), Colsum=(_F32, "HAS_COLSUM"), Bias=(_F32, "HAS_BIAS"),
+                        W=(_F32, "HAS_TARGET"), Own=(_I8, None)),
     "delta": dict(Out=("io", None), DOut=("io", None), Mass=(_F32, "HAS_TARGET"), DMass=(_F32, "HAS_TARGET"),
                   DLse=(_F32, None), Delta=(_F32, None)),
     "dkdv": dict(Q=("io", None), K=("io", None), V=("io", None), DO=("io", None), DK=("io", None),
@@ -42,7 +46,9 @@ POINTERS = {
     "colsum": dict(Q=("io", None), K=("io", None), Lse=(_F32, None), Colsum=(_F32, None),
                    Bias=(_F32, "HAS_BIAS"), Index=(_I32, "INDEXED"), Count=(_I32, "INDEXED")),
 }
-POINTERS["dq"] = dict(POINTERS["dkdv"], DQ=("io", None), Own=(_I8, "HAS_OWN"))
+POINTERS["dq"] = {n: p for n, p in POINTERS["dkdv"].items() if n not in ("DK", "DV", "DBias", "DW")} | {"DQ": ("io", None)}
+POINTERS["own_backward"] = {n: p for n, p in POINTERS["dkdv"].items() if n not in ("Index", "Count")} | {
+    "DQ": ("io", None), "Own": (_I8, None)}  # fmt: skip
 
 KERNELS = {
     "forward": fwd._forward_kernel,
@@ -50,17 +56,21 @@ KERNELS = {
     "dkdv": bwd._dkdv_kernel,
     "dq": bwd._dq_kernel,
     "colsum": col._colsum_kernel,
+    "own_forward": own._own_forward_kernel,
+    "own_backward": own._own_backward_kernel,
 }
 
 # Boolean options of each kernel and the combinations the launchers can produce.
 FLAGS = {
-    "forward": ("INDEXED", "HAS_BIAS", "HAS_TARGET", "HAS_OWN", "OWN_COLSUM"),
+    "forward": ("INDEXED", "HAS_BIAS", "HAS_TARGET"),
+    "own_forward": ("HAS_BIAS", "HAS_TARGET", "HAS_COLSUM"),
+    "own_backward": ("HAS_BIAS", "HAS_TARGET", "NEED_DBIAS", "NEED_DW"),
     "delta": ("HAS_TARGET",),
     "dkdv": ("INDEXED", "HAS_BIAS", "HAS_TARGET", "NEED_DBIAS", "NEED_DW"),
-    "dq": ("INDEXED", "HAS_BIAS", "HAS_TARGET", "HAS_OWN", "NEED_DBIAS", "NEED_DW"),
+    "dq": ("INDEXED", "HAS_BIAS", "HAS_TARGET"),
     "colsum": ("INDEXED", "HAS_BIAS"),
 }
-_IMPLIES = {"HAS_OWN": "INDEXED", "OWN_COLSUM": "HAS_OWN", "NEED_DBIAS": "HAS_BIAS", "NEED_DW": "HAS_TARGET"}
+_IMPLIES = {"NEED_DBIAS": "HAS_BIAS", "NEED_DW": "HAS_TARGET"}
 
 
 def flag_combinations(kernel: str) -> list[dict[str, bool]]:
@@ -80,15 +90,17 @@ CONFIGS = {
     "dkdv": bwd.DKDV_CONFIGS,
     "dq": bwd.DQ_CONFIGS,
     "colsum": col.COLSUM_CONFIGS,
+    "own_forward": [(own.BLOCK_M_OWN, 0, own.OWN_WARPS, 3, 128)],
+    "own_backward": [(own.BLOCK_M_OWN, 0, own.OWN_WARPS, 3, 128)],
 }
 
 
 def autotune_configs(kernel: str) -> list[tuple[dict, int, int, int]]:
     """(meta, num_warps, num_stages, max head dim) of every autotune config (the launcher's fixed one
-    for _delta_kernel), whether or not this process runs Triton's interpreter."""
+    for the row-wise kernels), whether or not this process runs Triton's interpreter."""
     out = []
     for m, n, w, s, max_d in CONFIGS[kernel]:
-        meta = {"BLOCK_M": m} if kernel == "delta" else {"BLOCK_M": m, "BLOCK_N": n}
+        meta = {"BLOCK_M": m, "BLOCK_N": n} if n else {"BLOCK_M": m}
         out.append((meta, w, s, max_d))
     return out
 

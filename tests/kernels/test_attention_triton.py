@@ -99,3 +99,21 @@ def test_triton_matches_reference_on_gpu_tiles(dtype, B, H, N, D, keys, always_s
                                dtype=dtype, device="cuda", seed=N + D)  # fmt: skip
     atol, rtol = TOLERANCES[dtype]
     assert_all_close(run(_triton, leaves, kwargs), run(attention_reference, leaves, kwargs), atol, rtol)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_float32_follows_torch_matmul_precision(device):
+    """Exact fp32 dots by default; TF32 once the user allows it for every fp32 matmul (the switch is
+    read per call, the result stays within TF32's error of the reference)."""
+    from salguide.kernels.triton_common import dot_precision
+
+    assert dot_precision(torch.float32) == "ieee" and dot_precision(torch.float16) == "tf32"
+    leaves, kwargs = make_case(2, 2, 40, 32, target="shared", device=device)
+    before = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision("high")
+        assert dot_precision(torch.float32) == "tf32"
+        got = run(_triton, leaves, kwargs)
+    finally:
+        torch.set_float32_matmul_precision(before)
+    assert_all_close(got, run(attention_reference, leaves, kwargs), 5e-3, 5e-3)
