@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 from torch.optim import Optimizer
+from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 from torch.utils.hooks import RemovableHandle
 
 from .mask import name_shape_mismatches
@@ -258,6 +259,23 @@ class MaskedUpdate:
         pre = optimizer.register_step_pre_hook(lambda opt, args, kwargs: self.mask_gradients_())
         post = optimizer.register_step_post_hook(lambda opt, args, kwargs: self.enforce_(opt))
         return MaskedUpdateHandle(pre, post)
+
+    def holds(self, optimizer: Optimizer) -> bool:
+        """Whether ``optimizer`` updates at least one parameter with a frozen entry."""
+        return any(p in self._slots for group in optimizer.param_groups for p in group["params"])
+
+    def attach_all(self) -> MaskedUpdateHandle:
+        """Hook the step of *every* optimizer (torch's global step hooks) that holds a masked parameter,
+        including optimizers created after this call. Remove the handle when done: until then the hooks
+        run (and keep this object alive) for every optimizer step in the process."""
+
+        def pre(opt: Optimizer, args: object, kwargs: object) -> None:
+            if self.holds(opt):
+                self.mask_gradients_()
+
+        pre_handle = register_optimizer_step_pre_hook(pre)
+        post_handle = register_optimizer_step_post_hook(lambda opt, args, kwargs: self.enforce_(opt))
+        return MaskedUpdateHandle(pre_handle, post_handle)
 
 
 __all__ = [
