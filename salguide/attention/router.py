@@ -17,7 +17,8 @@ from torch import Tensor
 class TokenState:
     """What a forward carries between blocks besides the tokens.
 
-    key_mask: bool [B, N] or None (DynamicViT-style masking; masked tokens attend only to themselves).
+    key_mask: bool [B, N] or None (DynamicViT-style masking: every token attends to the unmasked tokens
+        and to itself).
     size: float [B, N] or None (ToMe token sizes; attention adds log size to the keys' scores).
     positions: long [B, N] or None: original token index of each current token (0 = CLS, p + 1 = patch p,
         -1 = a fused / merged token); None while no token was dropped or moved.

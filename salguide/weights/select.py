@@ -60,8 +60,12 @@ def check_scores(scores: Mapping[str, Tensor]) -> None:
 
 
 def keep_count(ratio: float, n: int) -> int:
-    """Number of entries kept out of ``n``: ``max(1, round(ratio * n))`` (Python's round), at most n."""
-    return min(n, max(1, round(ratio * n)))
+    """Number of entries kept out of ``n``: ``max(1, int(ratio * n))``, at most n.
+
+    SalUn's ``generate_mask.py`` keeps ``int(len(all_elements) * ratio)`` weights (floor of the float
+    product, so 0.57 * 100 keeps 56); salguide does the same and keeps at least one entry.
+    """
+    return min(n, max(1, int(ratio * n)))
 
 
 def order_keys(tensors: Sequence[Tensor], largest: bool = True) -> Tensor:
@@ -159,9 +163,10 @@ def topk_mask(
 ) -> dict[str, Tensor]:
     """Boolean masks keeping the ``ratio`` share of entries with the largest (or smallest) scores.
 
-    ``scope="global"`` keeps exactly ``k = max(1, round(ratio * n))`` of all n entries (SalUn);
-    ``scope="layer"`` applies that rule to every tensor on its own (ANT; an empty tensor keeps none).
-    Among scores equal to the threshold, the ones earliest in (dict order, flattened index) are kept.
+    ``scope="global"`` keeps exactly ``k = max(1, int(ratio * n))`` of all n entries (SalUn's
+    ``int(len * ratio)``, see :func:`keep_count`); ``scope="layer"`` applies that rule to every tensor on
+    its own (ANT; an empty tensor keeps none). Among scores equal to the threshold, the ones earliest in
+    (dict order, flattened index) are kept (a stable order; SalUn's ``torch.argsort`` leaves ties unspecified).
     Scores are compared as float32. Masks are on the scores' devices, keys and shapes as in ``scores``.
     """
     ratio = check_ratio(ratio)
