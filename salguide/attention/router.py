@@ -47,6 +47,7 @@ class Router:
         self.policy: Any = None
         self.state = TokenState()
         self.supports_tokens = True  # False for adapters that cannot change the token set (Hugging Face)
+        self.input_size: tuple[int, int] | None = None  # (H, W) of the latest forward's image input
 
     def layer(self, index: int) -> int:
         """``index`` as a non-negative layer number (negative counts from the end); error when out of range."""
@@ -67,9 +68,11 @@ class Router:
             raise ValueError("choose at least one layer")
         return out
 
-    def begin(self) -> None:
-        """Reset the per-forward token state (called before every forward of the routed model)."""
+    def begin(self, input_size: tuple[int, int] | None = None) -> None:
+        """Reset the per-forward token state (called before every forward of the routed model, with the
+        spatial size of its image input)."""
         self.state = TokenState()
+        self.input_size = input_size
 
     def wants_cls(self, index: int) -> bool:
         return bool(

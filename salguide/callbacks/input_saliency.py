@@ -21,6 +21,7 @@ from torch import Tensor
 
 from salguide._lightning import Callback
 from salguide.inputs import InputLoss, invert
+from salguide.inputs._common import as_logits
 
 Key = int | str
 
@@ -115,8 +116,9 @@ class InputSaliencyCallback(Callback):
         captured: list[Tensor] = []
 
         def hook(_: Any, inputs: tuple, out: Any) -> None:
-            if not captured and inputs and inputs[0] is x and isinstance(out, Tensor):
-                captured.append(out)
+            logits = as_logits(out)  # a tensor, or e.g. transformers' ImageClassifierOutput.logits
+            if not captured and inputs and inputs[0] is x and isinstance(logits, Tensor):
+                captured.append(logits)
 
         handle = pl_module.register_forward_hook(hook)
         try:

@@ -96,7 +96,7 @@ def route_hf(model: nn.Module, backend: str | None = None) -> nn.Module:
         m.salguide_router, m.salguide_index = router, i
     model.set_attn_implementation(NAME)
     model.salguide_router = router
-    router.hook = model.register_forward_pre_hook(begin_forward)
+    router.hook = model.register_forward_pre_hook(begin_forward, with_kwargs=True)
     router.undo = functools.partial(_restore, shared, mods)
     try:
         check_same_outputs([f"{type(m).__name__} #{i}" for i, m in enumerate(mods)], original,

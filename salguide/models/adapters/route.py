@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from torch import nn
+from torch import Tensor, nn
 
 from salguide.attention.router import Router
 
@@ -34,14 +34,16 @@ def attach_router(model: nn.Module, router: Router, blocks: Any = None) -> Route
     for i, block in enumerate(blocks):
         block.attn.salguide_router, block.attn.salguide_index = router, i
     model.salguide_router = router
-    router.hook = model.register_forward_pre_hook(begin_forward)
+    router.hook = model.register_forward_pre_hook(begin_forward, with_kwargs=True)
     return router
 
 
-def begin_forward(model: nn.Module, args: Any) -> None:
-    """Forward pre-hook of a routed model: reset its router's per-forward state (a module-level function,
-    so that the model still pickles, e.g. for ``ddp_spawn``)."""
-    model.salguide_router.begin()
+def begin_forward(model: nn.Module, args: Any, kwargs: dict[str, Any]) -> None:
+    """Forward pre-hook of a routed model: reset its router's per-forward state and note the spatial size
+    of the image input (the first positional argument or ``pixel_values``), from which ``token_grid``
+    takes the patch grid (a module-level function, so that the model still pickles, e.g. for ``ddp_spawn``)."""
+    x = args[0] if args else kwargs.get("pixel_values")
+    model.salguide_router.begin(tuple(x.shape[-2:]) if isinstance(x, Tensor) and x.dim() == 4 else None)
 
 
 def route(model: nn.Module, backend: str | None = None) -> nn.Module:
