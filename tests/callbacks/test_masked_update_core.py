@@ -236,3 +236,19 @@ def test_bad_masks_and_snapshots_are_named():
     del short["0.weight"]
     with pytest.raises(ValueError, match="no frozen values for parameter '0.weight'"):
         restore_frozen_(model.named_parameters(), mask, short)
+
+
+def test_sparse_gradients_are_refused_naming_the_parameter():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Embedding(10, 4, sparse=True), nn.Flatten(), nn.Linear(8, 2))
+    mask = scattered_mask(model)
+    theta0 = {n: p.detach().clone() for n, p in model.named_parameters()}
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    MaskedUpdate(model.named_parameters(), mask).attach(opt)
+    model(torch.tensor([[1, 2], [3, 4]])).sum().backward()
+    assert model[0].weight.grad.is_sparse
+    with pytest.raises(ValueError, match=r"parameter '0\.weight' has a sparse gradient.*sparse=False"):
+        opt.step()
+    assert all(torch.equal(p.detach(), theta0[n]) for n, p in model.named_parameters())  # refused before any update
+    with pytest.raises(ValueError, match=r"'0\.weight' has a sparse gradient"):
+        mask_gradients_(model.named_parameters(), mask)
