@@ -144,3 +144,24 @@ def test_bad_scores_and_scope():
         topk_mask({"w": torch.ones(3, dtype=torch.int64)}, 0.5)
     with pytest.raises(ValueError, match="scope"):
         topk_mask({"w": torch.ones(3)}, 0.5, scope="tensor")
+
+
+def test_all_zero_scores_warn_that_the_mask_is_arbitrary(recwarn):
+    import torch.nn.functional as F
+    from torch import nn
+
+    from salguide.weights import WeightMask, saliency_scores
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    x, y = torch.randn(6, 4), torch.full((6,), -100)  # every label ignored: the loss is 0, so is every gradient
+    scores = saliency_scores(net, [(x, y)], lambda logits, t: F.cross_entropy(logits, t, reduction="sum"),
+                             progress=False)
+    with pytest.warns(UserWarning, match=r"all scores are equal \(0\).*mask is arbitrary"):
+        WeightMask.from_scores(scores, 0.5)
+    with pytest.warns(UserWarning, match=r"the scores of 1\.weight, 1\.bias are equal.*arbitrary"):
+        topk_mask(scores, 0.5, scope="layer")
+    recwarn.clear()
+    topk_mask({"a": torch.arange(4.0), "b": torch.zeros(3)}, 0.5)  # informative globally: no warning
+    topk_mask({"a": torch.zeros(3)}, 1.0)  # keeps everything: nothing is chosen by the tie
+    assert not [w for w in recwarn if "arbitrary" in str(w.message)]
