@@ -12,6 +12,7 @@ from typing import Any, ClassVar, Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from salguide._checks import as_int, as_ints
 from salguide._registry import build_optional
 from salguide.inputs import InputLoss, InputLossOutput
 from salguide.inputs._common import as_logits
@@ -47,7 +48,7 @@ class AttentionLoss(InputLoss):
 
     def __init__(self, weight: float = 1.0, layers: Sequence[int] | int = (-1,)) -> None:
         super().__init__(weight)
-        self.layers = [layers] if isinstance(layers, int) else list(layers)
+        self.layers = as_ints(layers, f"{type(self).__name__} layers")
         if not self.layers:
             raise ValueError(f"{type(self).__name__}: choose at least one layer")
 
@@ -202,9 +203,7 @@ class AttentionDiversityLoss(AttentionLoss):
 
     def __init__(self, weight: float = 1.0, layers: Sequence[int] | int = (-1,), num_queries: int = 16) -> None:
         super().__init__(weight, layers)
-        if num_queries < 2:
-            raise ValueError(f"AttentionDiversityLoss: num_queries must be >= 2, got {num_queries}")
-        self.num_queries = num_queries
+        self.num_queries = as_int(num_queries, "AttentionDiversityLoss: num_queries", 2)
 
     def layer_penalty(self, s: AttentionStats, model: nn.Module, mask: Tensor | None) -> Tensor:
         assert s.q is not None and s.k is not None and s.lse is not None

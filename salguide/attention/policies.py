@@ -13,6 +13,7 @@ from typing import Any, Sequence
 
 from torch import Tensor
 
+from salguide._checks import as_ints
 from salguide._registry import build_optional
 
 from .dynamic_mask import drop_masked, topk_key_mask
@@ -28,7 +29,7 @@ class TokenPolicy:
     name = "policy"
 
     def __init__(self, layers: Sequence[int] | int, keep: float = 1.0) -> None:
-        self.requested = [layers] if isinstance(layers, int) else list(layers)
+        self.requested = as_ints(layers, f"{type(self).__name__} layers")
         self.layers: tuple[int, ...] = ()
         self.keep = check_keep(keep)
 

@@ -12,6 +12,8 @@ from typing import Any, Iterable
 
 from torch import Tensor
 
+from salguide._checks import as_int, as_ints
+
 
 @dataclass
 class TokenState:
@@ -51,8 +53,10 @@ class Router:
 
     def layer(self, index: int) -> int:
         """``index`` as a non-negative layer number (negative counts from the end); error when out of range."""
-        if isinstance(index, bool) or not isinstance(index, int):
-            raise TypeError(f"a layer index must be an int, got {type(index).__name__}")
+        try:
+            index = as_int(index, "a layer index")  # any integral type (np.int64, ...)
+        except ValueError as err:
+            raise TypeError(str(err)) from None
         if not -self.num_layers <= index < self.num_layers:
             raise IndexError(
                 f"block index {index} is out of range for a model with {self.num_layers} attention layers "
@@ -61,8 +65,10 @@ class Router:
         return index % self.num_layers
 
     def layers(self, indices: Iterable[int] | int) -> tuple[int, ...]:
-        if isinstance(indices, int):
-            indices = [indices]
+        try:
+            indices = as_ints(indices, "layer indices")
+        except ValueError as err:
+            raise TypeError(str(err)) from None
         out = tuple(sorted({self.layer(i) for i in indices}))
         if not out:
             raise ValueError("choose at least one layer")
