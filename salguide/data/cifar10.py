@@ -1,4 +1,9 @@
-"""CIFAR-10 from a local copy of the standard python batches (Krizhevsky, 2009); nothing is downloaded."""
+"""CIFAR-10 from a local copy of the standard python batches (Krizhevsky, 2009); nothing is downloaded.
+
+Batches are pickles, read with a restricted unpickler and bounded: at most MAX_BATCH_BYTES are read,
+content whose shared pickle references would expand beyond the file's own size (a memo bomb: 71 KB
+that ``np.asarray`` would turn into 7.45 GiB) is refused before anything is converted, labels are checked
+one by one, and every error (empty, truncated, random bytes, wrong content) names the file."""
 
 from __future__ import annotations
 
