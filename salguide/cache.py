@@ -20,6 +20,21 @@ def config_key(*parts: Any) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
+def cached_seconds(path: str | Path) -> float | None:
+    """The run time stored next to cached weights (``{"seconds": s}``), None when the file is absent;
+    ValueError naming the file when it is corrupt."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        seconds = json.loads(path.read_text())["seconds"]
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+            raise TypeError(f"'seconds' is {seconds!r}, not a number")
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
+        raise ValueError(f"cache file {path} is corrupt ({type(err).__name__}: {err}); delete it to recompute") from err
+    return float(seconds)
+
+
 def cached_weights(path: str | Path, model: nn.Module, train: Callable[[nn.Module], nn.Module]) -> tuple[nn.Module, bool]:
     """Load ``model``'s weights from ``path`` if present, else ``train(model)`` and save them.
 

@@ -1,8 +1,10 @@
 """DynamicViT-style token masking (Rao et al., "DynamicViT: Efficient Vision Transformers with Dynamic
 Token Sparsification", NeurIPS 2021). During training, pruned tokens stay in the tensor but are removed
-from every other token's keys (a key mask with always-self, so each pruned token attends only to itself);
-at inference they are dropped. The kept tokens compute exactly the same values either way. Here the
-keep decision is the top CLS attention (as in EViT), not DynamicViT's learned predictor."""
+from the keys (a key mask with always-self): every token, kept or pruned, attends to the kept tokens and
+to itself, as upstream's ``softmax_with_policy`` (raoyongming/DynamicViT: key policy + (1 - policy) * eye);
+at inference the pruned tokens are dropped. The kept tokens compute exactly the same values either way.
+Deviations: the keep decision is the top CLS attention (as in EViT), not DynamicViT's learned predictor,
+and the softmax is exact (upstream adds eps / N to every entry for stability)."""
 
 from __future__ import annotations
 

@@ -12,8 +12,10 @@ from typing import Any, ClassVar, Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from salguide._checks import as_int, as_ints
 from salguide._registry import build_optional
 from salguide.inputs import InputLoss, InputLossOutput
+from salguide.inputs._common import as_logits
 
 from .losses import background_mass_loss, concentration_loss, concentration_loss_all, diversity_loss, entropy_loss
 from .recorder import AttentionRecorder, AttentionStats
@@ -36,7 +38,7 @@ QUERIES = ("cls", "all", "object")
 
 def object_rows(model: nn.Module, mask: Tensor, positions: Tensor | None, B: int, N: int) -> Tensor:
     """Query-row weights [B, N] at the layer's tokens: 1 for the class token, the mask coverage for patches."""
-    return layer_target(token_target(mask, token_grid(model), cls_weight=1.0), positions, B, N)
+    return layer_target(token_target(mask, token_grid(model), cls_weight=1.0), positions, B, N)  # grid of the last input
 
 
 class AttentionLoss(InputLoss):
@@ -46,24 +48,25 @@ class AttentionLoss(InputLoss):
 
     def __init__(self, weight: float = 1.0, layers: Sequence[int] | int = (-1,)) -> None:
         super().__init__(weight)
-        self.layers = [layers] if isinstance(layers, int) else list(layers)
+        self.layers = as_ints(layers, f"{type(self).__name__} layers")
         if not self.layers:
             raise ValueError(f"{type(self).__name__}: choose at least one layer")
 
-    def mass_target(self, model: nn.Module, mask: Tensor | None) -> Tensor | None:
-        """Per-token weights for the kernel's mass (None: no mass needed)."""
+    def mass_target(self, model: nn.Module, mask: Tensor | None, x: Tensor | None = None) -> Tensor | None:
+        """Per-token weights for the kernel's mass on the patch grid of input ``x`` (None: no mass needed)."""
         return None
 
     def layer_penalty(self, s: AttentionStats, model: nn.Module, mask: Tensor | None) -> Tensor:
         raise NotImplementedError
 
-    def recorder(self, model: nn.Module, mask: Tensor | None) -> AttentionRecorder:
+    def recorder(self, model: nn.Module, mask: Tensor | None, x: Tensor | None = None) -> AttentionRecorder:
+        """A recorder of what this loss needs, for a forward on input ``x`` (its size sets the patch grid)."""
         if self.mask_semantics != "none" and mask is None:
             raise ValueError(
                 f"{type(self).__name__} needs a mask of the {self.mask_semantics} region; batches must be (x, y, mask)"
             )
         routed = find_routed(model)
-        rec = AttentionRecorder(routed, self.layers, target=self.mass_target(routed, mask), **self.requests)
+        rec = AttentionRecorder(routed, self.layers, target=self.mass_target(routed, mask, x), **self.requests)
         rec.owner = self
         return rec
 
@@ -77,16 +80,16 @@ class AttentionLoss(InputLoss):
             rec.clear()  # armed by the callback, but the step's forward was not on this batch: run our own
             logits = model(x)
         elif not armed:
-            with self.recorder(model, mask) as rec:
+            with self.recorder(model, mask, x) as rec:
                 logits = model(x)
         pens = [self.layer_penalty(rec.records[i], routed, mask) for i in rec.layers]
         total = sum(pens) / len(pens)
-        return self.weight * total if self.weight else logits.sum() * 0.0  # type: ignore[union-attr]
+        return self.weight * total if self.weight else as_logits(logits).sum() * 0.0  # type: ignore[union-attr]
 
     def forward(self, model: Any, x: Tensor, y: Tensor, mask: Tensor | None = None) -> InputLossOutput:
         """Cross-entropy plus the weighted attention penalty, with one forward of ``model``."""
-        with self.recorder(model, mask):
-            logits = model(x)
+        with self.recorder(model, mask, x):
+            logits = as_logits(model(x))
             task = F.cross_entropy(logits, y)
             pen = self.penalty(model, x, y, mask, logits)
         return InputLossOutput(task + pen, task, pen, logits)
@@ -155,9 +158,9 @@ class BackgroundSuppressionLoss(AttentionLoss):
             raise ValueError(f"BackgroundSuppressionLoss: queries must be one of {QUERIES}, got {queries!r}")
         self.queries, self.cls_is_background = queries, bool(cls_is_background)
 
-    def mass_target(self, model: nn.Module, mask: Tensor | None) -> Tensor | None:
+    def mass_target(self, model: nn.Module, mask: Tensor | None, x: Tensor | None = None) -> Tensor | None:
         assert mask is not None
-        t = 1.0 - token_target(mask, token_grid(model))
+        t = 1.0 - token_target(mask, token_grid(model, x))
         # the class token's key: neutral (0), or counted as background (1) so that attention cannot
         # escape the penalty by collapsing onto the class token
         t[:, 0] = float(self.cls_is_background)
@@ -200,9 +203,7 @@ class AttentionDiversityLoss(AttentionLoss):
 
     def __init__(self, weight: float = 1.0, layers: Sequence[int] | int = (-1,), num_queries: int = 16) -> None:
         super().__init__(weight, layers)
-        if num_queries < 2:
-            raise ValueError(f"AttentionDiversityLoss: num_queries must be >= 2, got {num_queries}")
-        self.num_queries = num_queries
+        self.num_queries = as_int(num_queries, "AttentionDiversityLoss: num_queries", 2)
 
     def layer_penalty(self, s: AttentionStats, model: nn.Module, mask: Tensor | None) -> Tensor:
         assert s.q is not None and s.k is not None and s.lse is not None

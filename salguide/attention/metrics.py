@@ -19,11 +19,10 @@ def attention_object_mass(
     """Mean over images and heads of the CLS attention mass on object patches (patch coverage by the
     pixel ``mask``, [B, 1, H, W]) at each of ``layers``: {layer: mass in [0, 1]}. Model mode unchanged."""
     routed = find_routed(model)
-    grid = token_grid(routed)
     totals: dict[int, float] = {}
     for start in range(0, len(x), batch_size):
         xb, mb = x[start : start + batch_size], mask[start : start + batch_size]
-        with AttentionRecorder(routed, layers, target=token_target(mb, grid).to(xb.device)) as rec:
+        with AttentionRecorder(routed, layers, target=token_target(mb, token_grid(routed, xb)).to(xb.device)) as rec:
             model(xb)
         for i in rec.layers:
             totals[i] = totals.get(i, 0.0) + float(rec[i].mass[:, :, 0].mean(1).sum())  # type: ignore[index]

@@ -13,10 +13,11 @@ from typing import Any, Sequence
 
 from torch import Tensor
 
+from salguide._checks import as_ints
 from salguide._registry import build_optional
 
 from .dynamic_mask import drop_masked, topk_key_mask
-from .evit import evit_reorganize
+from .evit import evit_reorganize, fuse_mode
 from .router import Router, TokenState, router_of
 from .schedules import check_keep
 from .tome import bipartite_merge
@@ -28,7 +29,7 @@ class TokenPolicy:
     name = "policy"
 
     def __init__(self, layers: Sequence[int] | int, keep: float = 1.0) -> None:
-        self.requested = [layers] if isinstance(layers, int) else list(layers)
+        self.requested = as_ints(layers, f"{type(self).__name__} layers")
         self.layers: tuple[int, ...] = ()
         self.keep = check_keep(keep)
 
@@ -57,7 +58,7 @@ class ClsRankedPolicy(TokenPolicy):
     """Base of the policies that rank tokens by the head-mean CLS attention of the chosen blocks;
     subclasses implement ``prune(x, cls_attn, state, training)``."""
 
-    def __init__(self, layers: Sequence[int] | int, keep: float = 0.7, **options: bool) -> None:
+    def __init__(self, layers: Sequence[int] | int, keep: float = 0.7, **options: bool | str) -> None:
         super().__init__(layers, keep)
         self.options = options
 
@@ -75,12 +76,14 @@ class ClsRankedPolicy(TokenPolicy):
 
 
 class EViTPolicy(ClsRankedPolicy):
-    """EViT: keep the top tokens by CLS attention, fuse the rest into one (``fuse=False``: drop them)."""
+    """EViT: keep the top tokens by CLS attention, fuse the rest into one token: their CLS-attention-weighted
+    sum (``fuse="sum"`` or True, upstream's rule), weighted mean (``"mean"``), or drop them (``"drop"`` or
+    False)."""
 
     name = "evit"
 
-    def __init__(self, layers: Sequence[int] | int, keep: float = 0.7, fuse: bool = True) -> None:
-        super().__init__(layers, keep, fuse=fuse)
+    def __init__(self, layers: Sequence[int] | int, keep: float = 0.7, fuse: bool | str = "sum") -> None:
+        super().__init__(layers, keep, fuse=fuse_mode(fuse))
 
     def prune(self, x: Tensor, cls_attn: Tensor, state: TokenState, training: bool) -> Tensor:
         x, state.positions = evit_reorganize(x, cls_attn, self.keep, state.positions, self.options["fuse"])
@@ -90,7 +93,7 @@ class EViTPolicy(ClsRankedPolicy):
         k = math.ceil(self.keep * (tokens - 1))
         if not self.wants_cls(index) or k >= tokens - 1:
             return tokens, keys
-        n = 1 + k + int(self.options["fuse"])
+        n = 1 + k + int(self.options["fuse"] != "drop")
         return n, n
 
 

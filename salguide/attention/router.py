@@ -12,12 +12,15 @@ from typing import Any, Iterable
 
 from torch import Tensor
 
+from salguide._checks import as_int, as_ints
+
 
 @dataclass
 class TokenState:
     """What a forward carries between blocks besides the tokens.
 
-    key_mask: bool [B, N] or None (DynamicViT-style masking; masked tokens attend only to themselves).
+    key_mask: bool [B, N] or None (DynamicViT-style masking: every token attends to the unmasked tokens
+        and to itself).
     size: float [B, N] or None (ToMe token sizes; attention adds log size to the keys' scores).
     positions: long [B, N] or None: original token index of each current token (0 = CLS, p + 1 = patch p,
         -1 = a fused / merged token); None while no token was dropped or moved.
@@ -46,11 +49,14 @@ class Router:
         self.policy: Any = None
         self.state = TokenState()
         self.supports_tokens = True  # False for adapters that cannot change the token set (Hugging Face)
+        self.input_size: tuple[int, int] | None = None  # (H, W) of the latest forward's image input
 
     def layer(self, index: int) -> int:
         """``index`` as a non-negative layer number (negative counts from the end); error when out of range."""
-        if isinstance(index, bool) or not isinstance(index, int):
-            raise TypeError(f"a layer index must be an int, got {type(index).__name__}")
+        try:
+            index = as_int(index, "a layer index")  # any integral type (np.int64, ...)
+        except ValueError as err:
+            raise TypeError(str(err)) from None
         if not -self.num_layers <= index < self.num_layers:
             raise IndexError(
                 f"block index {index} is out of range for a model with {self.num_layers} attention layers "
@@ -59,16 +65,20 @@ class Router:
         return index % self.num_layers
 
     def layers(self, indices: Iterable[int] | int) -> tuple[int, ...]:
-        if isinstance(indices, int):
-            indices = [indices]
+        try:
+            indices = as_ints(indices, "layer indices")
+        except ValueError as err:
+            raise TypeError(str(err)) from None
         out = tuple(sorted({self.layer(i) for i in indices}))
         if not out:
             raise ValueError("choose at least one layer")
         return out
 
-    def begin(self) -> None:
-        """Reset the per-forward token state (called before every forward of the routed model)."""
+    def begin(self, input_size: tuple[int, int] | None = None) -> None:
+        """Reset the per-forward token state (called before every forward of the routed model, with the
+        spatial size of its image input)."""
         self.state = TokenState()
+        self.input_size = input_size
 
     def wants_cls(self, index: int) -> bool:
         return bool(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+from salguide._checks import as_int
+
 
 def check_keep(keep: float, name: str = "keep rate") -> float:
     """``keep`` as a float in (0, 1], else a clear ValueError."""
@@ -19,10 +21,8 @@ class Schedule:
     def __init__(self, end: float, start: float | None = None, steps: int = 0, kind: str = "cosine") -> None:
         if kind not in ("constant", "linear", "cosine"):
             raise ValueError(f"schedule kind must be 'constant', 'linear' or 'cosine', got {kind!r}")
-        if steps < 0:
-            raise ValueError(f"schedule steps must be >= 0, got {steps}")
         self.end, self.start = float(end), float(end if start is None else start)
-        self.steps, self.kind = int(steps), kind
+        self.steps, self.kind = as_int(steps, "schedule steps", 0), kind
 
     def __call__(self, step: int) -> float:
         if self.kind == "constant" or self.steps == 0 or step >= self.steps:

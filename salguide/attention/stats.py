@@ -15,11 +15,16 @@ from torch import Tensor
 from salguide.kernels import AttentionResult, attention
 
 
+def _acc(t: Tensor) -> Tensor:
+    """``t`` in the accumulation precision: float32 for half / bfloat16 / float32, float64 kept."""
+    return t.to(torch.promote_types(t.dtype, torch.float32))
+
+
 def _scores_rows(q_rows: Tensor, k: Tensor, scale: float, key_bias: Tensor | None) -> Tensor:
     """Scores [B, H, R, N] of the query rows q_rows [B, H, R, D] against all keys."""
-    s = scale * torch.einsum("bhrd,bhnd->bhrn", q_rows.float(), k.float())
+    s = scale * torch.einsum("bhrd,bhnd->bhrn", _acc(q_rows), _acc(k))
     if key_bias is not None:
-        s = s + (key_bias[:, None] if key_bias.dim() == 2 else key_bias)[:, :, None, :].float()
+        s = s + _acc((key_bias[:, None] if key_bias.dim() == 2 else key_bias)[:, :, None, :])
     return s
 
 
@@ -35,9 +40,10 @@ def attention_rows(
     always_self: bool = False,
 ) -> Tensor:
     """Rows ``rows`` (long [R], shared by the batch) of the attention matrix, [B, H, R, N], from the
-    log-sum-exp of a kernel call with the same keys. Cost O(B H R N D); differentiable."""
+    log-sum-exp of a kernel call with the same keys. Cost O(B H R N D); differentiable. float32 for half
+    and float32 inputs, float64 for float64 inputs."""
     s = _scores_rows(q[:, :, rows], k, scale, key_bias)
-    p = torch.exp(s - lse[:, :, rows, None].float())  # lse = +inf (empty row) gives 0
+    p = torch.exp(s - lse[:, :, rows, None].to(s.dtype))  # lse = +inf (empty row) gives 0
     if key_mask is not None:
         allowed = key_mask[:, None, None, :].expand(-1, 1, len(rows), -1)
         if always_self:
@@ -80,7 +86,7 @@ def attention_with_entropy(
     validate: bool = True,
 ) -> tuple[AttentionResult, Tensor]:
     """One kernel call returning the usual :class:`AttentionResult` (with lse) and the entropy of every
-    attention row, [B, H, N] float32, differentiable (0 for rows with no allowed key)."""
+    attention row, [B, H, N] (float32; float64 for float64 inputs), differentiable (0 for rows with no allowed key)."""
     B, H, N, D = q.shape
     cols = [v, k]
     if key_bias is not None:
@@ -96,9 +102,10 @@ def attention_with_entropy(
     )
     assert isinstance(res, AttentionResult) and res.lse is not None
     o = res.out
-    expected = scale * (q.float() * o[..., D : 2 * D].float()).sum(-1)
+    expected = scale * (_acc(q) * _acc(o[..., D : 2 * D])).sum(-1)
     if key_bias is not None:
-        expected = expected + o[..., 2 * D].float()
-    finite = torch.isfinite(res.lse)
-    entropy = torch.where(finite, torch.nan_to_num(res.lse, posinf=0.0) - expected, torch.zeros_like(expected))
+        expected = expected + _acc(o[..., 2 * D])
+    lse = res.lse.to(expected.dtype)
+    finite = torch.isfinite(lse)
+    entropy = torch.where(finite, torch.nan_to_num(lse, posinf=0.0) - expected, torch.zeros_like(expected))
     return res._replace(out=o[..., :D]), entropy

@@ -11,19 +11,39 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-def token_grid(model: Any) -> tuple[int, int]:
-    """The patch grid (rows, cols) of a timm-layout or Hugging Face ViT."""
-    grid = getattr(getattr(model, "patch_embed", None), "grid_size", None)
-    if grid is not None:
-        return int(grid[0]), int(grid[1])
+def _pair(v: Any) -> tuple[int, int]:
+    """An int or a (height, width) pair as (int, int)."""
+    return (int(v[0]), int(v[1])) if isinstance(v, (tuple, list)) else (int(v), int(v))
+
+
+def _geometry(model: Any) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    """(patch size, configured grid) of a timm-layout (``patch_embed``) or Hugging Face (``config``) ViT."""
+    pe = getattr(model, "patch_embed", None)
+    if getattr(pe, "grid_size", None) is not None and getattr(pe, "patch_size", None) is not None:
+        return _pair(pe.patch_size), _pair(pe.grid_size)
     cfg = getattr(model, "config", None)
     if cfg is not None and hasattr(cfg, "image_size") and hasattr(cfg, "patch_size"):
-        n = int(cfg.image_size) // int(cfg.patch_size)
-        return n, n
-    for m in getattr(model, "modules", lambda: [])():
-        if m is not model and (getattr(getattr(m, "patch_embed", None), "grid_size", None) or hasattr(m, "config")):
-            return token_grid(m)
-    raise ValueError(f"cannot find the patch grid of {type(model).__name__} (no patch_embed.grid_size or config)")
+        patch, size = _pair(cfg.patch_size), _pair(cfg.image_size)
+        return patch, (size[0] // patch[0], size[1] // patch[1])
+    return None
+
+
+def token_grid(model: Any, x: Tensor | None = None) -> tuple[int, int]:
+    """The patch grid (rows, cols) of a timm-layout or Hugging Face ViT for the input ``x`` [B, C, H, W]:
+    (H // patch, W // patch). Without ``x``: the grid of the routed model's latest forward input (so
+    ``interpolate_pos_encoding`` / dynamic image sizes are followed), else the configured image size
+    (an int or a (height, width) pair)."""
+    owners = [model] + [m for m in getattr(model, "modules", lambda: [])() if m is not model]
+    found = next((g for g in map(_geometry, owners) if g is not None), None)
+    if found is None:
+        raise ValueError(f"cannot find the patch grid of {type(model).__name__} (no patch_embed.grid_size or config)")
+    patch, grid = found
+    size = tuple(x.shape[-2:]) if x is not None else getattr(getattr(model, "salguide_router", None), "input_size", None)
+    if size is None:
+        return grid
+    if size[0] % patch[0] or size[1] % patch[1]:
+        raise ValueError(f"an input of {size[0]}x{size[1]} pixels does not tile {patch[0]}x{patch[1]} patches")
+    return size[0] // patch[0], size[1] // patch[1]
 
 
 def with_cls(patch_weights: Tensor, cls_weight: float = 0.0) -> Tensor:

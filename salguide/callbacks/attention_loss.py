@@ -41,5 +41,5 @@ class AttentionLossCallback(InputSaliencyCallback):
         mask = self._get(batch, self.keys[2], "mask") if loss.mask_semantics != "none" else None
         if isinstance(mask, Tensor) and self._invert:
             mask = invert(mask)
-        with loss.recorder(pl_module, mask):
+        with loss.recorder(pl_module, mask, self._get(batch, self.keys[0], "input")):
             return super()._step(pl_module, original, batch, *args, **kwargs)

@@ -38,7 +38,7 @@ class AttentionMapCallback(Callback):
         model = find_routed(pl_module)
         with torch.inference_mode(False), torch.no_grad(), AttentionRecorder(model, self.layers, cls=True) as rec:
             preds = pl_module(x.clone()).argmax(-1).cpu()
-        grid, size = token_grid(model), tuple(x.shape[-2:])
+        grid, size = token_grid(model, x), tuple(x.shape[-2:])
         maps = {}
         for i in rec.layers:
             s = rec[i]

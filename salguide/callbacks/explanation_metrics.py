@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from salguide._checks import as_int
 from salguide._lightning import Callback
 from salguide.inputs import invert
 from salguide.metrics import evaluate_explanations
@@ -58,10 +59,8 @@ class ExplanationMetricsCallback(Callback):
         mask_semantics: str | None = None,
         prefix: str = "val_expl",
     ) -> None:
-        if int(num_samples) < 1 or int(every_n_epochs) < 1 or int(steps) < 1:
-            raise ValueError("num_samples, steps and every_n_epochs must be >= 1")
-        self.method, self.num_samples, self.steps = method, int(num_samples), int(steps)
-        self.every_n_epochs, self.method_kwargs = int(every_n_epochs), dict(method_kwargs or {})
+        self.method, self.num_samples, self.steps = method, as_int(num_samples, "num_samples", 1), as_int(steps, "steps", 1)
+        self.every_n_epochs, self.method_kwargs = as_int(every_n_epochs, "every_n_epochs", 1), dict(method_kwargs or {})
         self.mask_semantics, self.prefix = mask_semantics, prefix
         self.history: list[dict[str, float]] = []
         self._batch: tuple[Tensor, ...] | None = None

@@ -8,7 +8,9 @@ penalty is therefore part of the loss Lightning receives, so AMP loss scaling, g
 exactly as if the user had written ``loss + penalty`` by hand - it is added once per step. When the
 step does not call ``self(x)`` on the batch tensor itself (e.g. it augments ``x`` first), the penalty
 runs its own forward on the raw batch inside the same step (and autocast context). Manual optimisation
-is refused (there is no returned loss to extend); call the loss module in your step instead.
+is refused (there is no returned loss to extend); call the loss module in your step instead. The wrapper
+is removed at ``teardown`` and when ``fit`` raises (``on_exception``), restoring exactly the
+``training_step`` that was there (the class's, or a user's own instance-level one).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from torch import Tensor
 
 from salguide._lightning import Callback
 from salguide.inputs import InputLoss, invert
+from salguide.inputs._common import as_logits
 
 Key = int | str
 
@@ -50,6 +53,7 @@ class InputSaliencyCallback(Callback):
         self.keys = (input_key, target_key, mask_key)
         self.mask_semantics = mask_semantics
         self._module: Any = None
+        self._saved: tuple[bool, Any] = (False, None)  # (had an instance-level training_step, its value)
         self._invert = False
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
@@ -68,8 +72,13 @@ class InputSaliencyCallback(Callback):
     def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
         self._unwrap()
 
+    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+        self._unwrap()
+
     def _wrap(self, pl_module: Any) -> None:
         self._unwrap()
+        own = vars(pl_module)
+        self._saved = ("training_step" in own, own.get("training_step"))
         original = pl_module.training_step  # bound method of the class (or a user's instance override)
 
         def training_step(batch: Any, *args: Any, **kwargs: Any) -> Any:
@@ -80,8 +89,12 @@ class InputSaliencyCallback(Callback):
 
     def _unwrap(self) -> None:
         if self._module is not None:
-            vars(self._module).pop("training_step", None)
-            self._module = None
+            had, previous = self._saved
+            if had:
+                vars(self._module)["training_step"] = previous
+            else:
+                vars(self._module).pop("training_step", None)
+            self._module, self._saved = None, (False, None)
 
     def _get(self, batch: Any, key: Key, what: str) -> Any:
         try:
@@ -103,8 +116,9 @@ class InputSaliencyCallback(Callback):
         captured: list[Tensor] = []
 
         def hook(_: Any, inputs: tuple, out: Any) -> None:
-            if not captured and inputs and inputs[0] is x and isinstance(out, Tensor):
-                captured.append(out)
+            logits = as_logits(out)  # a tensor, or e.g. transformers' ImageClassifierOutput.logits
+            if not captured and inputs and inputs[0] is x and isinstance(logits, Tensor):
+                captured.append(logits)
 
         handle = pl_module.register_forward_hook(hook)
         try:

@@ -3,7 +3,8 @@
 At ``setup`` the policy is attached to the routed ViT inside the LightningModule; before every training
 batch its keep rate follows the schedule (1.0 -> ``keep`` over ``warmup_steps``, EViT's warm-up);
 validation / test / predict use the final keep rate (or 1.0 with ``apply_in_eval=False``). The policy is
-detached at ``teardown``. The keep rate is saved in checkpoints.
+detached at ``teardown`` and when the run raises (``on_exception``), restoring the previous policy. The
+keep rate is saved in checkpoints.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class TokenPruningCallback(Callback):
         self._previous: Any = None
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        self.teardown(trainer, pl_module, stage)  # never stack on our own policy
         self._model = find_routed(pl_module)
         self._previous = use_policy(self._model, self.policy)
         self.policy.set_keep(self.target if self.apply_in_eval else 1.0)
@@ -37,7 +39,10 @@ class TokenPruningCallback(Callback):
     def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
         if self._model is not None:
             use_policy(self._model, self._previous)
-            self._model = None
+            self._model = self._previous = None
+
+    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+        self.teardown(trainer, pl_module, "exception")
 
     def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
         self.policy.set_keep(self.schedule(trainer.global_step))

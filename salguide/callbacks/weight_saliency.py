@@ -54,8 +54,11 @@ class WeightSaliencyCallback(Callback):
         log_figure: write a per-tensor sparsity PNG to the log dir (and to a ``WandbLogger`` if present).
 
     After fit start ``callback.mask`` is the mask in use. Gradients are zeroed at frozen positions in
-    ``on_before_optimizer_step`` (after AMP unscaling, before Lightning clips) and again in the
-    optimizer's step pre-hook; the post-hook writes θ₀ back and zeroes optimizer state. The mask and θ₀
+    ``on_before_optimizer_step`` (after AMP unscaling, before Lightning clips) and again in a step
+    pre-hook; a step post-hook writes θ₀ back and zeroes optimizer state. The hooks are torch's global
+    optimizer step hooks, filtered to optimizers holding masked parameters, so an optimizer re-created
+    during fit (``trainer.strategy.setup_optimizers``) is held to the mask too; they are removed at
+    teardown and when fit raises. The mask and θ₀
     travel in the checkpoint, so ``trainer.fit(ckpt_path=...)`` resumes with both unchanged. Single
     device and DDP only.
     """
@@ -117,7 +120,7 @@ class WeightSaliencyCallback(Callback):
         pair_masks(self._target(pl_module).named_parameters(), self._given, self.strict)
 
     def on_fit_start(self, trainer: Any, pl_module: nn.Module) -> None:
-        """Choose the mask (checkpoint > given > computed), snapshot θ₀ and hook every optimizer."""
+        """Choose the mask (checkpoint > given > computed), snapshot θ₀ and hook every optimizer that steps."""
         module = self._target(pl_module)
         snapshot = None
         if self._resumed is not None:
@@ -132,7 +135,7 @@ class WeightSaliencyCallback(Callback):
         self._update = MaskedUpdate(module.named_parameters(), mask, strict=self.strict, snapshot=snapshot)
         self.mask = mask
         self._detach()
-        self._handles = [self._update.attach(opt) for opt in trainer.optimizers]
+        self._handles = [self._update.attach_all()]  # also optimizers re-created during fit
         if self.save_mask_to is not None and trainer.is_global_zero:
             mask.save(self.save_mask_to)
         self._report(trainer, mask)

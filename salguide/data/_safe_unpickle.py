@@ -3,6 +3,11 @@
 ``pickle.load`` runs whatever callable a file names; a batch file received from someone else must not
 be able to. Only the globals that a pickled ``numpy.ndarray`` needs are resolved; any other global raises
 ``pickle.UnpicklingError`` naming it, before anything is called.
+
+Unpickling itself holds at most what the file spells out, but memo references let a small file share one
+list many times, and converting that (``np.asarray``) expands every reference: a 98 KB file can become
+gigabytes. :func:`expanded_size` counts what a conversion would produce, so callers can refuse a file
+whose content expands beyond its own size before converting anything.
 """
 
 from __future__ import annotations
@@ -50,6 +55,30 @@ class RestrictedUnpickler(pickle.Unpickler):
 
     def persistent_load(self, pid: Any) -> Any:
         raise pickle.UnpicklingError("refusing persistent ids in a data pickle")
+
+
+def expanded_size(obj: Any, limit: int) -> int:
+    """Items reachable from ``obj`` counting every reference to a shared object again (container entries and
+    array bytes): what converting ``obj`` to arrays would hold. Stops as soon as the count
+    passes ``limit`` (cycles included), so it costs O(limit). A pickle without shared references spends at
+    least one byte per item, so the count of an honest file never exceeds the file's size."""
+    count, stack = 0, [obj]
+    while stack:
+        o = stack.pop()
+        if isinstance(o, dict):
+            items: Any = [*o.keys(), *o.values()]
+        elif isinstance(o, (list, tuple)):
+            items = o
+        elif isinstance(o, np.ndarray):
+            items = o.ravel().tolist() if o.dtype == object else ()
+            count += 0 if o.dtype == object else o.nbytes
+        else:
+            continue
+        count += len(items)
+        if count > limit:
+            return count
+        stack.extend(items)
+    return count
 
 
 def safe_load(file: BinaryIO | bytes) -> Any:

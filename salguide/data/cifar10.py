@@ -1,14 +1,21 @@
-"""CIFAR-10 from a local copy of the standard python batches (Krizhevsky, 2009); nothing is downloaded."""
+"""CIFAR-10 from a local copy of the standard python batches (Krizhevsky, 2009); nothing is downloaded.
+
+Batches are pickles, read with a restricted unpickler and bounded: at most MAX_BATCH_BYTES are read,
+content whose shared pickle references would expand beyond the file's own size (a memo bomb: 71 KB
+that ``np.asarray`` would turn into 7.45 GiB) is refused before anything is converted, labels are checked
+one by one, and every error (empty, truncated, random bytes, wrong content) names the file."""
 
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from salguide.data._safe_unpickle import safe_load
+from salguide.data._safe_unpickle import expanded_size, safe_load
 from salguide.data.forget import ForgetDataModule
 
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
@@ -17,6 +24,7 @@ SUBFOLDER = "cifar-10-batches-py"
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2470, 0.2435, 0.2616)
 _PIXELS = 3 * 32 * 32
+MAX_BATCH_BYTES = 512 << 20  # a real batch is 31 MB; nothing larger is read into memory
 
 
 def find_batches_dir(data_dir: str | os.PathLike) -> Path:
@@ -37,19 +45,55 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
             f"missing CIFAR-10 batch file {path}; expected {', '.join(TRAIN_FILES)} and {TEST_FILE} "
             f"(the python version, in the directory or its {SUBFOLDER} subfolder)"
         )
-    with open(path, "rb") as f:
-        batch = safe_load(f)
+    batch = _unpickle(path)
     if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
         raise ValueError(f"{path} is not a CIFAR-10 batch: expected a dict with b'data' and b'labels'")
-    data, labels = batch[b"data"], np.asarray(batch[b"labels"])
+    data = batch[b"data"]
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != _PIXELS:
         shape = getattr(data, "shape", None)
         raise ValueError(f"{path}: b'data' must be a uint8 array [N, {_PIXELS}], got {type(data).__name__} {shape}")
-    if labels.shape != (data.shape[0],) or labels.dtype.kind not in "iu":
-        raise ValueError(f"{path}: b'labels' must be {data.shape[0]} integers, got shape {labels.shape}")
-    if labels.size and (labels.min() < 0 or labels.max() > 9):
-        raise ValueError(f"{path}: labels must lie in 0..9, got range {labels.min()}..{labels.max()}")
-    return data.reshape(-1, 3, 32, 32), labels.astype(np.int64)
+    return data.reshape(-1, 3, 32, 32), _labels(batch[b"labels"], data.shape[0], path)
+
+
+def _unpickle(path: Path) -> Any:
+    """The restricted unpickling of ``path``, bounded: at most MAX_BATCH_BYTES are read, and content whose
+    shared references would expand beyond the file's size is refused before anything is converted. Every
+    failure names the file."""
+    size = path.stat().st_size
+    if size > MAX_BATCH_BYTES:
+        raise ValueError(f"{path}: {size} bytes is larger than any CIFAR-10 batch (limit {MAX_BATCH_BYTES})")
+    raw = path.read_bytes()
+    try:
+        batch = safe_load(raw)
+    except pickle.UnpicklingError as e:
+        raise pickle.UnpicklingError(f"{path}: not a readable CIFAR-10 python batch: {e}") from e
+    except Exception as e:  # empty, truncated or random bytes fail in many ways (EOFError, ValueError, ...)
+        raise ValueError(
+            f"{path}: not a readable CIFAR-10 python batch (empty, truncated or not a pickle): {type(e).__name__}: {e}"
+        ) from e
+    if expanded_size(batch, len(raw) + 1024) > len(raw) + 1024:
+        raise ValueError(
+            f"{path}: its content expands to more items than the file has bytes ({len(raw)}): shared pickle "
+            "references (a memo bomb), not a CIFAR-10 batch"
+        )
+    return batch
+
+
+def _labels(raw: Any, n: int, path: Path) -> np.ndarray:
+    """``raw`` as int64 labels [n] in 0..9, checked element by element before any array is made."""
+    if isinstance(raw, np.ndarray):
+        ok = raw.shape == (n,) and raw.dtype.kind in "iu"
+        values = raw.tolist() if ok else []
+    else:
+        ok = isinstance(raw, (list, tuple)) and len(raw) == n and all(type(v) is int for v in raw)
+        values = list(raw) if ok else []
+    if not ok:
+        got = f"{type(raw).__name__} of length {len(raw) if hasattr(raw, '__len__') else '?'}"
+        raise ValueError(f"{path}: b'labels' must be {n} integers, got {got}")
+    bad = [v for v in values if not 0 <= v <= 9]
+    if bad:
+        raise ValueError(f"{path}: labels must lie in 0..9, got {bad[0]}")
+    return np.asarray(values, dtype=np.int64)
 
 
 class Normalize:

@@ -16,6 +16,7 @@ import math
 import torch
 from torch.utils.data import TensorDataset
 
+from salguide._checks import as_int
 from salguide.data.annotated import NUM_CLASSES, AnnotatedDigitsDataModule
 
 # one colour and one stripe pattern (frequency, angle) per class
@@ -44,8 +45,10 @@ TILE_VALUE = 0.0  # the neutral (black) ground of an object tile
 def _check_tile(tile: int | None, size: int, d: int) -> None:
     if tile is None:
         return
-    if isinstance(tile, bool) or not isinstance(tile, int) or tile < 1:
-        raise ValueError(f"tile must be None or a positive int (the patch size to align to), got {tile!r}")
+    try:
+        as_int(tile, "tile", 1)
+    except ValueError:
+        raise ValueError(f"tile must be None or a positive int (the patch size to align to), got {tile!r}") from None
     if d % tile or size % tile:
         raise ValueError(
             f"tile={tile} must divide both digit_size ({d}) and image_size ({size}) so that the object tile "

@@ -48,6 +48,13 @@ def grad_input(x: Tensor, where: str) -> Tensor:
     return x if x.requires_grad else x.detach().requires_grad_(True)
 
 
+def as_logits(out: object) -> object:
+    """The logits in a model's output: a tensor itself, or the ``.logits`` of an output object such as
+    transformers' ``ImageClassifierOutput``; anything else unchanged (``check_logits`` then names it)."""
+    logits = getattr(out, "logits", None)
+    return logits if not isinstance(out, Tensor) and isinstance(logits, Tensor) else out
+
+
 def check_logits(logits: Tensor, batch: int, where: str) -> None:
     if not isinstance(logits, Tensor) or logits.ndim != 2 or logits.shape[0] != batch:
         shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__

@@ -9,7 +9,7 @@ from typing import ClassVar
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._common import Model, check_logits, grad_input
+from ._common import Model, as_logits, check_logits, grad_input
 
 
 @dataclass
@@ -54,6 +54,7 @@ class InputLoss(nn.Module):
         if logits is None or not x.requires_grad:
             x = grad_input(x, type(self).__name__)
             logits = model(x)
+        logits = as_logits(logits)
         check_logits(logits, x.shape[0], type(self).__name__)
         if self.weight == 0:
             return logits.sum() * 0.0
@@ -62,7 +63,7 @@ class InputLoss(nn.Module):
     def forward(self, model: Model, x: Tensor, y: Tensor, mask: Tensor | None = None) -> InputLossOutput:
         """Cross-entropy plus the weighted penalty, with one forward of ``model`` on ``x``."""
         xg = grad_input(x, type(self).__name__)
-        logits = model(xg)
+        logits = as_logits(model(xg))
         check_logits(logits, xg.shape[0], type(self).__name__)
         task = F.cross_entropy(logits, y)
         pen = self.penalty(model, xg, y, mask, logits)

@@ -11,13 +11,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from salguide._checks import as_int
+
 from ._common import Model, Target, check_logits, class_scores, grad_input, grad_of, preserve_buffers
 
 
 def trapezoid_weights(steps: int, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
     """``(alphas, weights)`` of the trapezoid rule on [0, 1] with ``steps`` intervals (steps + 1 nodes)."""
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
-        raise ValueError(f"integrated_gradients: steps must be an integer >= 1, got {steps!r}")
+    steps = as_int(steps, "integrated_gradients: steps", 1)  # any integral type (np.int64, ...)
     alphas = torch.linspace(0.0, 1.0, steps + 1, dtype=dtype, device=device)
     weights = torch.full((steps + 1,), 1.0 / steps, dtype=dtype, device=device)
     weights[0] = weights[-1] = 0.5 / steps
@@ -55,6 +56,7 @@ def integrated_gradients(
     BatchNorm running statistics are left untouched and the model's mode is not changed.
     """
     where = "integrated_gradients"
+    steps = as_int(steps, "integrated_gradients: steps", 1)
     alphas, weights = trapezoid_weights(steps, x.dtype if x.is_floating_point() else torch.float32, x.device)
     xg = grad_input(x, where)
     base = _baseline(baseline, xg)

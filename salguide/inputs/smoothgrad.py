@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from salguide._checks import as_int
+
 from ._common import Model, Target, check_logits, class_scores, grad_input, grad_of, preserve_buffers
 
 
@@ -33,12 +35,11 @@ def smoothgrad(
     ``preserve_buffers``); the model's mode is not changed.
     """
     where = "smoothgrad"
-    if int(n_samples) < 1:
-        raise ValueError(f"{where}: n_samples must be >= 1, got {n_samples}")
+    n_samples = as_int(n_samples, f"{where}: n_samples", 1)
     if noise_level < 0:
         raise ValueError(f"{where}: noise_level must be >= 0, got {noise_level}")
     xg = grad_input(x, where)
-    n, batch = int(n_samples), xg.shape[0]
+    n, batch = n_samples, xg.shape[0]
     if noise is None:
         span = (xg.detach().flatten(1).amax(1) - xg.detach().flatten(1).amin(1)).view(1, batch, *[1] * (xg.ndim - 1))
         gen_device = generator.device if generator is not None else xg.device

@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics import Metric
 
+from salguide._checks import as_int
+
 MODES = ("deletion", "insertion")
 
 
@@ -54,8 +56,7 @@ def deletion_curve(
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    if int(steps) < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
+    steps = as_int(steps, "steps", 1)
     if x.ndim != 4 or saliency.shape != (x.shape[0], *x.shape[2:]):
         raise ValueError(
             f"need x [B, C, H, W] and a pixel saliency map [B, H, W]; got {tuple(x.shape)} and {tuple(saliency.shape)}"
@@ -89,9 +90,7 @@ class _CurveAUC(Metric):
 
     def __init__(self, steps: int = 16, baseline: float | str | None = None, **kwargs: object) -> None:
         super().__init__(**kwargs)
-        if int(steps) < 1:
-            raise ValueError(f"steps must be >= 1, got {steps}")
-        self.steps, self.baseline = int(steps), baseline
+        self.steps, self.baseline = as_int(steps, "steps", 1), baseline
         self.add_state("total", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("count", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
 

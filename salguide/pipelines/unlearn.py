@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any, Callable
@@ -12,7 +11,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from salguide.cache import cached_weights, config_key
+from salguide.cache import cached_seconds, cached_weights, config_key
 from salguide.io import atomic_write_json
 from salguide.unlearning import method_spec, unlearn, unlearning_metrics
 from salguide.unlearning.report import format_table, with_gaps, write_results
@@ -110,7 +109,7 @@ def run_unlearning(cfg: DictConfig) -> float | None:
             return model
 
         retrained = stage("retrain", retrain)
-        seconds = json.loads(timing.read_text())["seconds"] if timing.exists() else None
+        seconds = cached_seconds(timing)
         rows.append({"method": "Retrain", "seed": seed, **unlearning_metrics(retrained, datamodule, seed=seed), "RTE": seconds})
 
     # 3. the method under study

@@ -14,10 +14,17 @@ import torch
 def draw_random_labels(
     labels: torch.Tensor, num_classes: int, generator: torch.Generator, exclude_true: bool = False
 ) -> torch.Tensor:
-    """One random label per sample in ``[0, num_classes)``; with ``exclude_true`` never the true one."""
+    """One random label per sample in ``[0, num_classes)``; with ``exclude_true`` never the true one.
+    ValueError when a true label lies outside ``[0, num_classes)`` (``num_classes`` is then too small)."""
     if num_classes < 2:
         raise ValueError(f"random labels need at least 2 classes, got num_classes={num_classes}")
     labels = labels.long().cpu()
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise ValueError(
+            f"forget labels range {int(labels.min())}..{int(labels.max())}, outside the {num_classes} classes of "
+            f"num_classes={num_classes}: the random labels would cover the wrong classes; pass the model's number "
+            "of classes"
+        )
     if not exclude_true:
         return torch.randint(num_classes, labels.shape, generator=generator)
     # shift by 1..C-1 so the true class is never drawn, uniformly over the others

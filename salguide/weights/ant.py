@@ -23,6 +23,8 @@ from operator import and_
 import torch
 from torch import Tensor, nn
 
+from salguide._checks import as_int
+
 from .mask import WeightMask
 from .scores import LossFn, check_finite, loss_gradients
 from .select import check_ratio, check_scope
@@ -43,10 +45,14 @@ def _augmentation_list(
 
 
 def _check_run_args(seeds: Sequence[int], trajectory_steps: int, lr: float) -> None:
-    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
-        raise ValueError(f"seeds must be a non-empty sequence of ints, got {seeds!r}")
-    if isinstance(trajectory_steps, bool) or not isinstance(trajectory_steps, int) or trajectory_steps < 0:
-        raise ValueError(f"trajectory_steps must be an int >= 0, got {trajectory_steps!r}")
+    try:
+        if len(seeds) == 0:
+            raise ValueError("empty")
+        for s in seeds:
+            as_int(s, "seed")
+    except (ValueError, TypeError):
+        raise ValueError(f"seeds must be a non-empty sequence of integers, got {seeds!r}") from None
+    as_int(trajectory_steps, "trajectory_steps", 0)
     if isinstance(lr, bool) or not isinstance(lr, Real) or not math.isfinite(lr) or lr <= 0:
         raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 from torch.optim import Optimizer
+from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 from torch.utils.hooks import RemovableHandle
 
 from .mask import name_shape_mismatches
@@ -114,11 +115,25 @@ def snapshot_frozen(named_parameters: NamedParameters, mask: Mapping[str, Tensor
     return {n: p.detach()[~m.to(p.device)].clone() for n, p, m in pair_masks(named_parameters, mask, strict=False)}
 
 
+def dense_grad(name: str, p: Tensor) -> Tensor | None:
+    """``p.grad`` (None when absent), or ValueError for a sparse gradient: it has no per-entry layout to
+    mask in place, and sparse optimizers keep no per-entry state this module could clear."""
+    g = p.grad
+    if g is not None and g.layout != torch.strided:
+        raise ValueError(
+            f"parameter {name!r} has a sparse gradient ({g.layout}, e.g. from nn.Embedding(sparse=True)); the "
+            "masked update needs dense gradients: build that layer with sparse=False"
+        )
+    return g
+
+
 def mask_gradients_(named_parameters: NamedParameters, mask: Mapping[str, Tensor]) -> None:
-    """Zero ``.grad`` in place where ``mask`` is False (exact even for inf/NaN); skips ``None`` grads."""
-    for _, p, m in pair_masks(named_parameters, mask, strict=False):
-        if p.grad is not None:
-            zero_frozen_(p.grad, word_mask(m, p.grad))
+    """Zero ``.grad`` in place where ``mask`` is False (exact even for inf/NaN); skips ``None`` grads and
+    refuses sparse ones (ValueError naming the parameter)."""
+    for name, p, m in pair_masks(named_parameters, mask, strict=False):
+        g = dense_grad(name, p)
+        if g is not None:
+            zero_frozen_(g, word_mask(m, g))
 
 
 def restore_frozen_(
@@ -236,10 +251,11 @@ class MaskedUpdate:
         return {s.name: s.frozen_bits.view(s.param.dtype)[s.frozen].clone() for s in self._slots.values()}
 
     def mask_gradients_(self) -> None:
-        """Zero the gradients of frozen entries (``None`` grads are skipped)."""
+        """Zero the gradients of frozen entries (``None`` grads are skipped, sparse ones refused)."""
         for s in self._slots.values():
-            if s.param.grad is not None:
-                zero_frozen_(s.param.grad, s.words_for(s.param.grad))
+            g = dense_grad(s.name, s.param)
+            if g is not None:
+                zero_frozen_(g, s.words_for(g))
 
     def enforce_(self, optimizer: Optimizer) -> None:
         """After a step of ``optimizer``: restore θ₀ in its frozen entries and zero its state there."""
@@ -258,6 +274,23 @@ class MaskedUpdate:
         pre = optimizer.register_step_pre_hook(lambda opt, args, kwargs: self.mask_gradients_())
         post = optimizer.register_step_post_hook(lambda opt, args, kwargs: self.enforce_(opt))
         return MaskedUpdateHandle(pre, post)
+
+    def holds(self, optimizer: Optimizer) -> bool:
+        """Whether ``optimizer`` updates at least one parameter with a frozen entry."""
+        return any(p in self._slots for group in optimizer.param_groups for p in group["params"])
+
+    def attach_all(self) -> MaskedUpdateHandle:
+        """Hook the step of *every* optimizer (torch's global step hooks) that holds a masked parameter,
+        including optimizers created after this call. Remove the handle when done: until then the hooks
+        run (and keep this object alive) for every optimizer step in the process."""
+
+        def pre(opt: Optimizer, args: object, kwargs: object) -> None:
+            if self.holds(opt):
+                self.mask_gradients_()
+
+        pre_handle = register_optimizer_step_pre_hook(pre)
+        post_handle = register_optimizer_step_post_hook(lambda opt, args, kwargs: self.enforce_(opt))
+        return MaskedUpdateHandle(pre_handle, post_handle)
 
 
 __all__ = [

@@ -14,6 +14,7 @@ Fan et al., "SalUn: Empowering Machine Unlearning via Gradient-based Weight Sali
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from numbers import Real
 
@@ -60,8 +61,12 @@ def check_scores(scores: Mapping[str, Tensor]) -> None:
 
 
 def keep_count(ratio: float, n: int) -> int:
-    """Number of entries kept out of ``n``: ``max(1, round(ratio * n))`` (Python's round), at most n."""
-    return min(n, max(1, round(ratio * n)))
+    """Number of entries kept out of ``n``: ``max(1, int(ratio * n))``, at most n.
+
+    SalUn's ``generate_mask.py`` keeps ``int(len(all_elements) * ratio)`` weights (floor of the float
+    product, so 0.57 * 100 keeps 56); salguide does the same and keeps at least one entry.
+    """
+    return min(n, max(1, int(ratio * n)))
 
 
 def order_keys(tensors: Sequence[Tensor], largest: bool = True) -> Tensor:
@@ -159,9 +164,10 @@ def topk_mask(
 ) -> dict[str, Tensor]:
     """Boolean masks keeping the ``ratio`` share of entries with the largest (or smallest) scores.
 
-    ``scope="global"`` keeps exactly ``k = max(1, round(ratio * n))`` of all n entries (SalUn);
-    ``scope="layer"`` applies that rule to every tensor on its own (ANT; an empty tensor keeps none).
-    Among scores equal to the threshold, the ones earliest in (dict order, flattened index) are kept.
+    ``scope="global"`` keeps exactly ``k = max(1, int(ratio * n))`` of all n entries (SalUn's
+    ``int(len * ratio)``, see :func:`keep_count`); ``scope="layer"`` applies that rule to every tensor on
+    its own (ANT; an empty tensor keeps none). Among scores equal to the threshold, the ones earliest in
+    (dict order, flattened index) are kept (a stable order; SalUn's ``torch.argsort`` leaves ties unspecified).
     Scores are compared as float32. Masks are on the scores' devices, keys and shapes as in ``scores``.
     """
     ratio = check_ratio(ratio)
@@ -173,7 +179,28 @@ def topk_mask(
         masks = [_select_or_empty([t], keep_count(ratio, t.numel()), largest)[0] for t in tensors]
     else:
         masks = _select_or_empty(tensors, keep_count(ratio, sum(t.numel() for t in tensors)), largest)
+    warn_if_arbitrary(scores, ratio, scope)
     return dict(zip(names, masks))
+
+
+def warn_if_arbitrary(scores: Mapping[str, Tensor], ratio: float, scope: str) -> None:
+    """Warn when a selection is decided by tie-breaking alone: every score in its scope is equal (all zero,
+    e.g. when the loss ignored every label), so the mask keeps the first entries in parameter order."""
+    groups = [[n] for n, t in scores.items() if t.numel()] if scope == "layer" else [[n for n in scores if scores[n].numel()]]
+    tied = []
+    for names in filter(None, groups):
+        n = sum(scores[k].numel() for k in names)
+        lo, hi = min(float(scores[k].amin()) for k in names), max(float(scores[k].amax()) for k in names)
+        if lo == hi and n > keep_count(ratio, n):
+            tied += names
+    if tied:
+        where = "all scores" if scope == "global" else "the scores of " + ", ".join(tied[:5]) + (" ..." * (len(tied) > 5))
+        warnings.warn(
+            f"{where} are equal ({float(scores[tied[0]].reshape(-1)[0]):g}): the saliency carries no information, so "
+            "the mask is arbitrary (the first entries in parameter order win the tie). Did the loss ignore every label?",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def _select_or_empty(tensors: Sequence[Tensor], k: int, largest: bool) -> list[Tensor]:

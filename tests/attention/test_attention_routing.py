@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from salguide.attention.recorder import AttentionRecorder
-from salguide.models.adapters import route, unroute
+from salguide.models.adapters import declare_timm_layout, route, unroute
 from salguide.models.vit import vit_digits
 
 
@@ -68,6 +68,9 @@ class EagerViT(nn.Module):
         x = self.patch_embed.proj(x).flatten(2).transpose(1, 2)
         x = torch.cat([self.cls_token.expand(len(x), -1, -1), x], 1) + self.pos_embed
         return self.head(self.norm(self.blocks(x))[:, 0])
+
+
+declare_timm_layout(EagerBlock, EagerAttention)  # in-repo look-alikes of timm's Block and Attention
 
 
 def _grads(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:

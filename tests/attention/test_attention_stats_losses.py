@@ -53,6 +53,19 @@ def test_rows_and_cls_from_lse_match_naive(masked: bool) -> None:
     torch.testing.assert_close(cls.double(), p[:, :, 0], atol=1e-6, rtol=1e-5)
 
 
+def test_cls_row_and_entropy_stay_float64_for_float64_inputs() -> None:
+    q, k, v = (t.detach().double() for t in _qkv(N=11, seed=3))
+    bias = torch.rand(2, 11, dtype=torch.float64)
+    mask = torch.rand(2, 11) > 0.3
+    p = naive_probs(q, k, 0.3, bias, mask, True)  # float64 reference
+    res, ent = attention_with_entropy(q, k, v, scale=0.3, key_bias=bias, key_mask=mask, always_self=True)
+    cls = cls_attention(q, k, res.lse, scale=0.3, key_bias=bias, key_mask=mask, always_self=True)
+    assert cls.dtype == ent.dtype == torch.float64
+    torch.testing.assert_close(cls, p[:, :, 0], atol=1e-12, rtol=1e-10)
+    ref_ent = -(p * p.clamp_min(1e-300).log()).sum(-1)
+    torch.testing.assert_close(ent, ref_ent, atol=1e-12, rtol=1e-10)  # float32 would be off by ~1e-7
+
+
 def test_entropy_in_one_kernel_call_matches_naive_value_and_gradient() -> None:
     q, k, v = _qkv(N=11, seed=1)
     bias = torch.rand(2, 11)

@@ -18,10 +18,14 @@ from salguide.attention.tome import bipartite_merge
 from salguide.models.vit import vit_digits
 
 
-def test_evit_matches_naive_loop() -> None:
+@pytest.mark.parametrize("fuse", ["sum", "mean", True])
+def test_evit_matches_naive_loop(fuse) -> None:
+    """Upstream (youweiliang/evit Block.forward): extra_token = sum(non_topk * non_topk_attn) - a weighted
+    sum by default; "mean" divides by the weights' sum."""
     g = torch.Generator().manual_seed(0)
     x, a = torch.randn(3, 11, 5, generator=g), torch.rand(3, 2, 11, generator=g)
-    out, pos = evit_reorganize(x, a, 0.5)
+    out, pos = evit_reorganize(x, a, 0.5, fuse=fuse)
+    assert torch.equal(evit_reorganize(x, a, 0.5)[0], evit_reorganize(x, a, 0.5, fuse="sum")[0])  # the default
     k = math.ceil(0.5 * 10)
     assert out.shape == (3, 1 + k + 1, 5)
     for b in range(3):
@@ -29,13 +33,19 @@ def test_evit_matches_naive_loop() -> None:
         kept = sorted(sorted(range(1, 11), key=lambda j: -score[j - 1])[:k])
         rest = [j for j in range(1, 11) if j not in kept]
         w = torch.tensor([score[j - 1] for j in rest])
-        fused = (w[:, None] * x[b, rest]).sum(0) / w.sum()
+        fused = sum(w[i] * x[b, j] for i, j in enumerate(rest))
+        if fuse == "mean":
+            fused = fused / w.sum()
         torch.testing.assert_close(out[b, 0], x[b, 0])
         torch.testing.assert_close(out[b, 1 : k + 1], x[b, kept])
         torch.testing.assert_close(out[b, -1], fused)
         assert pos[b].tolist() == [0, *kept, -1]
     same, _ = evit_reorganize(x, a, 1.0)
     assert same is x
+    dropped, _ = evit_reorganize(x, a, 0.5, fuse="drop")
+    assert dropped.shape == (3, 1 + k, 5) and torch.equal(dropped, evit_reorganize(x, a, 0.5, fuse=False)[0])
+    with pytest.raises(ValueError, match=r"fuse must be one of \('sum', 'mean', 'drop'\).*'avg'"):
+        EViTPolicy([0], 0.5, fuse="avg")
 
 
 def naive_tome(x, metric, r, size, return_positions=False):
@@ -90,6 +100,23 @@ def test_proportional_attention_equals_attention_over_duplicated_tokens() -> Non
     kd, vd = k.repeat_interleave(reps, 2), v.repeat_interleave(reps, 2)
     ref = ((q @ kd.transpose(-1, -2)) * 0.5).softmax(-1) @ vd
     torch.testing.assert_close(out, ref, atol=1e-6, rtol=1e-5)
+
+
+def test_dynamic_masking_pruned_tokens_attend_to_kept_tokens_and_themselves() -> None:
+    """Upstream DynamicViT softmax_with_policy (eps = 0): row i may use key j iff policy_j or i == j."""
+    g = torch.Generator().manual_seed(5)
+    q, k, v = (torch.randn(2, 2, 6, 4, generator=g) for _ in range(3))
+    router = Router(1)
+    router.state.key_mask = torch.tensor([[True, False, True, False, True, False], [True, True, False, False, False, True]])
+    out = routed_attention(router, 0, q, k, v, 0.5)
+    policy = router.state.key_mask.float()[:, None, None, :]  # [B, 1, 1, N]
+    attn_policy = policy + (1.0 - policy) * torch.eye(6)
+    s = (q @ k.transpose(-1, -2)) * 0.5
+    p = (s - s.amax(-1, keepdim=True)).exp() * attn_policy
+    ref = (p / p.sum(-1, keepdim=True)) @ v
+    torch.testing.assert_close(out, ref, atol=1e-6, rtol=1e-5)
+    pruned_row = ref[0, :, 1]  # token 1 is pruned in sample 0: kept tokens 0, 2, 4 and itself
+    assert not torch.allclose(pruned_row, v[0, :, 1])
 
 
 def test_topk_key_mask_and_drop() -> None:

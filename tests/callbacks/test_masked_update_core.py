@@ -153,6 +153,30 @@ def test_remove_handle_stops_enforcement():
     assert not torch.equal(w[~mask["0.weight"]], theta0["0.weight"][~mask["0.weight"]])
 
 
+def test_attach_all_holds_optimizers_created_later_and_leaves_others_alone():
+    model, other = net(), net()
+    mask = scattered_mask(model)
+    theta0 = {n: p.detach().clone() for n, p in model.named_parameters()}
+    handle = MaskedUpdate(model.named_parameters(), mask).attach_all()
+    try:
+        for _ in range(2):  # two optimizers, both created after attach_all, momentum and weight decay
+            opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=0.2)
+            _train(model, opt, steps=3)
+            for n, p in model.named_parameters():
+                assert torch.equal(p.detach()[~mask[n]], theta0[n][~mask[n]])
+                assert not opt.state[p]["momentum_buffer"][~mask[n]].any()
+        other_opt = torch.optim.SGD(other.parameters(), lr=0.1)
+        other_before = {n: p.detach().clone() for n, p in other.named_parameters()}
+        _train(other, other_opt, steps=1)  # not masked: every entry moves
+        for n, p in other.named_parameters():
+            assert (p.detach() != other_before[n]).all(), n
+    finally:
+        handle.remove()
+    _train(model, torch.optim.SGD(model.parameters(), lr=0.1), steps=1)  # removed: frozen entries move again
+    w = model[0].weight.detach()
+    assert not torch.equal(w[~mask["0.weight"]], theta0["0.weight"][~mask["0.weight"]])
+
+
 def test_snapshot_round_trip_and_fully_trainable_or_frozen_tensors():
     model = net()
     mask = scattered_mask(model)
@@ -212,3 +236,19 @@ def test_bad_masks_and_snapshots_are_named():
     del short["0.weight"]
     with pytest.raises(ValueError, match="no frozen values for parameter '0.weight'"):
         restore_frozen_(model.named_parameters(), mask, short)
+
+
+def test_sparse_gradients_are_refused_naming_the_parameter():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Embedding(10, 4, sparse=True), nn.Flatten(), nn.Linear(8, 2))
+    mask = scattered_mask(model)
+    theta0 = {n: p.detach().clone() for n, p in model.named_parameters()}
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    MaskedUpdate(model.named_parameters(), mask).attach(opt)
+    model(torch.tensor([[1, 2], [3, 4]])).sum().backward()
+    assert model[0].weight.grad.is_sparse
+    with pytest.raises(ValueError, match=r"parameter '0\.weight' has a sparse gradient.*sparse=False"):
+        opt.step()
+    assert all(torch.equal(p.detach(), theta0[n]) for n, p in model.named_parameters())  # refused before any update
+    with pytest.raises(ValueError, match=r"'0\.weight' has a sparse gradient"):
+        mask_gradients_(model.named_parameters(), mask)

@@ -18,14 +18,17 @@ ADAMW = ("adamw", {"lr": 0.05, "weight_decay": 0.5})
 PACKAGES = {"lightning": (L, LitNet), "pytorch_lightning": (PL, PLNet)}
 
 
-def reference_run(optimizer, kwargs, mask, steps, accumulate=1, clip_val=None, clip_algo="norm"):
-    """Plain torch: the same init and batches, masking done the obvious (slow) way."""
+def reference_run(optimizer, kwargs, mask, steps, accumulate=1, clip_val=None, clip_algo="norm", recreate_at=None):
+    """Plain torch: the same init and batches, masking done the obvious (slow) way; a fresh optimizer
+    replaces the first one before step ``recreate_at``."""
     torch.manual_seed(0)
     net = make_net()
     theta0 = params_copy(net)
     opt = OPTIMIZERS[optimizer](net.parameters(), **kwargs)
     batches = list(loader())
     for step in range(steps):
+        if step == recreate_at:
+            opt = OPTIMIZERS[optimizer](net.parameters(), **kwargs)
         opt.zero_grad()
         for x, y in batches[step * accumulate : (step + 1) * accumulate]:
             (F.cross_entropy(net(x), y) / accumulate).backward()
@@ -102,8 +105,35 @@ def test_mixed_precision_keeps_frozen_exact(package, precision):
 
 
 def test_hooks_removed_after_fit():
+    from torch.optim.optimizer import _global_optimizer_post_hooks, _global_optimizer_pre_hooks
+
+    before = (len(_global_optimizer_pre_hooks), len(_global_optimizer_post_hooks))
     module = LitNet(*SGD[:1], **SGD[1])
     callback = WeightSaliencyCallback(random_mask(module), log_figure=False)
     trainer = fit(module, callback, max_steps=1)
     opt = trainer.optimizers[0]
     assert not opt._optimizer_step_pre_hooks and not opt._optimizer_step_post_hooks
+    assert (len(_global_optimizer_pre_hooks), len(_global_optimizer_post_hooks)) == before
+
+
+class RecreateOptimizer(L.Callback):
+    """Re-create the optimizers mid-fit, as a user's callback (or a tuner) may do."""
+
+    def __init__(self, at_step: int) -> None:
+        self.at_step = at_step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.at_step and batch_idx == self.at_step:
+            trainer.strategy.setup_optimizers(trainer)
+
+
+@pytest.mark.parametrize("opt", [SGD, ADAMW], ids=["sgd_momentum_wd", "adamw"])
+def test_an_optimizer_recreated_during_fit_is_held_to_the_mask(opt):
+    name, kwargs = opt
+    module = LitNet(name, **kwargs)
+    theta0, mask = params_copy(module), random_mask(module)
+    trainer = fit(module, [WeightSaliencyCallback(mask, log_figure=False), RecreateOptimizer(2)], max_steps=4)
+    check_guarantee(module, theta0, mask, trainer.optimizers)
+    expected = reference_run(name, kwargs, mask, 4, recreate_at=2)
+    for n, p in module.named_parameters():
+        torch.testing.assert_close(p.detach(), expected[n], msg=lambda m: f"{n}: {m}")

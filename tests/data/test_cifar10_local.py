@@ -138,3 +138,61 @@ def test_restricted_unpickler_round_trips_a_real_style_batch():
     loaded = safe_load(pickle.dumps(batch, protocol=2))
     assert loaded.keys() == batch.keys() and loaded[b"filenames"] == batch[b"filenames"]
     assert loaded[b"data"].dtype == np.uint8 and np.array_equal(loaded[b"data"], batch[b"data"])
+
+
+def _memo_bomb(n: int, width: int = 100, depth: int = 3) -> list:
+    """n labels that are one shared list, nested ``depth`` times with ``width`` references each: a few KB
+    of pickle (memo references) that np.asarray expands to n * width**depth integers."""
+    shared: list = [0] * width
+    for _ in range(depth - 1):
+        shared = [shared] * width
+    return [shared] * n
+
+
+@pytest.mark.parametrize("protocol", [2, 4])
+def test_memo_reference_bomb_is_refused_before_any_conversion(cifar_dir, protocol):
+    import tracemalloc
+
+    from salguide.data.cifar10 import read_batch
+
+    honest = _batch(4, 1000, "training batch 4 of 5")  # a real-format batch stays within the bound
+    with open(cifar_dir / "honest", "wb") as f:
+        pickle.dump(honest, f, protocol=protocol)
+    x, y = read_batch(cifar_dir / "honest")
+    assert x.shape == (1000, 3, 32, 32) and y.tolist() == honest[b"labels"]
+
+    bomb = _batch(1, 10, "x")
+    bomb[b"labels"] = _memo_bomb(10)  # 10**7 int64 = 80 MB once converted
+    path = cifar_dir / "bomb"
+    with open(path, "wb") as f:
+        pickle.dump(bomb, f, protocol=protocol)
+    assert path.stat().st_size < 60_000
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=r"bomb: its content expands to more items than the file has bytes"):
+            read_batch(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 5 << 20, peak  # nothing near the 80 MB expansion was allocated
+
+
+@pytest.mark.parametrize("content", [b"", "truncated", b"\x93\x17random bytes \x00\xff" * 50],
+                         ids=["empty", "truncated", "random"])
+def test_unreadable_batches_name_the_file(cifar_dir, content):
+    folder = cifar_dir / "cifar-10-batches-py"
+    if content == "truncated":
+        content = (folder / "data_batch_2").read_bytes()[:5000]
+    (folder / "data_batch_2").write_bytes(content)
+    with pytest.raises((ValueError, pickle.UnpicklingError), match=r"data_batch_2: not a readable CIFAR-10 python batch"):
+        CIFAR10DataModule(cifar_dir).setup()
+
+
+@pytest.mark.parametrize("labels, match", [([[1], [2]] * 6, "must be 12 integers, got list"),
+                                           ([3] * 11 + [12], "0..9, got 12")])
+def test_labels_are_checked_before_conversion_and_name_the_file(cifar_dir, labels, match):
+    bad = _batch(1, PER_BATCH, "x")
+    bad[b"labels"] = labels
+    _write(cifar_dir / "cifar-10-batches-py", "data_batch_1", bad)
+    with pytest.raises(ValueError, match=rf"data_batch_1: .*{match}"):
+        CIFAR10DataModule(cifar_dir).setup()

@@ -46,7 +46,7 @@ def test_smoothgrad_noise_scales_with_the_input_range_and_zero_noise_is_the_grad
     b = smoothgrad(model, x, 1, n_samples=4, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(a, b)
     assert not torch.allclose(a, zero)
-    with pytest.raises(ValueError, match="n_samples must be >= 1"):
+    with pytest.raises(ValueError, match="n_samples must be an integer >= 1"):
         smoothgrad(model, x, n_samples=0)
     with pytest.raises(ValueError, match="noise must have shape"):
         smoothgrad(model, x, n_samples=2, noise=torch.zeros(3, *x.shape))

@@ -24,7 +24,7 @@ def test_salun_recipe_is_global_topk_of_forget_saliency(dm):
     mask = mask_builder(cfg, dm)(net)
     expected = WeightMask.from_scores(saliency_scores(net, dm.forget_dataloader(), progress=False), ratio=0.3)
     assert mask == expected
-    assert mask.num_selected == round(0.3 * mask.numel)
+    assert mask.num_selected == int(0.3 * mask.numel)  # SalUn's int(len * ratio)
 
 
 def test_ant_recipe_intersects_runs_per_layer(dm):
@@ -37,7 +37,7 @@ def test_ant_recipe_intersects_runs_per_layer(dm):
     single = WeightMask.from_scores(saliency_scores(net, dm.forget_dataloader(), progress=False), ratio=0.5, scope="layer")
     # an intersection of per-layer top-50 % masks keeps at most half of every tensor, and noise makes runs differ
     for name, m in mask.items():
-        assert int(m.sum()) <= round(0.5 * m.numel())
+        assert int(m.sum()) <= max(1, int(0.5 * m.numel()))
     assert mask.num_selected < single.num_selected
 
 

@@ -129,3 +129,11 @@ def test_resume_restores_labels(tmp_path):
     assert torch.equal(resumed_cb.state_dict()["labels"], before)
     for idx, labels in _forget_pairs(module2).items():
         assert labels == {int(before[idx])}
+
+
+def test_num_classes_smaller_than_the_forget_labels_is_an_error():
+    forget = TensorDataset(-1.0 - torch.arange(10).float(), torch.arange(10))  # labels 0..9
+    with pytest.raises(ValueError, match=r"forget labels range 0\.\.9, outside the 3 classes of num_classes=3"):
+        _fit(RandomLabelCallback(forget_dataset=forget, num_classes=3), epochs=1)
+    with pytest.raises(ValueError, match="outside the 5 classes"):
+        draw_random_labels(torch.tensor([0, -1]), 5, torch.Generator())

@@ -26,13 +26,14 @@ def path(request, monkeypatch):
 
 
 def sort_reference(scores, ratio, scope, largest):
-    """Keep the first k of a stable sort of the float32 scores in (dict order, flat index) order."""
+    """SalUn's generate_mask.py rule with stable ties: rank the float32 scores (largest first, stable in
+    (dict order, flat index) order) and keep ranks < int(len * ratio), at least one."""
     def pick(tensors):
         flat = torch.cat([t.reshape(-1).float() for t in tensors])
-        k = max(1, round(ratio * flat.numel()))
+        threshold_index = max(1, int(len(flat) * ratio))
         order = torch.sort(flat, descending=largest, stable=True).indices
-        keep = torch.zeros(flat.numel(), dtype=torch.bool)
-        keep[order[:k]] = True
+        ranks = torch.argsort(order)
+        keep = ranks < threshold_index
         return [m.view(t.shape) for m, t in zip(keep.split([t.numel() for t in tensors]), tensors)]
 
     if scope == "layer":
@@ -80,6 +81,19 @@ def test_exact_count_and_earliest_ties_win(path):
     assert not got["b"].any()
     smallest = topk_mask({"a": torch.tensor([-1.0, -5.0, 3.0, -5.0])}, 0.25, largest=False)
     assert smallest["a"].tolist() == [False, True, False, False]
+
+
+def test_keep_count_is_salun_floor_with_at_least_one():
+    """SalUn: threshold_index = int(len(all_elements) * ratio); round() would keep one more here."""
+    assert [select_module.keep_count(r, n) for r, n in ((0.37, 10), (0.57, 100), (0.5, 3), (0.05, 10), (1.0, 7))] == [
+        3, 56, 1, 1, 7]
+    scores = {"a": torch.arange(10.0), "b": torch.arange(3.0)}
+    got = topk_mask(scores, 0.37)  # int(4.81) = 4, round = 5
+    assert got["a"].tolist() == [False] * 6 + [True] * 4 and not got["b"].any()
+    per_tensor = topk_mask(scores, 0.5, scope="layer")  # int(1.5) = 1 (round: 2), int(5.0) = 5
+    assert per_tensor["b"].tolist() == [False, False, True] and int(per_tensor["a"].sum()) == 5
+    tiny = topk_mask(scores, 0.05, scope="layer")  # int(0.5) = int(0.15) = 0: at least one each
+    assert tiny["a"].tolist() == [False] * 9 + [True] and tiny["b"].tolist() == [False, False, True]
 
 
 def test_layer_scope_keeps_per_tensor_share():
@@ -130,3 +144,24 @@ def test_bad_scores_and_scope():
         topk_mask({"w": torch.ones(3, dtype=torch.int64)}, 0.5)
     with pytest.raises(ValueError, match="scope"):
         topk_mask({"w": torch.ones(3)}, 0.5, scope="tensor")
+
+
+def test_all_zero_scores_warn_that_the_mask_is_arbitrary(recwarn):
+    import torch.nn.functional as F
+    from torch import nn
+
+    from salguide.weights import WeightMask, saliency_scores
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    x, y = torch.randn(6, 4), torch.full((6,), -100)  # every label ignored: the loss is 0, so is every gradient
+    scores = saliency_scores(net, [(x, y)], lambda logits, t: F.cross_entropy(logits, t, reduction="sum"),
+                             progress=False)
+    with pytest.warns(UserWarning, match=r"all scores are equal \(0\).*mask is arbitrary"):
+        WeightMask.from_scores(scores, 0.5)
+    with pytest.warns(UserWarning, match=r"the scores of 1\.weight, 1\.bias are equal.*arbitrary"):
+        topk_mask(scores, 0.5, scope="layer")
+    recwarn.clear()
+    topk_mask({"a": torch.arange(4.0), "b": torch.zeros(3)}, 0.5)  # informative globally: no warning
+    topk_mask({"a": torch.zeros(3)}, 1.0)  # keeps everything: nothing is chosen by the tie
+    assert not [w for w in recwarn if "arbitrary" in str(w.message)]

@@ -1,9 +1,11 @@
 """Route an existing model's attention through salguide.kernels: ``route(model)``.
 
-Supported: salguide's own ViT (already routed), modules with timm's ``VisionTransformer`` layout (each
-``blocks[i]`` with ``norm1``, ``attn.{qkv, proj, num_heads}``, ``norm2``, ``mlp``), and Hugging Face
-transformers models whose attention goes through transformers' attention registry (e.g. ViT, DeiT).
-Routed models compute the same function as before; ``unroute(model)`` restores the original forwards.
+Supported: salguide's own ViT (already routed), models with timm's ``VisionTransformer`` layout whose
+blocks and attention modules are timm's pre-norm ``Block`` and plain ``Attention`` (or classes declared
+with :func:`~salguide.models.adapters.proof.declare_timm_layout`), and the Hugging Face ViTs listed in
+``hf.HF_ATTENTION``. Anything route() cannot prove it reproduces is refused (post-norm blocks, gated or
+differential attention, RoPE, BEiT, ...), and every routed layer is compared with the original on a small
+random input before the model is accepted. ``unroute(model)`` restores the original forwards.
 """
 
 from __future__ import annotations
@@ -11,16 +13,18 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from torch import nn
+from torch import Tensor, nn
 
 from salguide.attention.router import Router
 
+from .proof import check_same_outputs, check_timm_blocks, eval_outputs
 from .timm_layout import attention_forward, block_forward
 
 SUPPORTED = (
     "salguide.models.VisionTransformer",
-    "timm-layout ViTs: model.blocks[i] with norm1, attn.qkv (nn.Linear), attn.proj, attn.num_heads, norm2, mlp",
-    "Hugging Face transformers models using the attention-implementation registry (ViTForImageClassification, ...)",
+    "timm-layout ViTs: model.blocks[i] with norm1, attn.qkv (nn.Linear), attn.proj, attn.num_heads, norm2, mlp, "
+    "of timm's pre-norm Block and plain Attention classes (see salguide.models.adapters.proof)",
+    "Hugging Face ViTs using transformers' attention registry (ViT, DeiT, Dinov2, ViT-MSN, I-JEPA; see hf.HF_ATTENTION)",
 )
 
 
@@ -30,14 +34,16 @@ def attach_router(model: nn.Module, router: Router, blocks: Any = None) -> Route
     for i, block in enumerate(blocks):
         block.attn.salguide_router, block.attn.salguide_index = router, i
     model.salguide_router = router
-    router.hook = model.register_forward_pre_hook(begin_forward)
+    router.hook = model.register_forward_pre_hook(begin_forward, with_kwargs=True)
     return router
 
 
-def begin_forward(model: nn.Module, args: Any) -> None:
-    """Forward pre-hook of a routed model: reset its router's per-forward state (a module-level function,
-    so that the model still pickles, e.g. for ``ddp_spawn``)."""
-    model.salguide_router.begin()
+def begin_forward(model: nn.Module, args: Any, kwargs: dict[str, Any]) -> None:
+    """Forward pre-hook of a routed model: reset its router's per-forward state and note the spatial size
+    of the image input (the first positional argument or ``pixel_values``), from which ``token_grid``
+    takes the patch grid (a module-level function, so that the model still pickles, e.g. for ``ddp_spawn``)."""
+    x = args[0] if args else kwargs.get("pixel_values")
+    model.salguide_router.begin(tuple(x.shape[-2:]) if isinstance(x, Tensor) and x.dim() == 4 else None)
 
 
 def route(model: nn.Module, backend: str | None = None) -> nn.Module:
@@ -103,14 +109,19 @@ def _restore_timm(saved: list) -> None:
 
 
 def _route_timm(model: nn.Module, backend: str | None) -> nn.Module:
-    for i, b in enumerate(model.blocks):
-        p = getattr(getattr(b.attn, "attn_drop", None), "p", 0.0)
-        if p:
-            raise ValueError(f"blocks[{i}].attn.attn_drop has p = {p}; routed attention has no attention dropout")
+    check_timm_blocks(model.blocks)
+    cases = [(b, b.attn.qkv.in_features) for b in model.blocks]
+    original = eval_outputs(model, cases)
     saved = [(b, vars(b).get("forward"), vars(b.attn).get("forward")) for b in model.blocks]
     for b in model.blocks:
         b.forward = BoundForward(block_forward, b)
         b.attn.forward = BoundForward(attention_forward, b.attn)
     router = attach_router(model, Router(len(model.blocks), backend))
     router.undo = functools.partial(_restore_timm, saved)
+    try:
+        check_same_outputs([f"blocks[{i}]" for i in range(len(cases))], original,
+                           eval_outputs(model, cases, begin=router.begin))
+    except BaseException:
+        unroute(model)
+        raise
     return model

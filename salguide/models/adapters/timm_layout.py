@@ -21,10 +21,22 @@ def _opt(module: nn.Module, name: str) -> Any:
     return getattr(module, name, None) or _IDENTITY
 
 
+def check_arguments(where: str, attn_mask: Tensor | None, kwargs: dict[str, Any]) -> None:
+    """Refuse forward arguments the routed forwards would otherwise ignore (e.g. Eva's ``rope``)."""
+    if attn_mask is not None:
+        raise ValueError(f"routed {where} does not take attn_mask; use a token policy's key mask instead")
+    for name, value in kwargs.items():
+        if value is None or (name == "is_causal" and value is False):
+            continue
+        raise ValueError(
+            f"routed {where} cannot honour the forward argument {name}={type(value).__name__}: it computes plain "
+            "softmax attention of x only (supported: attn_mask=None, is_causal=False)"
+        )
+
+
 def attention_forward(attn: nn.Module, x: Tensor, attn_mask: Tensor | None = None, **kwargs: Any) -> Tensor:
     """timm ``Attention.forward`` with the softmax attention done by the routed kernel call."""
-    if attn_mask is not None:
-        raise ValueError("routed attention does not take attn_mask; use a token policy's key mask instead")
+    check_arguments("attention", attn_mask, kwargs)
     B, N, C = x.shape
     H = attn.num_heads
     qkv = attn.qkv(x).reshape(B, N, 3, H, -1).permute(2, 0, 3, 1, 4)
@@ -39,8 +51,7 @@ def attention_forward(attn: nn.Module, x: Tensor, attn_mask: Tensor | None = Non
 
 def block_forward(block: nn.Module, x: Tensor, attn_mask: Tensor | None = None, **kwargs: Any) -> Tensor:
     """timm ``Block.forward``; the token policy (EViT / DynamicViT / ToMe) acts between attention and MLP."""
-    if attn_mask is not None:
-        raise ValueError("routed blocks do not take attn_mask; use a token policy's key mask instead")
+    check_arguments("block", attn_mask, kwargs)
     x = x + _opt(block, "drop_path1")(_opt(block, "ls1")(block.attn(block.norm1(x))))
     router = block.attn.salguide_router
     if router.policy is not None:
