@@ -28,7 +28,7 @@ from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 from tqdm import tqdm
 
 from salguide.io import atomic_write_text
-from salguide.kernels import attention
+from salguide.kernels import attention, attention_stats
 
 SHAPES = [(128, 12, 197, 64), (32, 12, 577, 64), (8, 16, 2048, 64), (2, 32, 8192, 128)]
 SMOKE_SHAPES = [(2, 2, 64, 32)]
@@ -87,7 +87,7 @@ def methods(x: Inputs, keep: float, compiled_flex: Callable | None) -> dict[str,
         return [out, compiled_flex(x.q, x.k, w, block_mask=block_mask)[..., 0]]
 
     def ours_mass(validate=False, **keys):
-        r = attention(x.q, x.k, x.v, target=x.w, validate=validate, **keys)
+        r = attention_stats(x.q, x.k, x.v, target=x.w, validate=validate, **keys)
         return [r.out, r.mass]
 
     flex = {} if compiled_flex is None else {"Flex + 2-pass mass": flex_mass}
