@@ -72,6 +72,7 @@ class CpuFlash(torch.autograd.Function):
         out, lse = _CPU_FLASH(q, k, v, attn_mask=fmask, scale=scale)
         ctx.save_for_backward(q, k, v, mask, out, lse, fmask)
         ctx.scale = scale
+        ctx.set_materialize_grads(False)  # an unused lse gets None, not zeros (no extra column then)
         return out, lse
 
     @staticmethod
