@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from salguide.kernels import attention
+from salguide.kernels import attention, attention_stats
 
 SHAPES = [(128, 12, 197, 64), (32, 12, 577, 64), (8, 16, 2048, 64), (2, 32, 8192, 128)]
 KEEPS = (1.0, 0.5)
@@ -71,8 +71,10 @@ def make_inputs(shape: tuple[int, int, int, int], keep: float, dtype: torch.dtyp
 
 def ours(x: Inputs, **kwargs) -> list[torch.Tensor]:
     """salguide through its public API (the end-to-end cost a user pays); out and, with a target, mass."""
-    r = attention(x.q, x.k, x.v, validate=False, **kwargs)
-    return [r.out, r.mass] if "target" in kwargs else [r]
+    if "target" in kwargs:
+        r = attention_stats(x.q, x.k, x.v, validate=False, **kwargs)
+        return [r.out, r.mass]
+    return [attention(x.q, x.k, x.v, validate=False, **kwargs)]
 
 
 def kernels_only(x: Inputs, **keys) -> Callable[[], None]:
@@ -129,6 +131,8 @@ def methods(x: Inputs, keep: float, flex: Callable | None) -> dict[str, Callable
             "salguide triton + mass": lambda: ours(x, target=x.w, backend="triton"),
             "salguide triton + mass, kernels only": kernels_only(x),
             "salguide triton, no mass": lambda: ours(x, backend="triton"),
+            "salguide sdpa + mass": lambda: ours(x, target=x.w, backend="sdpa"),
+            "salguide auto, no mass": lambda: ours(x),
         }
     else:
         rows |= {
@@ -139,6 +143,7 @@ def methods(x: Inputs, keep: float, flex: Callable | None) -> dict[str, Callable
             "salguide key_index + mass, kernels only": kernels_only(x, key_index=x.index),
             "salguide key_index, no mass": lambda: ours(x, key_index=x.index, backend="triton"),
             "salguide key_mask + mass": lambda: ours(x, target=x.w, key_mask=x.mask, backend="triton"),
+            "salguide sdpa key_index + mass": lambda: ours(x, target=x.w, key_index=x.index, backend="sdpa"),
         }  # fmt: skip
     if flex is not None:
         from torch.nn.attention.flex_attention import create_block_mask

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from salguide.kernels import AttentionResult, attention
+from salguide.kernels import attention, attention_stats
 
 from .recorder import AttentionStats
 from .router import Router
@@ -42,35 +42,41 @@ def routed_attention(router: Router, index: int, q: Tensor, k: Tensor, v: Tensor
     mask = st.key_mask
     always_self = mask is not None
     target = None
-    if "mass" in want:
-        if rec.target is None:  # type: ignore[union-attr]
+    if rec is not None and "mass" in want:
+        if rec.target is None:
             raise ValueError("AttentionRecorder asked for 'mass' but has no target; call set_target first")
-        target = layer_target(rec.target, st.positions, B, N).to(q.dtype)  # type: ignore[union-attr]
+        target = layer_target(rec.target, st.positions, B, N).to(q.dtype)
     need_cls = router.wants_cls(index)
     if router.policy is not None and router.policy.wants_keys(index):
         st.keys = k
     entropy = None
-    kwargs = dict(key_mask=mask, key_bias=bias, always_self=always_self, target=target, scale=scale,
-                  backend=router.backend, validate=router.validate)
+    res = None
     if "entropy" in want:
         res, entropy = attention_with_entropy(
-            q, k, v, return_colsum="colsum" in want, **kwargs  # type: ignore[arg-type]
+            q, k, v, scale=scale, key_mask=mask, key_bias=bias, always_self=always_self, target=target,
+            return_colsum="colsum" in want, backend=router.backend, validate=router.validate,
         )
-    elif want or need_cls:
-        res = attention(q, k, v, return_colsum="colsum" in want, return_lse=True, **kwargs)  # type: ignore[arg-type]
-    else:
-        return attention(q, k, v, **kwargs)  # type: ignore[arg-type,return-value]
-    assert isinstance(res, AttentionResult) and res.lse is not None
+    elif want & {"mass", "colsum", "lse"}:
+        res = attention_stats(
+            q, k, v, key_mask=mask, key_bias=bias, always_self=always_self, target=target,
+            return_colsum="colsum" in want, return_lse="lse" in want, scale=scale, backend=router.backend,
+            validate=router.validate,
+        )
+    out = res.out if res is not None else attention(
+        q, k, v, key_mask=mask, key_bias=bias, always_self=always_self, scale=scale, backend=router.backend,
+        validate=router.validate,
+    )
     cls = None
-    if need_cls:
-        cls = cls_attention(q, k, res.lse, scale=scale, key_bias=bias, key_mask=mask, always_self=always_self)
+    if need_cls:  # a one-query softmax: O(N D), no log-sum-exp needed
+        cls = cls_attention(q, k, scale=scale, key_bias=bias, key_mask=mask, always_self=always_self)
         if router.policy is not None and router.policy.wants_cls(index):
             st.cls_attn = cls
     if rec is not None:
         rec.records[index] = AttentionStats(
-            mass=res.mass, colsum=res.colsum, cls=cls if "cls" in want else None,
-            lse=res.lse if "lse" in want else None, entropy=entropy,
+            mass=None if res is None else res.mass, colsum=None if res is None else res.colsum,
+            cls=cls if "cls" in want else None, lse=res.lse if res is not None and "lse" in want else None,
+            entropy=entropy,
             q=q if "qk" in want else None, k=k if "qk" in want else None, scale=scale, key_bias=bias,
             key_mask=mask, positions=st.positions,
         )
-    return res.out
+    return out

@@ -39,12 +39,12 @@ class Router:
     """Shared by the routed layers of one model; ``backend`` and ``validate`` are passed to
     :func:`salguide.kernels.attention`."""
 
-    def __init__(self, num_layers: int, backend: str | None = None, validate: bool = True) -> None:
+    def __init__(self, num_layers: int, backend: str | None = None, validate: bool | None = None) -> None:
         if num_layers < 1:
             raise ValueError(f"a routed model needs at least one attention layer, got {num_layers}")
         self.num_layers = num_layers
         self.backend = backend
-        self.validate = validate  # the kernel's data checks (one device sync per layer); off for benchmarks
+        self.validate = validate  # the kernel's data checks (None: on for CPU, off for CUDA; one sync per layer)
         self.recorder: Any = None
         self.policy: Any = None
         self.state = TokenState()

@@ -1,10 +1,11 @@
 """Attention statistics without the N x N matrix.
 
-From the kernel's log-sum-exp, any single row of the attention matrix is p_ij = exp(s_ij - lse_i), an
-O(N D) computation per row (DESIGN.md, "CLS-row attention p_0j is cheap from the LSE"). The entropy of
-every row, H_i = lse_i - sum_j p_ij s_ij, needs sum_j p_ij s_ij = scale q_i . (sum_j p_ij k_j) + sum_j p_ij b_j:
-one kernel call whose values are [v, k, b] (queries and keys zero-padded to the same width) returns it
-alongside the layer output, so no N x N tensor exists on the kernel path.
+Any single row of the attention matrix is p_ij = exp(s_ij - lse_i), an O(N D) computation per row,
+from the kernel's log-sum-exp or, without it, as a one-query softmax (how the CLS row is computed
+for the recorder and token policies). The entropy of every row, H_i = lse_i - sum_j p_ij s_ij, needs
+sum_j p_ij s_ij = scale q_i . (sum_j p_ij k_j) + sum_j p_ij b_j: one kernel call whose values are
+[v, k, b] (queries and keys zero-padded to the same width) returns it alongside the layer output, so
+no N x N tensor exists.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from salguide.kernels import AttentionResult, attention
+from salguide.kernels import AttentionResult, attention_stats
 
 
 def _acc(t: Tensor) -> Tensor:
@@ -31,7 +32,7 @@ def _scores_rows(q_rows: Tensor, k: Tensor, scale: float, key_bias: Tensor | Non
 def attention_rows(
     q: Tensor,
     k: Tensor,
-    lse: Tensor,
+    lse: Tensor | None,
     rows: Tensor,
     *,
     scale: float,
@@ -40,31 +41,38 @@ def attention_rows(
     always_self: bool = False,
 ) -> Tensor:
     """Rows ``rows`` (long [R], shared by the batch) of the attention matrix, [B, H, R, N], from the
-    log-sum-exp of a kernel call with the same keys. Cost O(B H R N D); differentiable. float32 for half
-    and float32 inputs, float64 for float64 inputs."""
+    log-sum-exp of a kernel call with the same keys, or (``lse=None``) as a softmax of those rows.
+    Cost O(B H R N D); differentiable. float32 for half and float32 inputs, float64 for float64 inputs."""
     s = _scores_rows(q[:, :, rows], k, scale, key_bias)
-    p = torch.exp(s - lse[:, :, rows, None].to(s.dtype))  # lse = +inf (empty row) gives 0
+    allowed = None
     if key_mask is not None:
         allowed = key_mask[:, None, None, :].expand(-1, 1, len(rows), -1)
         if always_self:
             own = torch.zeros_like(allowed)
             own[:, 0, torch.arange(len(rows), device=q.device), rows] = True
             allowed = allowed | own
-        p = p * allowed
-    return p
+    if lse is None:
+        if allowed is not None:
+            s = s.masked_fill(~allowed, float("-inf"))
+        top = s.amax(-1, keepdim=True).detach().clamp_min(torch.finfo(s.dtype).min)  # finite for empty rows
+        e = torch.exp(s - top)
+        return e / e.sum(-1, keepdim=True).clamp_min(torch.finfo(s.dtype).tiny)
+    p = torch.exp(s - lse[:, :, rows, None].to(s.dtype))  # lse = +inf (empty row) gives 0
+    return p if allowed is None else p * allowed
 
 
 def cls_attention(
     q: Tensor,
     k: Tensor,
-    lse: Tensor,
+    lse: Tensor | None = None,
     *,
     scale: float,
     key_bias: Tensor | None = None,
     key_mask: Tensor | None = None,
     always_self: bool = False,
 ) -> Tensor:
-    """CLS-row attention p_0j, [B, H, N] (token 0 is the class token)."""
+    """CLS-row attention p_0j, [B, H, N] (token 0 is the class token); a one-query softmax unless the
+    kernel's ``lse`` is given."""
     rows = torch.zeros(1, dtype=torch.long, device=q.device)
     return attention_rows(
         q, k, lse, rows, scale=scale, key_bias=key_bias, key_mask=key_mask, always_self=always_self
@@ -83,7 +91,7 @@ def attention_with_entropy(
     target: Tensor | None = None,
     return_colsum: bool = False,
     backend: str | None = None,
-    validate: bool = True,
+    validate: bool | None = None,
 ) -> tuple[AttentionResult, Tensor]:
     """One kernel call returning the usual :class:`AttentionResult` (with lse) and the entropy of every
     attention row, [B, H, N] (float32; float64 for float64 inputs), differentiable (0 for rows with no allowed key)."""
@@ -96,11 +104,11 @@ def attention_with_entropy(
     pad = vv.shape[-1] - D
     qq = torch.nn.functional.pad(q, (0, pad))
     kk = torch.nn.functional.pad(k, (0, pad))
-    res = attention(
+    res = attention_stats(
         qq, kk, vv, key_mask=key_mask, key_bias=key_bias, always_self=always_self, target=target,
         return_colsum=return_colsum, return_lse=True, scale=scale, backend=backend, validate=validate,
     )
-    assert isinstance(res, AttentionResult) and res.lse is not None
+    assert res.lse is not None
     o = res.out
     expected = scale * (_acc(q) * _acc(o[..., D : 2 * D])).sum(-1)
     if key_bias is not None:

@@ -1,9 +1,10 @@
-"""The attention op as ``torch.library`` custom ops (``salguide::attention`` and its backward), so
-``torch.compile`` keeps it as one opaque node with a fake (shape-only) implementation and a
-registered autograd formula instead of breaking the graph around it.
+"""The Triton and reference paths as ``torch.library`` custom ops (``salguide::attention`` and its
+backward), used while ``torch.compile`` traces: it keeps each as one opaque node with a fake
+(shape-only) implementation and a registered autograd formula instead of breaking the graph around it.
+Eager calls skip this dispatch (:mod:`.function`); the SDPA path is traced as torch's own ops.
 
 The forward returns four tensors (out, mass, lse, colsum); mass and colsum are empty [0] tensors
-when not asked for. The backend is resolved inside the op (see :mod:`.dispatch`)."""
+when not asked for. ``backend`` is the resolved path, "triton" or "reference" (:mod:`.dispatch`)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import torch
 from torch import Tensor
 
 from .checks import check_values
-from .dispatch import resolve_backend
+from .function import reduce_heads
 from .reference import equal_count_index, reference_forward
 from .reference_backward import reference_backward
 
@@ -30,12 +31,12 @@ def attention_op(
     always_self: bool,
     return_colsum: bool,
     scale: float,
-    backend: str | None,
+    backend: str,
     validate: bool,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     if validate:
         check_values(q, k, v, key_index, key_bias, target)
-    if resolve_backend(backend, q) == "triton":
+    if backend == "triton":
         from .triton_colsum import triton_colsum
         from .triton_common import key_set
         from .triton_forward import triton_forward
@@ -80,14 +81,14 @@ def attention_backward_op(
     target: Tensor | None,
     always_self: bool,
     scale: float,
-    backend: str | None,
+    backend: str,
     need_dbias: bool,
     need_dtarget: bool,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Return (dq, dk, dv, dbias, dtarget); dbias/dtarget are empty [0] when not needed."""
     need_dbias = need_dbias and key_bias is not None
     need_dtarget = need_dtarget and target is not None
-    if resolve_backend(backend, q) == "triton":
+    if backend == "triton":
         from .triton_backward import triton_backward
         from .triton_common import key_set
 
@@ -101,8 +102,8 @@ def attention_backward_op(
         dq, dk, dv, dbias, dw = reference_backward(
             dout, dmass, dlse, q, k, v, out, mass, key_mask, key_index, key_bias, target, always_self, scale
         )
-    dbias = _reduce_heads(dbias, key_bias) if need_dbias else q.new_empty(0)
-    dtarget = _reduce_heads(dw, target) if need_dtarget else q.new_empty(0)
+    dbias = reduce_heads(dbias, key_bias) if need_dbias else q.new_empty(0)
+    dtarget = reduce_heads(dw, target) if need_dtarget else q.new_empty(0)
     return dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), dbias, dtarget
 
 
@@ -142,11 +143,6 @@ def _gathered(key_mask: Tensor | None, key_index: Tensor | None) -> tuple[Tensor
     DynamicViT-style masks do) instead of computing all N and masking; other masks stay dense."""
     index = equal_count_index(key_mask)
     return (key_mask, key_index) if index is None else (None, index)
-
-
-def _reduce_heads(per_head: Tensor, like: Tensor) -> Tensor:
-    """A float32 [B, H, N] per-head gradient in the shape and dtype of ``like`` ([B, N] or [B, H, N])."""
-    return (per_head.sum(1) if like.dim() == 2 else per_head).to(like.dtype)
 
 
 def _stats_dtype(q: Tensor) -> torch.dtype:

@@ -27,11 +27,12 @@ def attention_reference(
     return_colsum: bool = False,
     return_lse: bool = False,
     scale: float | None = None,
-) -> Tensor | AttentionResult:
-    """Same contract as :func:`salguide.kernels.attention`, in eager torch (no value checks)."""
+) -> AttentionResult:
+    """Same contract as :func:`salguide.kernels.attention_stats`, in eager torch autograd (no value
+    checks): the dense oracle every other path is tested against."""
     scale = check_inputs(q, k, v, key_mask, key_index, key_bias, target, always_self, scale)
     out, mass, lse, colsum = reference_forward(q, k, v, key_mask, key_index, key_bias, target, always_self, scale)
-    return package(out, mass, colsum.detach(), lse, target is not None, return_colsum, return_lse)
+    return package(out, mass, colsum.detach(), lse, return_colsum, return_lse)
 
 
 def reference_forward(
@@ -68,39 +69,43 @@ def _dense(
 
 
 def dense_probs(
-    q: Tensor, k: Tensor, key_mask: Tensor | None, bias: Tensor | None, always_self: bool, scale: float
-) -> tuple[Tensor, Tensor]:
-    """Attention probabilities [B, H, N, N] and lse [B, H, N]; bias is [B, 1|H, N]."""
-    N = q.shape[2]
+    q: Tensor, k: Tensor, key_mask: Tensor | None, bias: Tensor | None, always_self: bool, scale: float,
+    start: int = 0,
+) -> tuple[Tensor, Tensor]:  # fmt: skip
+    """Attention probabilities [B, H, R, N] and lse [B, H, R] of the R query rows ``q`` at positions
+    start..start+R (all rows by default); bias is [B, 1|H, N]."""
+    R, N = q.shape[2], k.shape[2]
     s = scale * q @ k.transpose(-1, -2)
     if bias is not None:
         s = s + bias[:, :, None, :]
-    allowed = torch.ones(N, N, dtype=torch.bool, device=q.device)
+    allowed = torch.ones(R, N, dtype=torch.bool, device=q.device)
     if key_mask is not None:
         allowed = allowed & key_mask[:, None, None, :]
     if always_self:
-        allowed = allowed | torch.eye(N, dtype=torch.bool, device=q.device)
-    return _masked_softmax(s, allowed)
+        positions = torch.arange(N, device=q.device)
+        allowed = allowed | (positions[None, :] == positions[start : start + R, None])
+    return masked_softmax(s, allowed)
 
 
 def indexed_probs(
-    q: Tensor, k: Tensor, idx: Tensor, bias: Tensor | None, always_self: bool, scale: float
+    q: Tensor, k: Tensor, idx: Tensor, bias: Tensor | None, always_self: bool, scale: float, start: int = 0
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Probabilities [B, H, N, Nk (+1 own-key column with always_self)], lse [B, H, N] and the gathered
-    keys [B, H, Nk, D] for the key list ``idx`` [B, Nk]."""
-    B, H, N, D = q.shape
+    """Probabilities [B, H, R, Nk (+1 own-key column with always_self)], lse [B, H, R] and the gathered
+    keys [B, H, Nk, D] for the key list ``idx`` [B, Nk] and the R query rows ``q`` at start..start+R."""
+    B, H, R, D = q.shape
     nk = idx.shape[1]
     k_sub = k.gather(2, idx[:, None, :, None].expand(B, H, nk, D))
-    s = scale * q @ k_sub.transpose(-1, -2)  # [B, H, N, Nk]
+    s = scale * q @ k_sub.transpose(-1, -2)  # [B, H, R, Nk]
     if bias is not None:
         s = s + take_keys(bias, idx)[:, :, None, :]
-    allowed = torch.ones(B, 1, N, nk, dtype=torch.bool, device=q.device)
+    allowed = torch.ones(B, 1, R, nk, dtype=torch.bool, device=q.device)
     if always_self:  # the own key joins as one extra column, for queries whose position is not listed
-        listed = torch.zeros(B, N, dtype=torch.bool, device=q.device).scatter(1, idx, True)
-        s_own = scale * (q * k).sum(-1) + (0 if bias is None else bias)
+        rows = slice(start, start + R)
+        listed = torch.zeros(B, k.shape[2], dtype=torch.bool, device=q.device).scatter(1, idx, True)[:, rows]
+        s_own = scale * (q * k[:, :, rows]).sum(-1) + (0 if bias is None else bias[:, :, rows])
         s = torch.cat([s, s_own[..., None]], -1)
         allowed = torch.cat([allowed, ~listed[:, None, :, None]], -1)
-    p, lse = _masked_softmax(s, allowed)
+    p, lse = masked_softmax(s, allowed)
     return p, lse, k_sub
 
 
@@ -125,7 +130,7 @@ def _indexed(
     return out, mass, lse, colsum
 
 
-def _masked_softmax(s: Tensor, allowed: Tensor) -> tuple[Tensor, Tensor]:
+def masked_softmax(s: Tensor, allowed: Tensor) -> tuple[Tensor, Tensor]:
     """Softmax over the last dim restricted to ``allowed``; rows with no allowed entry give p = 0 and
     lse = +inf (so that exp(s - lse) = 0 everywhere), with zero, finite gradients."""
     s = s.masked_fill(~allowed, float("-inf"))

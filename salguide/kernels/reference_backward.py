@@ -1,4 +1,4 @@
-"""Backward of the attention op in eager torch: the formula of DESIGN.md written out on the dense
+"""Backward of the attention op in eager torch: the formula of docs/methods/attention_kernel.md on the dense
 [B, H, N, N] probabilities, or on the [B, H, N, Nk] probabilities of a key list (gathered keys,
 scattered gradients). It backs the "reference" backend of the custom op (whose backward cannot
 re-enter autograd) and is tested against autograd of :func:`attention_reference`."""

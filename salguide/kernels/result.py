@@ -1,4 +1,4 @@
-"""What :func:`salguide.kernels.attention` returns when more than the output is asked for."""
+"""What :func:`salguide.kernels.attention_stats` returns."""
 
 from __future__ import annotations
 
@@ -20,17 +20,7 @@ class AttentionResult(NamedTuple):
 
 
 def package(
-    out: Tensor,
-    mass: Tensor | None,
-    colsum: Tensor,
-    lse: Tensor,
-    has_target: bool,
-    return_colsum: bool,
-    return_lse: bool,
-) -> Tensor | AttentionResult:
-    """The bare output when nothing else was asked for, else an :class:`AttentionResult`."""
-    if not (has_target or return_colsum or return_lse):
-        return out
-    return AttentionResult(
-        out, mass if has_target else None, colsum if return_colsum else None, lse if return_lse else None
-    )
+    out: Tensor, mass: Tensor | None, colsum: Tensor | None, lse: Tensor | None, return_colsum: bool, return_lse: bool
+) -> AttentionResult:
+    """An :class:`AttentionResult` with None in the fields that were not asked for."""
+    return AttentionResult(out, mass, colsum if return_colsum else None, lse if return_lse else None)

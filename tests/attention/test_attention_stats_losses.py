@@ -18,7 +18,7 @@ from salguide.attention.stats import attention_rows, attention_with_entropy, cls
 from salguide.attention.targets import (
     gaussian_from_boxes, gaussian_from_points, mask_boxes, token_grid, token_target,
 )
-from salguide.kernels import attention
+from salguide.kernels import attention, attention_stats
 from salguide.models.vit import vit_digits
 
 
@@ -44,7 +44,7 @@ def test_rows_and_cls_from_lse_match_naive(masked: bool) -> None:
     q, k, v = _qkv()
     bias = torch.rand(2, 9)
     mask = torch.rand(2, 9) > 0.4 if masked else None
-    res = attention(q, k, v, key_bias=bias, key_mask=mask, always_self=masked, return_lse=True)
+    res = attention_stats(q, k, v, key_bias=bias, key_mask=mask, always_self=masked, return_lse=True)
     p = naive_probs(q, k, 8**-0.5, bias, mask, masked)
     rows = torch.tensor([0, 4, 8])
     got = attention_rows(q, k, res.lse, rows, scale=8**-0.5, key_bias=bias, key_mask=mask, always_self=masked)
@@ -102,7 +102,7 @@ def test_all_queries_concentration_matches_naive_dense_softmax(masked: bool) -> 
         mask[:, :2] = True  # keep some target keys alive
     target = torch.rand(2, 9, generator=torch.Generator().manual_seed(5))
     target[:, 0] = 0.0
-    res = attention(q, k, v, key_bias=bias, key_mask=mask, always_self=masked, return_lse=True)
+    res = attention_stats(q, k, v, key_bias=bias, key_mask=mask, always_self=masked, return_lse=True)
     got = concentration_loss_all(q, k, res.lse, target, scale=8**-0.5, key_bias=bias, key_mask=mask)
     # naive: materialise every row, t on alive keys only, mean over heads and alive queries
     qd, kd = q.detach().clone().requires_grad_(), k.detach().clone().requires_grad_()
@@ -146,7 +146,7 @@ def test_background_and_entropy_losses_hand_computed() -> None:
 
 def test_diversity_loss_matches_naive_rows() -> None:
     q, k, v = _qkv(N=7, seed=2)
-    res = attention(q, k, v, return_lse=True)
+    res = attention_stats(q, k, v, return_lse=True)
     p = naive_probs(q, k, 8**-0.5).mean(1)  # [B, N, N], all rows (N <= num_queries)
     pn = torch.nn.functional.normalize(p, dim=-1)
     gram = pn @ pn.transpose(1, 2)

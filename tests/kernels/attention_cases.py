@@ -39,7 +39,7 @@ def make_case(
 
 def run(fn, leaves: dict[str, Tensor], kwargs: dict, seed: int = 1) -> dict[str, Tensor]:
     """Call ``fn`` with colsum and lse, back-propagate a random linear loss of out, mass and the finite
-    lse entries; return outputs and gradients (float32, detached)."""
+    lse entries; return outputs and gradients (detached; float32, float64 for float64 inputs)."""
     leaves = {n: t.detach().clone().requires_grad_() for n, t in leaves.items()}
     r = fn(leaves["q"], leaves["k"], leaves["v"], key_bias=leaves.get("key_bias"), target=leaves.get("target"),
            return_colsum=True, return_lse=True, **kwargs)  # fmt: skip
@@ -52,7 +52,8 @@ def run(fn, leaves: dict[str, Tensor], kwargs: dict, seed: int = 1) -> dict[str,
     loss.backward()
     found = {"out": r.out, "colsum": r.colsum, "lse": r.lse, "mass": r.mass}
     found.update({f"d{n}": t.grad for n, t in leaves.items()})
-    return {n: t.detach().float() for n, t in found.items() if t is not None}
+    wide = torch.float64 if leaves["q"].dtype == torch.float64 else torch.float32
+    return {n: t.detach().to(wide) for n, t in found.items() if t is not None}
 
 
 def assert_all_close(got: dict[str, Tensor], want: dict[str, Tensor], atol: float, rtol: float) -> None:

@@ -1,4 +1,5 @@
-"""Public API: argument checks, backend dispatch, return type, torch.compile and custom-op registration."""
+"""Public API: argument checks, return types, backend dispatch and validation defaults, torch.compile and
+custom-op registration."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import pytest
 import torch
 from attention_cases import make_case
 
-from salguide.kernels import BACKEND_ENV_VAR, AttentionResult, attention, attention_reference
-from salguide.kernels.dispatch import resolve_backend
+from salguide.kernels import (
+    BACKEND_ENV_VAR, VALIDATE_ENV_VAR, AttentionResult, attention, attention_reference, attention_stats,
+)
+from salguide.kernels.dispatch import AUTO, resolve_backend, resolve_validate
 
 B, H, N, D = 2, 2, 5, 4
 
@@ -44,6 +47,7 @@ def _bad(q, k, v):
         (dict(scale=float("nan")), ValueError, "scale must be a finite"),
         (dict(always_self=1), TypeError, "always_self must be a bool"),
         (dict(backend="cuda"), ValueError, "backend must be one of"),
+        (dict(validate=None, target=torch.full((B, N), -0.5)), ValueError, "\\[0, 1\\]"),  # CPU: on by default
     ]
 
 
@@ -53,39 +57,68 @@ def test_bad_input_raises_clear_error(case):
     changes, error, message = _bad(q, k, v)[case]
     args = {"q": q, "k": k, "v": v, "backend": "reference", **changes}
     with pytest.raises(error, match=message):
-        attention(args.pop("q"), args.pop("k"), args.pop("v"), **args)
+        attention_stats(args.pop("q"), args.pop("k"), args.pop("v"), **args)
 
 
 def test_validate_false_skips_value_checks_only():
     q, k, v = _qkv()
-    out = attention(q, k, v, target=torch.full((B, N), 1.5), validate=False, backend="reference").out
+    out = attention_stats(q, k, v, target=torch.full((B, N), 1.5), validate=False, backend="reference").out
     assert out.shape == q.shape
     with pytest.raises(ValueError, match="same shape"):
         attention(q, k[:, :, :3], v, validate=False)
 
 
-def test_return_type_follows_requested_outputs():
+def test_validation_default_is_on_for_cpu_off_for_cuda_with_an_environment_switch(monkeypatch):
+    cpu, fake_cuda = torch.empty(1), type("T", (), {"device": torch.device("cuda")})()
+    monkeypatch.delenv(VALIDATE_ENV_VAR, raising=False)
+    assert resolve_validate(None, cpu) is True and resolve_validate(False, cpu) is False
+    assert resolve_validate(None, fake_cuda) is False and resolve_validate(True, fake_cuda) is True
+    monkeypatch.setenv(VALIDATE_ENV_VAR, "1")
+    assert resolve_validate(None, fake_cuda) is True
+    monkeypatch.setenv(VALIDATE_ENV_VAR, "0")
+    assert resolve_validate(None, cpu) is False
+    monkeypatch.setenv(VALIDATE_ENV_VAR, "yes")
+    with pytest.raises(ValueError, match=VALIDATE_ENV_VAR):
+        resolve_validate(None, cpu)
+
+
+def test_attention_returns_a_tensor_and_attention_stats_the_result_object():
     q, k, v = _qkv()
-    assert isinstance(attention(q, k, v), torch.Tensor)
-    r = attention(q, k, v, target=torch.rand(B, N))
-    assert isinstance(r, AttentionResult) and r.mass.shape == (B, H, N) and r.colsum is None and r.lse is None
-    r = attention(q, k, v, return_colsum=True)
-    assert r.mass is None and r.colsum.shape == (B, H, N) and not r.colsum.requires_grad
+    out = attention(q, k, v)
+    assert type(out) is torch.Tensor and out.shape == q.shape
+    r = attention_stats(q, k, v)
+    assert isinstance(r, AttentionResult) and r.mass is None and r.colsum is None and r.lse is None
+    torch.testing.assert_close(r.out, out)
+    r = attention_stats(q, k, v, target=torch.rand(B, N))
+    assert r.mass.shape == (B, H, N) and r.colsum is None and r.lse is None
+    r = attention_stats(q, k, v, return_colsum=True, return_lse=True)
+    assert r.mass is None and r.colsum.shape == (B, H, N) and not r.colsum.requires_grad and r.lse.shape == (B, H, N)
     torch.testing.assert_close(r.colsum.sum(-1), torch.full((B, H), float(N)))  # each query spreads mass 1
 
 
 def test_backend_precedence_argument_then_environment(monkeypatch):
     q = torch.randn(1, 1, 2, 4)
     monkeypatch.delenv(BACKEND_ENV_VAR, raising=False)
-    assert resolve_backend(None, q) == "reference"  # auto on CPU
+    assert resolve_backend(None, q) == "sdpa"  # auto on CPU
     monkeypatch.setenv(BACKEND_ENV_VAR, "triton")
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     assert resolve_backend(None, q) == "triton"
     assert resolve_backend("reference", q) == "reference"
-    assert resolve_backend("auto", q) == "reference"  # explicit auto ignores the environment
+    assert resolve_backend("auto", q) == "sdpa"  # explicit auto ignores the environment
     monkeypatch.setenv(BACKEND_ENV_VAR, "fast")
     with pytest.raises(ValueError, match=BACKEND_ENV_VAR):
         resolve_backend(None, q)
+
+
+def test_auto_table_cuda_vendor_for_plain_triton_for_extras_with_fallback(monkeypatch):
+    """The per-case table; a Triton choice that cannot run (here fp64) falls back to SDPA."""
+    fake = type("T", (), {"device": torch.device("cuda"), "dtype": torch.float16, "shape": (1, 1, 2, 64)})()
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    assert {case: resolve_backend("auto", fake, case) for case in AUTO["cuda"]} == AUTO["cuda"]
+    assert AUTO["cuda"]["plain"] == "sdpa" and AUTO["cuda"]["mass"] == "triton"
+    fake.dtype = torch.float64
+    assert resolve_backend("auto", fake, "mass") == "sdpa"
+    assert resolve_backend("auto", torch.randn(1, 1, 2, 4), "mass") == "sdpa"  # CPU
 
 
 def test_forcing_triton_on_cpu_without_interpreter_is_a_clear_error(monkeypatch):
@@ -109,7 +142,7 @@ def test_torch_compile_fullgraph_forward_and_backward():
     grads = []
     for fn in (torch.compile(loss, fullgraph=True, backend="aot_eager"), loss):
         tensors = [t.detach().clone().requires_grad_() for t in leaves.values()]
-        attend = attention if not grads else attention_reference
+        attend = attention_stats if not grads else attention_reference
         value = fn(*tensors, attend)
         value.backward()
         grads.append([value.detach()] + [t.grad for t in tensors])

@@ -10,7 +10,15 @@ import torch
 import torch.nn.functional as F
 from attention_cases import assert_all_close, make_case, run
 
-from salguide.kernels import attention, attention_reference
+from salguide.kernels import AttentionResult, attention_reference
+from salguide.kernels.op import attention_op
+
+
+def via_op(q, k, v, *, key_mask=None, key_index=None, key_bias=None, always_self=False, target=None, **_):
+    """The custom op (what torch.compile runs) on its reference backend, with the closed-form backward."""
+    out, mass, lse, colsum = attention_op(q, k, v, key_mask, key_index, key_bias, target, always_self, True,
+                                          q.shape[-1] ** -0.5, "reference", True)  # fmt: skip
+    return AttentionResult(out, mass if target is not None else None, colsum, lse)
 
 
 def test_matches_sdpa_with_bool_key_mask_and_mass_is_weighted_probability_sum():
@@ -83,13 +91,9 @@ def test_fully_masked_rows_reference():
     "keys,always_self,target", [("mask", True, "per_head"), ("index", True, "shared"), ("none", False, None)]
 )
 def test_reference_backend_backward_formula_matches_autograd(keys, always_self, target):
-    """backend="reference" runs DESIGN.md's closed-form backward; it must equal autograd of the reference."""
+    """The custom op's reference backend runs the closed-form backward; it must equal autograd of the reference."""
     leaves, kwargs = make_case(2, 2, 7, 4, keys=keys, always_self=always_self, bias=True, target=target,
                                dtype=torch.float64, seed=5, empty_sample=keys == "mask")  # fmt: skip
-
-    def via_op(*args, **kw):
-        return attention(*args, backend="reference", **kw)
-
     assert_all_close(run(via_op, leaves, kwargs), run(attention_reference, leaves, kwargs), atol=1e-10, rtol=1e-9)
 
 
@@ -108,10 +112,6 @@ def test_reference_backend_gathers_equal_count_masks_exactly(always_self):
     kwargs["key_mask"] = mask
     index = equal_count_index(mask)
     assert index is not None and torch.equal(index, torch.stack([m.nonzero()[:, 0] for m in mask]))
-
-    def via_op(*args, **kw):
-        return attention(*args, backend="reference", **kw)
-
     assert_all_close(run(via_op, leaves, kwargs), run(attention_reference, leaves, kwargs), atol=1e-10, rtol=1e-9)
 
 
