@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.multiprocessing as mp
 from torch.utils.data import DataLoader
@@ -15,6 +16,7 @@ def _draw(rank: int, cb: AttentionMaskingCallback, out: str) -> None:
     torch.save(torch.rand(6, generator=cb.generator), out)
 
 
+@pytest.mark.slow
 def test_callback_crosses_spawn_and_its_mask_generator_continues_the_same_stream(tmp_path) -> None:
     cb = AttentionMaskingCallback("random", ratio=0.5, seed=5)
     torch.rand(4, generator=cb.generator)  # move the stream away from its seed
