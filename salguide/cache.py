@@ -11,7 +11,7 @@ from typing import Any, Callable
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from salguide.io import atomic_path
+from salguide.io import atomic_path, clean_stale_temporaries
 
 
 def config_key(*parts: Any) -> str:
@@ -35,13 +35,18 @@ def cached_seconds(path: str | Path) -> float | None:
     return float(seconds)
 
 
-def cached_weights(path: str | Path, model: nn.Module, train: Callable[[nn.Module], nn.Module]) -> tuple[nn.Module, bool]:
-    """Load ``model``'s weights from ``path`` if present, else ``train(model)`` and save them.
+def cached_weights(
+    path: str | Path, model: nn.Module, train: Callable[[nn.Module], nn.Module], *, write: bool = True
+) -> tuple[nn.Module, bool]:
+    """Load ``model``'s weights from ``path`` if present, else ``train(model)`` and save them (if ``write``:
+    False on DDP ranks other than 0, which train the same weights).
 
     Returns ``(model, hit)``. A file that does not match the model (names or shapes) is an error, not a
-    silent retrain: delete it to retrain.
+    silent retrain: delete it to retrain. Temporaries that killed writers left in the folder are removed.
     """
     path = Path(path)
+    if path.parent.is_dir():
+        clean_stale_temporaries(path.parent)
     if path.exists():
         try:
             state = load_file(str(path))
@@ -53,6 +58,8 @@ def cached_weights(path: str | Path, model: nn.Module, train: Callable[[nn.Modul
             raise ValueError(f"cached weights {path} do not fit this model; delete the file to retrain\n{err}") from err
         return model.eval(), True
     model = train(model)
+    if not write:
+        return model, False
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     with atomic_path(path) as tmp:
         save_file(state, str(tmp))

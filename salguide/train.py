@@ -13,6 +13,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
+import salguide.configs  # noqa: F401  (registers the resolvers the configs use, before Hydra composes)
 from salguide.pipelines import run_task
 
 

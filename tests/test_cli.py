@@ -107,5 +107,5 @@ def test_unknown_group_option_is_hydras_clear_error(tmp_path):
 def test_bad_method_value_fails_before_training(tmp_path):
     proc = _run(tmp_path, "unlearning.lr=-1", "logger=none", check=False)
     assert proc.returncode != 0
-    assert "lr must be positive" in proc.stderr
+    assert "unlearning.lr must be a number > 0, got -1" in proc.stderr
     assert not (tmp_path / "cache").exists()  # nothing trained, nothing cached

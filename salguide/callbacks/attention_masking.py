@@ -3,28 +3,37 @@ the clean batch; the chosen policy (AttMask high / low / hint, ACMIL top-K, rand
 patch mask [B, P] is appended to the batch (which must be a list) in ``on_train_batch_start``; after each
 optimizer step (not each batch: under gradient accumulation only batches that end with a step, seen as a
 rise of ``trainer.global_step``) the teacher moves towards the student: t <- decay t + (1 - decay) s.
-The teacher and the mask generator are saved in checkpoints and restored on resume."""
+The teacher and the mask generator are saved in checkpoints and restored on resume; the generator
+pickles, so the callback crosses ``ddp_spawn``. A fit in spawned processes leaves this process's callback
+untouched: ``save_teacher_to`` writes the final teacher (rank 0) for ``load_teacher``."""
 
 from __future__ import annotations
 
 import copy
+import os
 from typing import Any
 
 import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
 
 from salguide._lightning import Callback
+from salguide._rng import Generator
 from salguide.attention.loss_modules import find_routed
 from salguide.attention.masking import MASK_MODES, attention_guided_mask
 from salguide.attention.mim import cls_attention_scores
 from salguide.attention.schedules import Schedule
+from salguide.io import atomic_path
 
 
 class AttentionMaskingCallback(Callback):
     """``mode`` in MASK_MODES; mask ratio from ``ratio`` (end value) optionally ramped from ``ratio_start``
-    over ``ratio_steps``; ``layer``: teacher layer whose CLS attention ranks the patches; ``ema``: decay."""
+    over ``ratio_steps``; ``layer``: teacher layer whose CLS attention ranks the patches; ``ema``: decay;
+    ``save_teacher_to``: a safetensors path for the teacher at fit end (rank 0)."""
 
     def __init__(self, mode: str = "high", ratio: float = 0.5, ratio_start: float | None = None,
-                 ratio_steps: int = 0, layer: int = -1, ema: float = 0.99, seed: int = 0, **mask_kwargs: Any) -> None:
+                 ratio_steps: int = 0, layer: int = -1, ema: float = 0.99, seed: int = 0,
+                 save_teacher_to: str | os.PathLike | None = None, **mask_kwargs: Any) -> None:
         if mode not in MASK_MODES:
             raise ValueError(f"unknown masking mode {mode!r}; choose one of {MASK_MODES}")
         if not 0.0 <= ema <= 1.0:
@@ -34,7 +43,8 @@ class AttentionMaskingCallback(Callback):
                 raise ValueError(f"mask ratio must lie in [0, 1), got {r}")
         self.mode, self.layer, self.ema, self.kwargs = mode, layer, ema, mask_kwargs
         self.schedule = Schedule(ratio, ratio_start, ratio_steps, "linear")
-        self.generator = torch.Generator().manual_seed(seed)
+        self.generator = Generator(seed)
+        self.save_teacher_to = save_teacher_to
         self.teacher: Any = None
         self._student: Any = None
         self._pending: dict[str, Any] | None = None
@@ -69,6 +79,12 @@ class AttentionMaskingCallback(Callback):
             for t, s in zip(self.teacher.parameters(), self._student.parameters()):
                 t.lerp_(s.detach(), 1.0 - self.ema)
 
+    def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
+        if self.save_teacher_to is not None and trainer.is_global_zero:
+            state = {k: v.detach().contiguous().cpu() for k, v in self.teacher.state_dict().items()}
+            with atomic_path(self.save_teacher_to) as tmp:
+                save_file(state, str(tmp))
+
     def state_dict(self) -> dict[str, Any]:
         return {"teacher": None if self.teacher is None else self.teacher.state_dict(),
                 "generator": self.generator.get_state()}
@@ -76,3 +92,10 @@ class AttentionMaskingCallback(Callback):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.generator.set_state(state["generator"])
         self._pending = state["teacher"]
+
+
+def load_teacher(path: str | os.PathLike, pl_module: nn.Module) -> nn.Module:
+    """The teacher saved by ``save_teacher_to``, as a frozen copy of ``pl_module``'s routed ViT."""
+    teacher = copy.deepcopy(find_routed(pl_module)).eval().requires_grad_(False)
+    teacher.load_state_dict(load_file(str(path)))
+    return teacher

@@ -4,6 +4,10 @@ The module's ``training_step`` keeps computing its ordinary cross-entropy on ``(
 appends forget samples carrying fixed random labels to every retain batch in ``on_train_batch_start``
 (see ``salguide.unlearning.random_labels``). Combined with ``WeightSaliencyCallback`` this is SalUn
 (Fan et al., ICLR 2024).
+
+Under DDP every rank draws the same random label for a forget sample (SalUn draws one per sample); which
+forget samples a rank mixes in, and how many, come from a stream seeded by (seed, rank, epoch), so a
+fit resumed at an epoch boundary continues exactly, on every rank, and the callback pickles (ddp_spawn).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import torch
 from torch.utils.data import Dataset
 
 from salguide._lightning import Callback
+from salguide._rng import Generator, stream_seed
 from salguide.unlearning.random_labels import draw_random_labels, forget_count
 
 
@@ -25,7 +30,7 @@ class RandomLabelCallback(Callback):
         num_classes: number of classes; default ``trainer.datamodule.num_classes``.
         n_retain: size of the retain set the trainer iterates, for the mixing proportion; default the size of
             the training dataloader's dataset.
-        seed: seeds the random labels and the forget-sample order (offset by the global rank).
+        seed: seeds the random labels (the same on every rank) and the per-(rank, epoch) forget-sample stream.
         exclude_true: never draw a sample's true label (SalUn draws uniformly over all classes).
     """
 
@@ -46,7 +51,8 @@ class RandomLabelCallback(Callback):
         self._labels: torch.Tensor | None = None
         self._order: torch.Tensor = torch.empty(0, dtype=torch.long)
         self._cursor = 0
-        self._gen = torch.Generator()
+        self._rank = 0
+        self._gen = Generator()
         self._loaded_state: dict[str, Any] | None = None
 
     # ---- set-up ----------------------------------------------------------------------------------
@@ -66,10 +72,19 @@ class RandomLabelCallback(Callback):
         samples = [forget[i] for i in range(len(forget))]
         self._x = torch.stack([torch.as_tensor(s[0]) for s in samples])
         true = torch.as_tensor([int(s[1]) for s in samples])
-        self._gen.manual_seed(self.seed + 7919 * int(trainer.global_rank))
-        self._labels = draw_random_labels(true, int(num_classes), self._gen, self.exclude_true)
-        if self._loaded_state is not None:
-            self._restore(self._loaded_state)
+        state, self._loaded_state = self._loaded_state, None
+        if state is not None:  # resumed: the checkpoint's seed and labels win
+            self.seed = int(state.get("seed", self.seed))
+        self._labels = draw_random_labels(true, int(num_classes), Generator(self.seed), self.exclude_true)
+        if state is not None:
+            if state["labels"] is None or len(state["labels"]) != len(self._labels):
+                raise ValueError("checkpointed random labels do not match the forget set of this run")
+            self._labels = state["labels"]
+        self._rank = int(trainer.global_rank)
+
+    def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+        self._gen.manual_seed(stream_seed(self.seed, self._rank, trainer.current_epoch))
+        self._order, self._cursor = torch.empty(0, dtype=torch.long), 0
 
     def _retain_size(self, trainer: Any) -> int:
         if self.n_retain is not None:
@@ -109,21 +124,8 @@ class RandomLabelCallback(Callback):
 
     # ---- checkpointing ---------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "labels": self._labels,
-            "order": self._order,
-            "cursor": self._cursor,
-            "generator": self._gen.get_state(),
-        }
+        """The seed (the per-epoch streams derive from it) and the labels; a resumed fit keeps both."""
+        return {"seed": self.seed, "labels": self._labels}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._loaded_state = state_dict
-
-    def _restore(self, state: dict[str, Any]) -> None:
-        if state["labels"] is None or len(state["labels"]) != len(self._labels):
-            raise ValueError("checkpointed random labels do not match the forget set of this run")
-        self._labels = state["labels"]
-        self._order = state["order"]
-        self._cursor = int(state["cursor"])
-        self._gen.set_state(state["generator"])
-        self._loaded_state = None

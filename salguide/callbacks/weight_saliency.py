@@ -22,7 +22,7 @@ from salguide.weights.masked_update import MaskedUpdate, MaskedUpdateHandle, pai
 from salguide.weights.scores import saliency_scores
 from salguide.weights.select import check_ratio, check_scope
 
-FIGURE_NAME = "weight_saliency_sparsity.png"
+FIGURE_DIR, FIGURE_NAME = "figures", "weight_saliency_sparsity.png"
 SPARSITY_KEY = "weight_saliency/sparsity"
 
 
@@ -51,7 +51,9 @@ class WeightSaliencyCallback(Callback):
         submodule: mask ``pl_module.get_submodule(submodule)`` (e.g. ``"model"``) instead of the whole module.
         save_mask_to: write the mask used for the fit there (safetensors, rank 0, atomically).
         strict: every parameter must be in the mask; ``False`` trains missing parameters fully.
-        log_figure: write a per-tensor sparsity PNG to the log dir (and to a ``WandbLogger`` if present).
+        log_figure: write a per-tensor sparsity PNG to ``<trainer.log_dir>/figures/`` (``log_dir`` is the
+            default root dir, the working directory by default, when there is no logger) and to a
+            ``WandbLogger`` if present.
 
     After fit start ``callback.mask`` is the mask in use. Gradients are zeroed at frozen positions in
     ``on_before_optimizer_step`` (after AMP unscaling, before Lightning clips) and again in a step
@@ -187,7 +189,7 @@ class WeightSaliencyCallback(Callback):
         root = trainer.log_dir or trainer.default_root_dir  # log_dir broadcasts: every rank calls it
         if not trainer.is_global_zero:
             return
-        path = plot_mask_sparsity(mask, Path(root) / FIGURE_NAME)
+        path = plot_mask_sparsity(mask, Path(root) / FIGURE_DIR / FIGURE_NAME)  # never straight into the CWD
         wandb_loggers = installed("WandbLogger", module="loggers")
         for logger in trainer.loggers:
             if isinstance(logger, wandb_loggers):

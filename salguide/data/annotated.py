@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from salguide._lightning import LightningDataModule
 from salguide.data.digits import digit_images
+from salguide.data.loaders import seeded_loader
 from salguide.data.splits import split_indices
 
 NUM_CLASSES = 10
@@ -32,14 +33,14 @@ class ThreeSplitDataModule(LightningDataModule):
         self.val_dataset: Dataset | None = None
         self.test_dataset: Dataset | None = None
 
-    def _loader(self, ds: Dataset | None, shuffle: bool) -> DataLoader:
+    def _loader(self, ds: Dataset | None, shuffle: bool, trainer: object = None) -> DataLoader:
         if ds is None:
             raise RuntimeError("call setup() before asking for a dataloader")
-        gen = torch.Generator().manual_seed(self.seed) if shuffle else None
-        return DataLoader(ds, batch_size=self.batch_size, shuffle=shuffle, generator=gen, num_workers=self.num_workers)
+        return seeded_loader(ds, self.batch_size, shuffle=shuffle, seed=self.seed, num_workers=self.num_workers,
+                             trainer=trainer)  # fmt: skip
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_dataset, True)
+        return self._loader(self.train_dataset, True, self.trainer)  # batch_size is the global batch under DDP
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_dataset, False)

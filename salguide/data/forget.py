@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from salguide._lightning import LightningDataModule
+from salguide.data.loaders import seeded_loader
 from salguide.data.splits import check_forget_args, forget_split, ta_indices
 from salguide.data.tensors import IndexedTensorDataset, check_images
 
@@ -126,15 +127,9 @@ class ForgetDataModule(LightningDataModule, ABC):
         if self.forget is None:
             raise ValueError(f"no {split} split: this datamodule was built with forget=None")
 
-    def _loader(self, dataset: IndexedTensorDataset, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
-        )
+    def _loader(self, dataset: IndexedTensorDataset, shuffle: bool, trainer: object = None) -> DataLoader:
+        return seeded_loader(dataset, self.batch_size, shuffle=shuffle, seed=self.seed,
+                             num_workers=self.num_workers, trainer=trainer)
 
     def forget_dataloader(self, shuffle: bool = False) -> DataLoader:
         self._require_forget("forget")
@@ -149,7 +144,8 @@ class ForgetDataModule(LightningDataModule, ABC):
         if self.train_on != "full":
             self._require_forget(self.train_on)
         indices = {"full": None, "retain": self.retain_indices, "forget": self.forget_indices}[self.train_on]
-        return self._loader(IndexedTensorDataset(self.train_x, self.train_y, indices, self.train_transform()), True)
+        dataset = IndexedTensorDataset(self.train_x, self.train_y, indices, self.train_transform())
+        return self._loader(dataset, True, self.trainer)  # batch_size is the global batch under DDP
 
     def val_dataloader(self) -> DataLoader:
         return self.test_dataloader()

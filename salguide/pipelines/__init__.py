@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any, Callable
 
 from omegaconf import DictConfig
+
+from salguide.configs import check_config
+from salguide.io import check_writable, owned_dir
+
+from .stages import is_rank_zero
 
 
 def _unlearn(cfg: DictConfig) -> Any:
@@ -29,7 +35,11 @@ PIPELINES: dict[str, Callable[[DictConfig], Any]] = {"unlearn": _unlearn, "class
 
 
 def run_task(cfg: DictConfig) -> Any:
+    """Check the config and the output folder, then run the pipeline with the folder owned by this run."""
     task = cfg.get("task")
     if task not in PIPELINES:
         raise ValueError(f"unknown task {task!r}; choose one of {sorted(PIPELINES)}")
-    return PIPELINES[task](cfg)
+    check_config(cfg)
+    out = check_writable(cfg.paths.output_dir, "paths.output_dir")
+    with owned_dir(out) if is_rank_zero() else nullcontext():  # other DDP ranks write nothing there
+        return PIPELINES[task](cfg)

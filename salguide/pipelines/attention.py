@@ -24,14 +24,14 @@ from salguide.attention.metrics import attention_object_mass
 from salguide.attention.mim import MaskedReconstructionModule, cls_attention_scores, evaluate_masked
 from salguide.callbacks.attention_loss import AttentionLossCallback
 from salguide.callbacks.attention_maps import AttentionMapCallback
-from salguide.callbacks.attention_masking import AttentionMaskingCallback
+from salguide.callbacks.attention_masking import AttentionMaskingCallback, load_teacher
 from salguide.callbacks.token_pruning import TokenPruningCallback
 from salguide.io import atomic_write_csv, atomic_write_json, atomic_write_text
 from salguide.models import ClassifierModule
 from salguide.unlearning.metrics import accuracy
 
 from .classify import _MODULE_KEYS, _markdown, classify_recipe, test_split
-from .stages import close_loggers, log_table, stage_callbacks, stage_loggers, trainer_kwargs
+from .stages import close_loggers, is_rank_zero, log_table, stage_callbacks, stage_loggers, trainer_kwargs
 
 
 def _group(cfg: DictConfig, key: str) -> dict[str, Any]:
@@ -70,6 +70,9 @@ def _fit(cfg: DictConfig, out: Path, module: Any, callbacks: list[Any], epochs: 
 
 
 def _finish(cfg: DictConfig, out: Path, loggers: list[Any], row: dict[str, Any]) -> None:
+    if not is_rank_zero():  # strategy=ddp runs the pipeline on every rank; rank 0 alone reports
+        close_loggers(loggers)
+        return
     for logger in loggers:
         logger.log_metrics({f"final/{k}": v for k, v in row.items() if isinstance(v, (int, float))})
     log_table(loggers, "results", [row])
@@ -85,17 +88,21 @@ def run_masking(cfg: DictConfig, out: Path, mcfg: dict[str, Any]) -> float:
     mode, seed = mcfg.pop("name"), int(cfg.seed)
     recon_weight = float(mcfg.pop("recon_weight", 1.0))
     rc = classify_recipe(cfg)
-    callback = AttentionMaskingCallback(mode, seed=seed, **mcfg)
+    teacher_path = out / "teacher.safetensors"  # written by rank 0, also when the fit ran in spawned processes
+    callback = AttentionMaskingCallback(mode, seed=seed, save_teacher_to=teacher_path, **mcfg)
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
     pl.seed_everything(seed, verbose=False)
     module = MaskedReconstructionModule(instantiate(cfg.model), lr=float(rc["lr"]), recon_weight=recon_weight)
     loggers, seconds = _fit(cfg, out, module, [callback], int(rc["epochs"]), "mim", datamodule)
+    if not is_rank_zero():  # rank 0 may still be writing the teacher
+        close_loggers(loggers)
+        return float("nan")
     x, y, *_ = test_split(datamodule)
     module.eval()
     with torch.no_grad():
         acc = 100.0 * float((module(x).argmax(-1) == y).float().mean())
-        scores = cls_attention_scores(callback.teacher, x, callback.layer)
+        scores = cls_attention_scores(load_teacher(teacher_path, module), x, callback.layer)
         mask = attention_guided_mask(scores, callback.schedule(10**9), mode,
                                      generator=torch.Generator().manual_seed(seed), **callback.kwargs)
         recon = evaluate_masked(module, x, y, mask)["recon_mse"]

@@ -28,7 +28,7 @@ from salguide.metrics import evaluate_explanations, explain
 from salguide.models import ClassifierModule
 from salguide.viz.saliency import plot_saliency_overlays
 
-from .stages import close_loggers, log_images, log_table, stage_callbacks, stage_loggers, trainer_kwargs
+from .stages import close_loggers, is_rank_zero, log_images, log_table, stage_callbacks, stage_loggers, trainer_kwargs
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +118,8 @@ def run_classify(cfg: DictConfig) -> float:
             loggers=loggers, callbacks=stage_callbacks(cfg), out_dir=out,
         )
         row = {"name": cfg.name, "input_loss": input_loss.name if input_loss else "none", "seed": seed, **row}
+        if not is_rank_zero():  # strategy=ddp runs the pipeline on every rank; rank 0 alone reports
+            return row["test_acc"]
         x, y, *_ = test_split(datamodule)
         x, y = x[:8], y[:8]
         methods = recipe["overlay_methods"] or DEFAULT_RECIPE["overlay_methods"]

@@ -1,11 +1,24 @@
-"""Hydra plumbing shared by pipelines: loggers and callbacks built fresh for each training stage."""
+"""Hydra plumbing shared by pipelines: loggers and callbacks built fresh for each training stage, the
+rank that writes, and what of a stage's config changes the weights it trains."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import torch
 from hydra.utils import instantiate
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
+
+# Trainer arguments that never change trained weights (display, logging, evaluation, files)
+_NO_NUMERICS = frozenset({
+    "logger", "callbacks", "enable_progress_bar", "enable_model_summary", "enable_checkpointing", "default_root_dir",
+    "log_every_n_steps", "num_sanity_val_steps", "check_val_every_n_epoch", "val_check_interval",
+    "limit_val_batches", "limit_test_batches", "limit_predict_batches", "profiler", "detect_anomaly", "barebones",
+    "inference_mode", "reload_dataloaders_every_n_epochs",
+})
+# Callbacks that only display or record
+_DISPLAY_CALLBACKS = ("ProgressBar", "ModelSummary", "LearningRateMonitor", "DeviceStatsMonitor", "ModelCheckpoint")
 
 
 def trainer_kwargs(cfg: DictConfig) -> dict[str, Any]:
@@ -56,3 +69,21 @@ def log_images(loggers: list[Any], images: dict[str, str]) -> None:
         if hasattr(logger, "log_image"):
             for key, path in images.items():
                 logger.log_image(key=key, images=[str(path)])
+
+
+def is_rank_zero() -> bool:
+    """False in the extra processes of ``strategy=ddp``, which run the pipeline too: only rank 0 writes and prints."""
+    return int(getattr(rank_zero_only, "rank", 0)) == 0
+
+
+def weight_settings(cfg: DictConfig) -> dict[str, Any]:
+    """The trainer arguments and callbacks of ``cfg`` that change trained weights, for cache keys: all but
+    ``_NO_NUMERICS`` and display callbacks, with ``accelerator: auto`` resolved on this machine."""
+    tkw = {k: v for k, v in trainer_kwargs(cfg).items() if k not in _NO_NUMERICS}
+    if tkw.get("accelerator", "auto") == "auto":
+        tkw["accelerator"] = "cuda" if torch.cuda.is_available() else "cpu"
+    node = cfg.get("callbacks")
+    entries = OmegaConf.to_container(node, resolve=True) if node else {}
+    callbacks = {name: c for name, c in entries.items()
+                 if c and not str(c.get("_target_", "")).endswith(_DISPLAY_CALLBACKS)}
+    return {"trainer": tkw, "callbacks": callbacks}

@@ -59,8 +59,15 @@ def test_sparsity_logged_and_figure_written(tmp_path):
     with open(f"{logger.log_dir}/metrics.csv") as f:
         logged = [float(row[SPARSITY_KEY]) for row in csv.DictReader(f) if row.get(SPARSITY_KEY)]
     assert logged == pytest.approx([frozen])
-    png = tmp_path / "run" / "version_0" / FIGURE_NAME
+    png = tmp_path / "run" / "version_0" / "figures" / FIGURE_NAME
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_figure_without_a_logger_stays_out_of_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    fit(LitNet("sgd", **SGD), WeightSaliencyCallback(random_mask(LitNet())), logger=False, max_steps=1)
+    assert [p.name for p in tmp_path.iterdir()] == ["figures"]  # the log dir is the CWD: a subfolder only
+    assert (tmp_path / "figures" / FIGURE_NAME).read_bytes()[:4] == b"\x89PNG"
 
 
 def test_mask_for_another_model_suggests_submodule():
