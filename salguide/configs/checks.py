@@ -104,6 +104,7 @@ NAME_RULES: dict[str, Any] = {
 
 PATH_RULES: dict[str, Any] = {
     "model.width": POS_INT,
+    "callbacks.data_samples.per_class": POS_INT,
     "attention_masking.ratio": MASK_RATIO,
     "input_loss.layer": _CHECKED_ELSEWHERE,  # a layer name for Grad-CAM, or null
     # Lightning's Trainer checks its own arguments when the first stage builds it, before any training;

@@ -18,7 +18,8 @@ _NO_NUMERICS = frozenset({
     "inference_mode", "reload_dataloaders_every_n_epochs",
 })
 # Callbacks that only display or record
-_DISPLAY_CALLBACKS = ("ProgressBar", "ModelSummary", "LearningRateMonitor", "DeviceStatsMonitor", "ModelCheckpoint")
+_DISPLAY_CALLBACKS = ("ProgressBar", "ModelSummary", "LearningRateMonitor", "DeviceStatsMonitor", "ModelCheckpoint",
+                      "DataSamplesCallback")
 
 
 def trainer_kwargs(cfg: DictConfig) -> dict[str, Any]:
