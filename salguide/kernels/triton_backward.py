@@ -22,8 +22,8 @@ from .triton_common import (
     head_strides,
     SPLIT_COLS,
     key_block,
-    load_full,
     load_rows,
+    load_tile,
     n_keys,
     per_key,
     prune_by_head_dim,
@@ -76,15 +76,13 @@ def _query_block_step(
     """One query block of the key-major backward; only the EDGE block (the last, partial one) masks rows.
     d target rides on a 16-wide tensor-core dot (g split into high and low halves)."""
     rows = m0 + tl.arange(0, BLOCK_M)
+    row_ok = rows < N
+    q = load_tile(Q, rows, row_ok, sqn, HEAD_DIM, BLOCK_D, EDGE)
+    do = load_tile(DO, rows, row_ok, sdn, HEAD_DIM, BLOCK_D, EDGE)
     if EDGE:
-        row_ok = rows < N
-        q = load_rows(Q, rows, row_ok, sqn, HEAD_DIM, BLOCK_D)
-        do = load_rows(DO, rows, row_ok, sdn, HEAD_DIM, BLOCK_D)
         lse = tl.load(Lse + stats + rows, mask=row_ok, other=float("inf")) * LOG2E_JIT
         delta = tl.load(Delta + stats + rows, mask=row_ok, other=0.0)
     else:
-        q = load_full(Q, rows, sqn, HEAD_DIM, BLOCK_D)
-        do = load_full(DO, rows, sdn, HEAD_DIM, BLOCK_D)
         lse = tl.load(Lse + stats + rows) * LOG2E_JIT
         delta = tl.load(Delta + stats + rows)
     s = tl.dot(k, tl.trans(q), input_precision=PRECISION) * scale_log2 + bias[:, None]
@@ -94,7 +92,7 @@ def _query_block_step(
     dp = tl.dot(v, tl.trans(do), input_precision=PRECISION)
     if HAS_TARGET:
         if EDGE:
-            g = tl.load(G + stats + rows, mask=rows < N, other=0.0)
+            g = tl.load(G + stats + rows, mask=row_ok, other=0.0)
         else:
             g = tl.load(G + stats + rows)
         dp += w[:, None] * g[None, :]
@@ -166,12 +164,8 @@ def _key_block_dq(
     """One key block of the query-major dQ pass; only the EDGE block and key lists mask slots."""
     pos, ok = key_block(Index, b, sib, start, n, N, BLOCK_N, INDEXED)
     masked = EDGE or INDEXED
-    if masked:
-        k = load_rows(K, pos, ok, skn, HEAD_DIM, BLOCK_D)
-        v = load_rows(V, pos, ok, svn, HEAD_DIM, BLOCK_D)
-    else:
-        k = load_full(K, pos, skn, HEAD_DIM, BLOCK_D)
-        v = load_full(V, pos, svn, HEAD_DIM, BLOCK_D)
+    k = load_tile(K, pos, ok, skn, HEAD_DIM, BLOCK_D, masked)
+    v = load_tile(V, pos, ok, svn, HEAD_DIM, BLOCK_D, masked)
     s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * scale_log2
     if HAS_BIAS:
         s += tl.load(Bias + pos, mask=ok, other=0.0)[None, :] * LOG2E_JIT
@@ -258,17 +252,17 @@ def triton_backward(
     sib = 0 if keys.index is None else keys.index.stride(0)
     common = dict(
         HEAD_DIM=D, BLOCK_D=block_d, INDEXED=keys.indexed, HAS_BIAS=bias is not None, HAS_TARGET=has_target,
-        NEED_DBIAS=need_dbias, NEED_DW=need_dw, PRECISION=dot_precision(q.dtype),
+        PRECISION=dot_precision(q.dtype),
     )  # fmt: skip
     slots = keys.slots(N)
     _dkdv_kernel[lambda meta: (triton.cdiv(slots, meta["BLOCK_N"]), H, B)](
         q, k, v, dout, dk, dv, lse, delta, dmass, bias, w, dbias, dw, keys.index, keys.count,
-        *head_strides(q, k, v, dout, dk, dv), sbb, sbh, swb, swh, sib, H, N, scale, scale * LOG2E, **common,
+        *head_strides(q, k, v, dout, dk, dv), sbb, sbh, swb, swh, sib, H, N, scale, scale * LOG2E,
+        NEED_DBIAS=need_dbias, NEED_DW=need_dw, **common,
     )  # fmt: skip
-    dq_common = {n: common[n] for n in ("HEAD_DIM", "BLOCK_D", "INDEXED", "HAS_BIAS", "HAS_TARGET", "PRECISION")}
     _dq_kernel[lambda meta: (triton.cdiv(N, meta["BLOCK_M"]), H, B)](
         q, k, v, dout, dq, lse, delta, dmass, bias, w, keys.index, keys.count,
-        *head_strides(q, k, v, dout, dq), sbb, sbh, swb, swh, sib, H, N, scale, scale * LOG2E, **dq_common,
+        *head_strides(q, k, v, dout, dq), sbb, sbh, swb, swh, sib, H, N, scale, scale * LOG2E, **common,
     )  # fmt: skip
     if keys.own is not None:
         own_backward(q, k, v, dout, dq, dk, dv, lse, delta, dmass, keys.own, key_bias, target, dbias, dw, scale)

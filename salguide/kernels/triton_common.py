@@ -147,9 +147,11 @@ def load_rows(ptr, rows, ok, stride_n, HEAD_DIM: tl.constexpr, BLOCK_D: tl.const
 
 
 @triton.jit
-def load_full(ptr, rows, stride_n, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr):
-    """As :func:`load_rows` for a block whose rows are all valid: no row mask (and no mask at all when
-    the head dim is a power of two)."""
+def load_tile(ptr, rows, ok, stride_n, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, MASKED: tl.constexpr):
+    """:func:`load_rows` when MASKED (an edge block, or gathered slots), else the same tile without a
+    row mask (and with no mask at all when the head dim is a power of two)."""
+    if MASKED:
+        return load_rows(ptr, rows, ok, stride_n, HEAD_DIM, BLOCK_D)
     d = tl.arange(0, BLOCK_D)
     if HEAD_DIM == BLOCK_D:
         return tl.load(ptr + rows[:, None] * stride_n + d[None, :])

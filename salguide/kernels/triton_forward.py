@@ -19,8 +19,8 @@ from .triton_common import (
     head_strides,
     SPLIT_COLS,
     key_block,
-    load_full,
     load_rows,
+    load_tile,
     n_keys,
     per_key,
     prune_by_head_dim,
@@ -53,7 +53,7 @@ def _key_block_step(
     and a low half so that 16-bit operands keep ~16 bits of w)."""
     pos, ok = key_block(Index, b, sib, start, n, N, BLOCK_N, INDEXED)
     masked = EDGE or INDEXED
-    k = load_rows(K, pos, ok, skn, HEAD_DIM, BLOCK_D) if masked else load_full(K, pos, skn, HEAD_DIM, BLOCK_D)
+    k = load_tile(K, pos, ok, skn, HEAD_DIM, BLOCK_D, masked)
     s = tl.dot(q, tl.trans(k), input_precision=PRECISION)
     if HAS_BIAS:
         s = s * scale_log2 + tl.load(Bias + pos, mask=ok, other=0.0)[None, :] * LOG2E_JIT
@@ -74,7 +74,7 @@ def _key_block_step(
         p = tl.math.exp2(s * scale_log2 - m_new_safe[:, None])
     alpha = tl.math.exp2(m_i - m_new_safe)
     l_i = l_i * alpha + tl.sum(p, 1)
-    v = load_rows(V, pos, ok, svn, HEAD_DIM, BLOCK_D) if masked else load_full(V, pos, svn, HEAD_DIM, BLOCK_D)
+    v = load_tile(V, pos, ok, svn, HEAD_DIM, BLOCK_D, masked)
     p_lo = p.to(v.dtype)
     acc = tl.dot(p_lo, v, acc * alpha[:, None], input_precision=PRECISION)
     if HAS_TARGET:
