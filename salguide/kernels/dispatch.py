@@ -25,14 +25,16 @@ MAX_TRITON_HEAD_DIM = 128
 # "mass" (a target), "index" (key_index), "mask" (key_mask / always_self), "bias" (key_bias), "plain".
 CASES = ("plain", "bias", "mask", "index", "mass", "stats")
 # The path "auto" takes per device and case. CPU: SDPA everywhere (docs/benchmarks.md, CPU table).
-# CUDA: the vendor path for plain attention and the Triton kernels for the extras until the GPU
-# benchmark (benchmarks/attention.py) has measured them; edit this table from its results.
+# CUDA (benchmarks/attention.py, docs/benchmarks.md): the vendor path for plain attention; the Triton
+# kernels for the extras, except the mass on long sequences (LONG_MASS_KEYS), where SDPA with the target
+# as an extra V column was faster (1.23x vs 2.02x flash at (2,32,8192,128); Triton won at N = 197).
 AUTO: dict[str, dict[str, str]] = {
     "cpu": dict.fromkeys(CASES, "sdpa"),
     "cuda": {"plain": "sdpa", "bias": "triton", "mask": "triton", "index": "triton", "mass": "triton",
              "stats": "triton"},  # fmt: skip
 }
 AUTO_OTHER = "sdpa"  # devices not in AUTO (mps, xpu, ...)
+LONG_MASS_KEYS = 4096  # from this many keys "auto" computes the mass on SDPA on CUDA
 
 
 def case_of(
@@ -59,6 +61,8 @@ def resolve_backend(requested: str | None, q: Tensor, case: str = "plain") -> st
         raise ValueError(f"{source} must be one of {BACKENDS}, got {choice!r}")
     if choice == "auto":
         choice = AUTO.get(q.device.type, {}).get(case, AUTO_OTHER)
+        if q.device.type == "cuda" and case == "mass" and q.shape[-2] >= LONG_MASS_KEYS:
+            choice = "sdpa"
         return "sdpa" if choice == "triton" and triton_problem(q) else choice
     if choice == "triton" and (problem := triton_problem(q)):
         raise RuntimeError(f"backend 'triton' cannot run here: {problem}")

@@ -20,14 +20,12 @@ from .triton_common import (
     autotune_configs,
     dot_precision,
     head_strides,
-    SPLIT_COLS,
     key_block,
     load_rows,
     load_tile,
     n_keys,
     per_key,
     prune_by_head_dim,
-    split_columns,
     store_rows,
     unit_last_dim,
 )
@@ -74,7 +72,7 @@ def _query_block_step(
     NEED_DBIAS: tl.constexpr, NEED_DW: tl.constexpr, EDGE: tl.constexpr, PRECISION: tl.constexpr,
 ):  # fmt: skip
     """One query block of the key-major backward; only the EDGE block (the last, partial one) masks rows.
-    d target rides on a 16-wide tensor-core dot (g split into high and low halves)."""
+    d target is an exact float32 sum of p * g over the block's queries."""
     rows = m0 + tl.arange(0, BLOCK_M)
     row_ok = rows < N
     q = load_tile(Q, rows, row_ok, sqn, HEAD_DIM, BLOCK_D, EDGE)
@@ -97,7 +95,7 @@ def _query_block_step(
             g = tl.load(G + stats + rows)
         dp += w[:, None] * g[None, :]
         if NEED_DW:
-            dw = tl.dot(p_lo, split_columns(g, do.dtype), dw, input_precision=PRECISION)
+            dw += tl.sum(p * g[None, :], 1)
     ds = p * (dp - delta[None, :])
     dk = tl.dot(ds.to(q.dtype), q, dk, input_precision=PRECISION)
     if NEED_DBIAS:
@@ -134,7 +132,7 @@ def _dkdv_kernel(
     dk = tl.zeros([BLOCK_N, BLOCK_D], tl.float32)
     dv = tl.zeros([BLOCK_N, BLOCK_D], tl.float32)
     db = tl.zeros([BLOCK_N], tl.float32)
-    dw = tl.zeros([BLOCK_N, SPLIT_COLS], tl.float32)
+    dw = tl.zeros([BLOCK_N], tl.float32)
     last = tl.where(start < n, N, 0)  # blocks past the key list do nothing
     full = (last // BLOCK_M) * BLOCK_M
     for m0 in range(0, full, BLOCK_M):
@@ -152,7 +150,7 @@ def _dkdv_kernel(
     if NEED_DBIAS:
         tl.store(DBias + stats + pos, db, mask=ok)
     if NEED_DW:
-        tl.store(DW + stats + pos, tl.sum(dw, 1), mask=ok)
+        tl.store(DW + stats + pos, dw, mask=ok)
 
 
 @triton.jit

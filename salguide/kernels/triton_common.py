@@ -21,8 +21,6 @@ INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 LOG2E = 1.4426950408889634  # host-side float (scales computed before a launch)
 # The same constant for @triton.jit code: Triton >= 3.0 only lets kernels read globals that are constexpr.
 LOG2E_JIT = tl.constexpr(LOG2E)
-# Width of the small tensor-core dots that carry per-key sums (mass, its gradients): the MMA minimum.
-SPLIT_COLS = tl.constexpr(16)
 
 
 ONE_CONFIG = os.environ.get("SALGUIDE_TRITON_AUTOTUNE", "1") == "0"
@@ -46,10 +44,16 @@ def autotune_configs(gpu: list[tuple[int, ...]], name: str) -> list[triton.Confi
 def prune_by_head_dim(configs: list[triton.Config], named_args: dict, **kwargs) -> list[triton.Config]:
     """Keep the configs that compile without register spills at this head dim (each config's
     ``max_head_dim``, measured ahead of time for sm_90a by tests/kernels/test_compile_sm90.py); only
-    the first of them when ``SALGUIDE_TRITON_AUTOTUNE=0``."""
+    the first of them when ``SALGUIDE_TRITON_AUTOTUNE=0`` (for float32 inputs the one with the smallest
+    pipelined tiles: the first can exceed an H100's 227 KB of shared memory there)."""
     d = kwargs.get("HEAD_DIM", named_args.get("HEAD_DIM"))
     kept = [c for c in configs if d is None or d <= getattr(c, "max_head_dim", 1 << 30)] or configs[-1:]
-    return kept[:1] if ONE_CONFIG else kept
+    if not ONE_CONFIG:
+        return kept  # Triton's autotuner skips any config that runs out of shared memory
+    q = named_args.get("Q")
+    if getattr(q, "element_size", lambda: 2)() > 2:  # float32 tiles need twice the shared memory
+        return [min(kept, key=lambda c: c.num_stages * (c.kwargs["BLOCK_M"] + c.kwargs.get("BLOCK_N", 0)))]
+    return kept[:1]
 
 
 @dataclass(frozen=True)
@@ -156,17 +160,6 @@ def load_tile(ptr, rows, ok, stride_n, HEAD_DIM: tl.constexpr, BLOCK_D: tl.const
     if HEAD_DIM == BLOCK_D:
         return tl.load(ptr + rows[:, None] * stride_n + d[None, :])
     return tl.load(ptr + rows[:, None] * stride_n + d[None, :], mask=d[None, :] < HEAD_DIM, other=0.0)
-
-
-@triton.jit
-def split_columns(x, dtype: tl.constexpr):
-    """A float32 vector [n] as a [n, SPLIT_COLS] operand of ``dtype`` for a tensor-core dot: column 0
-    holds x rounded to ``dtype``, column 1 the rounding error, the rest zeros. Summing a dot's two first
-    columns recovers ~2x the bits of ``dtype`` (exact for float32)."""
-    col = tl.arange(0, SPLIT_COLS)[None, :]
-    hi = x.to(dtype)
-    lo = (x - hi.to(tl.float32)).to(dtype)
-    return tl.where(col == 0, hi[:, None], tl.where(col == 1, lo[:, None], tl.zeros_like(hi)[:, None]))
 
 
 @triton.jit

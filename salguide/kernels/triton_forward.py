@@ -17,14 +17,12 @@ from .triton_common import (
     autotune_configs,
     dot_precision,
     head_strides,
-    SPLIT_COLS,
     key_block,
     load_rows,
     load_tile,
     n_keys,
     per_key,
     prune_by_head_dim,
-    split_columns,
     store_rows,
     unit_last_dim,
 )
@@ -49,8 +47,8 @@ def _key_block_step(
 ):  # fmt: skip
     """One key block of the online softmax. Only the EDGE block (the last, partial one) and key lists
     mask slots; full dense blocks load without masks. Scores stay unscaled until one fused
-    multiply-add s * scale_log2 - m; the mass rides on a 16-wide tensor-core dot (w split into a high
-    and a low half so that 16-bit operands keep ~16 bits of w)."""
+    multiply-add s * scale_log2 - m; the mass is an exact float32 row sum of p * w (a 16-wide tensor-core
+    dot for it miscompiled with Triton 3.6 on an H100: wrong mass, illegal addresses at D = 128)."""
     pos, ok = key_block(Index, b, sib, start, n, N, BLOCK_N, INDEXED)
     masked = EDGE or INDEXED
     k = load_tile(K, pos, ok, skn, HEAD_DIM, BLOCK_D, masked)
@@ -79,7 +77,7 @@ def _key_block_step(
     acc = tl.dot(p_lo, v, acc * alpha[:, None], input_precision=PRECISION)
     if HAS_TARGET:
         w = tl.load(W + pos, mask=ok, other=0.0)
-        mass = tl.dot(p_lo, split_columns(w, v.dtype), mass * alpha[:, None], input_precision=PRECISION)
+        mass = mass * alpha + tl.sum(p * w[None, :], 1)
     return acc, m_new, l_i, mass
 
 
@@ -109,7 +107,7 @@ def _forward_kernel(
     m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
     l_i = tl.zeros([BLOCK_M], tl.float32)
     acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
-    mass = tl.zeros([BLOCK_M, SPLIT_COLS], tl.float32)
+    mass = tl.zeros([BLOCK_M], tl.float32)
 
     n = n_keys(Count, b, N, INDEXED)
     full = n if INDEXED else (n // BLOCK_N) * BLOCK_N  # key lists mask every block; dense ones the edge only
@@ -131,7 +129,7 @@ def _forward_kernel(
     lse = tl.where(empty, float("inf"), (m_i + tl.math.log2(l_safe)) / LOG2E_JIT)
     tl.store(Lse + stats, lse, mask=row_ok)
     if HAS_TARGET:
-        tl.store(Mass + stats, tl.sum(mass, 1) / l_safe, mask=row_ok)
+        tl.store(Mass + stats, mass / l_safe, mask=row_ok)
 
 
 def triton_forward(

@@ -105,10 +105,14 @@ def autotune_configs(kernel: str) -> list[tuple[dict, int, int, int]]:
     return out
 
 
+SHARED_LIMIT = 232448  # bytes of shared memory one block may use on an H100 (227 KB opt-in)
+
+
 @dataclass
 class Compiled:
     registers: int
     local_bytes: int  # spills and stack frames live in local memory
+    shared_bytes: int = 0
 
 
 def compile_sm90(kernel: str, dtype: torch.dtype, head_dim: int, flags: dict[str, bool], meta: dict,
@@ -138,7 +142,9 @@ def compile_sm90(kernel: str, dtype: torch.dtype, head_dim: int, flags: dict[str
     assert not missing, f"{kernel}: unknown arguments {missing}"
     src = ASTSource(fn, signature, {k: v for k, v in constexprs.items()}, attrs)
     compiled = triton.compile(src, target=SM90, options=dict(num_warps=num_warps, num_stages=num_stages))
-    return resource_usage(compiled.asm["cubin"])
+    usage = resource_usage(compiled.asm["cubin"])
+    usage.shared_bytes = int(compiled.metadata.shared)
+    return usage
 
 
 def resource_usage(cubin: bytes) -> Compiled:
@@ -197,7 +203,7 @@ def sweep(kernels: list[str]) -> None:
 
 def main() -> None:
     """Worker: read a JSON list of cases [kernel, dtype, head_dim, {flag: bool}, meta, warps, stages]
-    on stdin, print [[registers, local_bytes] or error text, ...] as JSON. Run with TRITON_INTERPRET=0:
+    on stdin, print [[registers, local_bytes, shared_bytes] or error text, ...] as JSON. Run with TRITON_INTERPRET=0:
     the interpreter replaces @triton.jit functions by Python ones that cannot be compiled."""
     import json
     import sys
@@ -213,7 +219,7 @@ def main() -> None:
     for kernel, dtype, d, flags, meta, warps, stages in json.load(sys.stdin):
         try:
             r = compile_sm90(kernel, dtypes[dtype], d, flags, meta, warps, stages)
-            out.append([r.registers, r.local_bytes])
+            out.append([r.registers, r.local_bytes, r.shared_bytes])
         except Exception as e:  # reported per case by the test
             out.append(f"{type(e).__name__}: {e}"[:2000])
     json.dump(out, sys.stdout)

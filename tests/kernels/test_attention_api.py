@@ -10,7 +10,7 @@ from attention_cases import make_case
 from salguide.kernels import (
     BACKEND_ENV_VAR, VALIDATE_ENV_VAR, AttentionResult, attention, attention_reference, attention_stats,
 )
-from salguide.kernels.dispatch import AUTO, resolve_backend, resolve_validate
+from salguide.kernels.dispatch import AUTO, LONG_MASS_KEYS, resolve_backend, resolve_validate
 
 B, H, N, D = 2, 2, 5, 4
 
@@ -116,6 +116,9 @@ def test_auto_table_cuda_vendor_for_plain_triton_for_extras_with_fallback(monkey
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     assert {case: resolve_backend("auto", fake, case) for case in AUTO["cuda"]} == AUTO["cuda"]
     assert AUTO["cuda"]["plain"] == "sdpa" and AUTO["cuda"]["mass"] == "triton"
+    long = type("T", (), {"device": torch.device("cuda"), "dtype": torch.float16, "shape": (1, 1, LONG_MASS_KEYS, 64)})()
+    assert resolve_backend("auto", long, "mass") == "sdpa"  # long sequences: the mass rides on SDPA
+    assert resolve_backend("auto", long, "index") == "triton"
     fake.dtype = torch.float64
     assert resolve_backend("auto", fake, "mass") == "sdpa"
     assert resolve_backend("auto", torch.randn(1, 1, 2, 4), "mass") == "sdpa"  # CPU
