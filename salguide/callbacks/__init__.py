@@ -7,6 +7,7 @@ from .attention_masking import AttentionMaskingCallback
 from .data_samples import DataSamplesCallback
 from .explanation_metrics import ExplanationMetricsCallback
 from .input_saliency import InputSaliencyCallback
+from .progress import StageProgressBar
 from .random_labels import RandomLabelCallback
 from .saliency_overlays import SaliencyOverlayCallback
 from .token_pruning import TokenPruningCallback
@@ -15,6 +16,7 @@ from .weight_saliency import WeightSaliencyCallback
 __all__ = [
     "WeightSaliencyCallback",
     "RandomLabelCallback",
+    "StageProgressBar",
     "InputSaliencyCallback",
     "ExplanationMetricsCallback",
     "SaliencyOverlayCallback",
