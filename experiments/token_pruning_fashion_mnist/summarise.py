@@ -14,7 +14,6 @@ EViT and ToMe at keep 0.7 (the benchmark's ratio: median of paired runs).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -28,6 +27,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import yaml  # noqa: E402
 
 from salguide.io import atomic_write_csv, atomic_write_json, atomic_write_text  # noqa: E402
+from salguide.studies import log_results_table, summary_arguments  # noqa: E402
 
 POLICIES = ("evit", "tome", "dynamicvit")
 NAMES = {"evit": "EViT", "tome": "ToMe", "dynamicvit": "DynamicViT-style masking", "none": "unpruned"}
@@ -163,23 +163,8 @@ def figures(summary: list[dict[str, Any]], out: Path) -> None:
     plt.close(fig)
 
 
-def log_wandb(rows: list[dict[str, Any]], root: Path) -> None:
-    """The per-run rows as an offline W&B table in ``root`` (``wandb sync`` uploads it)."""
-    import wandb
-
-    run = wandb.init(project="salguide", name="token_pruning_fashion_mnist-summary", job_type="summary",
-                     mode="offline", dir=str(root), group="token_pruning_fashion_mnist_study")
-    cols = [k for k in rows[0] if k != "run"]
-    run.log({"results": wandb.Table(columns=cols, data=[[r[c] for c in cols] for r in rows])})
-    run.finish()
-
-
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("runs", type=Path, help="run.sh's RUNS: throughput.json and the sweep directories")
-    ap.add_argument("--out", type=Path, default=Path(__file__).parent)
-    ap.add_argument("--wall-seconds", type=float, default=None)
-    args = ap.parse_args()
+    args = summary_arguments(__doc__.splitlines()[0], Path(__file__).parent)
     rows = load_runs(args.runs)
     bench_path = args.runs / "throughput.json"
     bench = json.loads(bench_path.read_text()) if bench_path.exists() else {}
@@ -191,7 +176,7 @@ def main() -> None:
                                                   "throughput": bench})
     atomic_write_csv(args.out / "results.csv", public)
     figures(summary, args.out)
-    log_wandb(public, args.runs)
+    log_results_table(public, args.runs, "token_pruning_fashion_mnist")
     print(md)
 
 

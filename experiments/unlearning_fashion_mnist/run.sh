@@ -15,15 +15,16 @@ TUNE_SEEDS=${TUNE_SEEDS:-0,1,2}
 FINAL_SEEDS=${FINAL_SEEDS:-3,4,5}
 OUT=${STUDY_OUT:-$HERE}
 METHODS=(ft ga rl l1_sparse salun)
-# learning-rate grids per (mode, group of methods that share a grid: one Hydra sweep each); the digits study's
-# grids, widened to a 4-16x span. RL and SalUn want a ~40x smaller lr for random than for class-wise forgetting.
+# learning-rate grids per (mode, group of methods that share a grid: one Hydra sweep each): two values, 4x apart
+# (the CPU budget allows no more). FT at the digits study's 0.2 wrecked this model (RA 18 %, seed 0), hence
+# lower FT / l1-sparse grids. RL and SalUn want a ~20x smaller lr for random than for class-wise forgetting.
 declare -A GRID=(
-  [class:ft,l1_sparse]=0.1,0.3,0.8 [class:rl,salun]=5e-3,2e-2,5e-2 [class:ga]=1e-3,3e-3,1e-2
-  [random:ft,l1_sparse]=0.02,0.05,0.1 [random:rl,salun]=2e-4,5e-4,2e-3 [random:ga]=0.02,0.05,0.1
+  [class:ft,l1_sparse]=0.02,0.08 [class:rl,salun]=5e-3,2e-2 [class:ga]=3e-3,1e-2
+  [random:ft,l1_sparse]=0.01,0.04 [random:rl,salun]=5e-4,2e-3 [random:ga]=5e-3,2e-2
 )
 declare -A PRESET=([class]=unlearn_fashion_mnist [random]=unlearn_fashion_mnist_random)
 # per-run loggers: CSV only (a W&B start per stage costs seconds; summarise.py logs the W&B results table)
-COMMON=(data.train_size="${TRAIN_SIZE:-800}" data.test_size="${TEST_SIZE:-1000}" data.batch_size=64
+COMMON=(data.train_size="${TRAIN_SIZE:-500}" data.test_size="${TEST_SIZE:-1000}" data.batch_size=64
         trainer=cpu logger=csv '~callbacks.progress' +trainer.enable_progress_bar=false print_table=false)
 if [[ "${QUICK:-0}" == 1 ]]; then
   TUNE_SEEDS=0 FINAL_SEEDS=1 OUT=${STUDY_OUT:-$(mktemp -d)}

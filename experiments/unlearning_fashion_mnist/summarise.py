@@ -15,7 +15,6 @@ reads the runs on the fresh seeds, so the reported numbers are out of sample for
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import statistics
@@ -29,6 +28,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import yaml  # noqa: E402
 
 from salguide.io import atomic_write_csv, atomic_write_json, atomic_write_text  # noqa: E402
+from salguide.studies import log_results_table, summary_arguments  # noqa: E402
 from salguide.unlearning.metrics import METRIC_KEYS  # noqa: E402
 from salguide.unlearning.report import GAP, aggregate  # noqa: E402
 
@@ -217,24 +217,8 @@ def figures(summary: dict[str, list[dict[str, Any]]], out: Path) -> None:
     plt.close(fig)
 
 
-def log_wandb(rows: list[dict[str, Any]], root: Path) -> None:
-    """The per-run rows as an offline W&B table in ``root`` (``wandb sync`` uploads it)."""
-    import wandb
-
-    run = wandb.init(project="salguide", name="unlearning_fashion_mnist-summary", job_type="summary", mode="offline",
-                     dir=str(root), group="unlearning_fashion_mnist_study")
-    cols = [k for k in rows[0] if k != "run"]
-    run.log({"results": wandb.Table(columns=cols, data=[[r[c] for c in cols] for r in rows])})
-    run.finish()
-
-
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("step", choices=("select", "results"))
-    ap.add_argument("runs", type=Path, help="the sweep directories' parent")
-    ap.add_argument("--out", type=Path, default=Path(__file__).parent)
-    ap.add_argument("--wall-seconds", type=float, default=None)
-    args = ap.parse_args()
+    args = summary_arguments(__doc__.splitlines()[0], Path(__file__).parent, steps=("select", "results"))
     rows = load_runs(args.runs)
     if args.step == "select":
         for var, lr in select(rows, args.out).items():  # for run.sh: eval "$(python summarise.py select ...)"
@@ -247,7 +231,7 @@ def main() -> None:
     atomic_write_json(args.out / "results.json", {"rows": public(rows), "summary": summary, "seed_wins": wins})
     atomic_write_csv(args.out / "results.csv", public(rows))
     figures(summary, args.out)
-    log_wandb(rows, args.runs)
+    log_results_table(rows, args.runs, "unlearning_fashion_mnist")
     print(md)
 
 
