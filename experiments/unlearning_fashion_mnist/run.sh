@@ -7,7 +7,7 @@
 #   2. per (mode, method) the lr with the smallest mean Avg.Gap to Retrain (SalUn's rule), rerun on the fresh
 #      FINAL_SEEDS; SalUn with ANT's mask (saliency=ant) takes SalUn's chosen lr;
 #   3. summarise.py writes results.md/.json/.csv, figures/ here and an offline W&B table under RUNS.
-# Usage: bash experiments/unlearning_fashion_mnist/run.sh [RUNS]   (QUICK=1: a smoke test, ~10 min: 18 sweeps)
+# Usage: bash experiments/unlearning_fashion_mnist/run.sh [RUNS]   (QUICK=1: a smoke test, ~5 min)
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 RUNS=${1:-${SALGUIDE_OUTPUT_DIR:-outputs}/unlearning_fashion_mnist_study/$(date +%Y-%m-%d_%H-%M-%S)}
