@@ -1,6 +1,7 @@
 """Training and inference throughput of a routed ViT with EViT, DynamicViT-style masking and ToMe.
 
     python benchmarks/token_pruning.py --threads 1                       # digits ViT on CPU (64 tokens + CLS)
+    python benchmarks/token_pruning.py --model fashion_mnist --threads 1 # prune_fashion_mnist_* ViT (196 + CLS)
     python benchmarks/token_pruning.py --model vit_s16 --device cuda --dtype bf16 --batch 128 \
         --output experiments/token_pruning/gpu.md                        # ViT-S/16 sizes, random data, GPU
 
@@ -24,12 +25,14 @@ import torch
 
 from salguide.attention import DynamicMaskPolicy, EViTPolicy, ToMePolicy, router_of, use_policy
 from salguide.attention.policies import TokenPolicy, token_counts
-from salguide.io import atomic_write_text
-from salguide.models.vit import vit_digits, vit_small_patch16
+from salguide.io import atomic_write_json, atomic_write_text
+from salguide.models.vit import VisionTransformer, vit_digits, vit_small_patch16
 
 MODELS = {  # model, image shape, blocks where every policy acts
     "digits": (lambda: vit_digits(), (1, 32, 32), [1, 2]),
     "vit_s16": (lambda: vit_small_patch16(), (3, 224, 224), [3, 6, 9]),
+    # the prune_fashion_mnist_* presets' ViT: 28 px, patch 2 (196 tokens + CLS), width 64, depth 4
+    "fashion_mnist": (lambda: VisionTransformer(img_size=28, patch_size=2, in_chans=1), (1, 28, 28), [1, 2]),
 }
 POLICIES = {"evit": EViTPolicy, "dynamicvit": DynamicMaskPolicy, "tome": ToMePolicy}
 
@@ -142,6 +145,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3, help="paired (unpruned, pruned) measurements per row")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--output", type=Path, default=None)
+    ap.add_argument("--json", type=Path, default=None, help="also write the rows (and the run's settings) as JSON")
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -152,6 +156,9 @@ def main() -> None:
     print(text)
     if a.output:
         atomic_write_text(a.output, text)
+    if a.json:
+        settings = {k: getattr(a, k) for k in ("model", "device", "dtype", "batch", "steps", "warmup", "repeats")}
+        atomic_write_json(a.json, {**settings, "device_name": dev, "torch": torch.__version__, "rows": rows})
 
 
 if __name__ == "__main__":

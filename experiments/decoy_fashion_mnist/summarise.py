@@ -14,7 +14,6 @@ lies off the patch. Anchor: RRR's DecoyMNIST (Ross, Hughes & Doshi-Velez, IJCAI 
 
 from __future__ import annotations
 
-import argparse
 import csv
 import os
 import shlex
@@ -31,6 +30,7 @@ import yaml  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from salguide.io import atomic_write_csv, atomic_write_json, atomic_write_text  # noqa: E402
+from salguide.studies import log_results_table, summary_arguments  # noqa: E402
 from salguide.viz.saliency import plot_accuracy_bars  # noqa: E402
 
 PAPER = {"vanilla": 51.55, "rrr": 96.07, "clean": 96.11}  # RRR, DecoyMNIST test accuracy (%)
@@ -178,24 +178,8 @@ def figures(rows: list[dict[str, Any]], summary: dict[str, dict[str, list[float]
         shutil.copyfile(runs["vanilla"] / "data_samples.png", figs / "data_samples.png")
 
 
-def log_wandb(rows: list[dict[str, Any]], root: Path) -> None:
-    """The per-run rows as an offline W&B table in ``root`` (``wandb sync`` uploads it)."""
-    import wandb
-
-    run = wandb.init(project="salguide", name="decoy_fashion_mnist-summary", job_type="summary", mode="offline",
-                     dir=str(root), group="decoy_fashion_mnist_study")
-    cols = [k for k in rows[0] if k != "run"]
-    run.log({"results": wandb.Table(columns=cols, data=[[r[c] for c in cols] for r in rows])})
-    run.finish()
-
-
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("step", choices=("select", "results"))
-    ap.add_argument("runs", type=Path, help="the sweep directories' parent")
-    ap.add_argument("--out", type=Path, default=Path(__file__).parent)
-    ap.add_argument("--wall-seconds", type=float, default=None)
-    args = ap.parse_args()
+    args = summary_arguments(__doc__.splitlines()[0], Path(__file__).parent, steps=("select", "results"))
     rows = load_runs(args.runs)
     if args.step == "select":
         chosen = select(rows, args.out)
@@ -208,7 +192,7 @@ def main() -> None:
     atomic_write_json(args.out / "results.json", {"rows": public(rows), "summary": summary, "paper": PAPER})
     atomic_write_csv(args.out / "results.csv", public(rows))
     figures(rows, summary, args.out)
-    log_wandb(rows, args.runs)
+    log_results_table(rows, args.runs, "decoy_fashion_mnist")
     print(md)
 
 

@@ -1,0 +1,31 @@
+"""Helpers shared by the study summary scripts under ``experiments/`` (``summarise.py``): their command line
+and the offline W&B table of their per-run rows."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any, Sequence
+
+
+def summary_arguments(description: str, default_out: Path, steps: Sequence[str] = ()) -> argparse.Namespace:
+    """Parse ``[step] runs [--out DIR] [--wall-seconds S]``: ``step`` only when ``steps`` are given."""
+    ap = argparse.ArgumentParser(description=description)
+    if steps:
+        ap.add_argument("step", choices=tuple(steps))
+    ap.add_argument("runs", type=Path, help="the study's run folder (run.sh's RUNS or a sweep directories' parent)")
+    ap.add_argument("--out", type=Path, default=default_out, help="where tables and figures go")
+    ap.add_argument("--wall-seconds", type=float, default=None, help="run.sh's wall time, quoted in results.md")
+    return ap.parse_args()
+
+
+def log_results_table(rows: Sequence[dict[str, Any]], root: Path, study: str) -> None:
+    """``rows`` (without their ``run`` folder) as the table ``results`` of an offline W&B run in ``root``
+    (``wandb sync`` uploads it)."""
+    import wandb
+
+    run = wandb.init(project="salguide", name=f"{study}-summary", job_type="summary", mode="offline", dir=str(root),
+                     group=f"{study}_study")
+    cols = [k for k in rows[0] if k != "run"]
+    run.log({"results": wandb.Table(columns=cols, data=[[r[c] for c in cols] for r in rows])})
+    run.finish()
