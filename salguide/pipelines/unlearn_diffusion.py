@@ -14,9 +14,12 @@ from __future__ import annotations
 import copy
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable
 
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -75,6 +78,7 @@ def _preflight(cfg: DictConfig, probe: Any, datamodule: Any, objective: Any) -> 
 def run_unlearn_diffusion(cfg: DictConfig) -> float | None:
     from salguide.callbacks import DiffusionUnlearningCallback, WeightSaliencyCallback
     from salguide.diffusion.metrics import fit_judge, generate_per_class, generation_metrics
+    from salguide.diffusion.objectives import FTObjective
     from salguide.diffusion.saliency import check_mask_fits
     from salguide.models import SmallCNN
 
@@ -91,38 +95,30 @@ def run_unlearn_diffusion(cfg: DictConfig) -> float | None:
     paths, tkw = diffusion_cache_paths(cfg), trainer_kwargs(cfg)
     epochs = int(cfg.original.epochs)
 
-    def stage(name: str, fn: Callable[[list[Any], list[Any]], Any]) -> Any:
-        loggers, callbacks = stage_loggers(cfg, name, run_id), stage_callbacks(cfg)
-        try:
-            return fn(loggers, callbacks)
-        finally:
-            close_loggers(loggers)
+    def train_on(split: str, key: str) -> Any:
+        """The cached DDPM trained on ``split`` (``full``: original; ``retain``: Retrain), with its run time."""
+        def fit(model: Any) -> Any:
+            datamodule.train_on = split
+            start = time.perf_counter()
+            _fit(model, datamodule, epochs, seed, tkw, lg, cb)
+            if writer:
+                atomic_write_json(paths[key].with_suffix(".json"), {"seconds": time.perf_counter() - start})
+            return model
 
-    def train_on(split: str, key: str) -> Callable[[list[Any], list[Any]], Any]:
-        def run(lg: list[Any], cb: list[Any]) -> Any:
-            def fit(model: Any) -> Any:
-                datamodule.train_on = split
-                start = time.perf_counter()
-                _fit(model, datamodule, epochs, seed, tkw, lg, cb)
-                if writer:
-                    atomic_write_json(paths[key].with_suffix(".json"), {"seconds": time.perf_counter() - start})
-                return model
-            import torch
+        with _stage(cfg, key, run_id) as (lg, cb):
             torch.manual_seed(seed)
             model, hit = cached_weights(paths[key], make_model(), fit, write=writer)
-            log.info("%s DDPM %s %s", key, "loaded from" if hit else "trained and cached at", paths[key])
-            return model.eval()
-        return run
+        log.info("%s DDPM %s %s", key, "loaded from" if hit else "trained and cached at", paths[key])
+        return model.eval()
 
-    original = stage("original", train_on("full", "original"))
-    retrained = stage("retrain", train_on("retain", "retrain"))
+    original, retrained = train_on("full", "original"), train_on("retain", "retrain")
     jcfg = OmegaConf.to_container(cfg.judge, resolve=True)
     judge, _ = cached_weights(paths["judge"], SmallCNN(datamodule.num_classes, datamodule.input_shape[0], jcfg["width"]),
                               lambda _: fit_judge(datamodule.train_x, datamodule.train_y, datamodule.num_classes,
                                                   seed=seed, **jcfg), write=writer)
     judge.eval()
 
-    def run_method(lg: list[Any], cb: list[Any]) -> tuple[Any, float, Any]:
+    def run_method() -> tuple[Any, float, Any]:
         net = copy.deepcopy(original).train()
         net.hparams.lr = float(ucfg.lr)
         start = time.perf_counter()
@@ -132,17 +128,18 @@ def run_unlearn_diffusion(cfg: DictConfig) -> float | None:
             mask = mask_fn(net, datamodule.forget_dataloader())
             check_mask_fits(mask, net)
             plugins.append(WeightSaliencyCallback(mask, strict=False, log_figure=False))
-        if objective is not None and type(objective).__name__ != "FTObjective":
+        if objective is not None and not isinstance(objective, FTObjective):
             plugins.append(DiffusionUnlearningCallback(objective, datamodule.forget_dataloader(shuffle=True), seed=seed))
         datamodule.train_on = "retain"
-        _fit(net, datamodule, int(ucfg.epochs), seed, tkw, lg, [*plugins, *cb])
+        with _stage(cfg, method, run_id) as (lg, cb):
+            _fit(net, datamodule, int(ucfg.epochs), seed, tkw, lg, [*plugins, *cb])
         return net.eval(), time.perf_counter() - start, mask
 
     method = str(ucfg.name)
     if ucfg.get("from_scratch"):
         model, seconds, mask = retrained, cached_seconds(paths["retrain"].with_suffix(".json")), None
     else:
-        model, seconds, mask = stage(method, run_method)
+        model, seconds, mask = run_method()
 
     gen = OmegaConf.to_container(cfg.generation, resolve=True)
     test_x, test_y = datamodule.test_x, datamodule.test_y
@@ -168,23 +165,28 @@ def run_unlearn_diffusion(cfg: DictConfig) -> float | None:
     atomic_write_csv(out / "results.csv", rows)
     table = format_rows(rows)
     atomic_write_text(out / "results.md", table)
-    loggers = stage_loggers(cfg, "results", run_id)
-    try:
+    with _stage(cfg, "results", run_id) as (loggers, _):
         log_table(loggers, "results", rows)
         log_images(loggers, images)
         for logger in loggers:
             logger.log_metrics({f"final/{k}": v for k, v in rows[-1].items() if isinstance(v, (int, float))})
-    finally:
-        close_loggers(loggers)
     if cfg.get("print_table", True):
         print(f"\n{table}\nresults: {out / 'results.md'}")
     return float(rows[-1]["UA"])
 
 
+@contextmanager
+def _stage(cfg: DictConfig, name: str, run_id: str) -> Iterator[tuple[list[Any], list[Any]]]:
+    """Fresh loggers (one W&B run per stage) and callbacks for one stage; loggers closed afterwards."""
+    loggers = stage_loggers(cfg, name, run_id)
+    try:
+        yield loggers, stage_callbacks(cfg)
+    finally:
+        close_loggers(loggers)
+
+
 def torch_grid_index(labels: Any, per_class: int) -> Any:
     """Indices of the first ``per_class`` samples of every class."""
-    import torch
-
     return torch.cat([(labels == c).nonzero().flatten()[:per_class] for c in labels.unique()])
 
 
