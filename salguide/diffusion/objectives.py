@@ -150,12 +150,14 @@ class ESDObjective(DiffusionObjective):
 
 class ANTObjective(DiffusionObjective):
     """ANT: reversed guidance for ``t < t_split`` (mid-to-late denoising), original guided target for
-    ``t >= t_split`` (early denoising); ``t_split`` defaults to ``round((1 − early_fraction) · T)``."""
+    ``t >= t_split`` (early denoising); ``t_split`` defaults to ``round((1 − early_fraction) · T)``.
+    Defaults are the official single-concept config (``lileyang1210/ANT``, ``Single/configs/ant_train.yaml``):
+    negative_guidance η = 1, α₁ = 1, α₂ = 0.5, before_step 7 of 50 DDIM steps (early_fraction 0.14)."""
 
     name = "ANT"
     needs_original = True
 
-    def __init__(self, eta: float = 1.0, alpha1: float = 1.0, alpha2: float = 1.0, early_fraction: float = 0.14,
+    def __init__(self, eta: float = 1.0, alpha1: float = 1.0, alpha2: float = 0.5, early_fraction: float = 0.14,
                  t_split: int | None = None, beta: float = 0.0) -> None:
         super().__init__(beta, None)
         self.eta = check_guidance(eta, "eta (the guidance scale of the targets)")

@@ -11,6 +11,7 @@ forget batches; the mask keeps the top ``ratio`` (0.5 in SalUn) of all weights. 
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Sequence
 from functools import reduce
 from operator import and_
@@ -26,20 +27,30 @@ from salguide.weights.select import check_ratio, check_scope
 
 from .core import check_conditions, check_t_range, denoising_loss
 from .module import denoiser_parts
+from .objectives import DiffusionObjective
 
 
 class DiffusionForgetLoss:
     """``batch_loss(model, x, y)`` for ``saliency_scores``/``ant_mask``: DDPM's noise-prediction MSE of ``model``
-    (following the ``DiffusionModule`` protocol) on forget images ``x`` with their true conditions ``y``.
-    Noise and timesteps come from torch's global RNG (seeded by the caller, e.g. per ANT run)."""
+    (following the ``DiffusionModule`` protocol) on forget images ``x`` with their true conditions ``y``
+    (SalUn's rule), or, with ``objective``, that objective's forget term against the frozen ``original``
+    (ANT's code scores its own loss). Noise and timesteps come from torch's global RNG (seeded by the
+    caller, e.g. per ANT run)."""
 
-    def __init__(self, t_range: Sequence[int] | None = None) -> None:
+    def __init__(self, t_range: Sequence[int] | None = None, objective: DiffusionObjective | None = None,
+                 original: nn.Module | None = None) -> None:
         self.t_range = None if t_range is None else tuple(t_range)
+        if objective is not None and objective.needs_original and original is None:
+            raise ValueError(f"{type(objective).__name__} compares with the original model: pass original=")
+        self.objective, self.original = objective, original
 
     def __call__(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
-        eps, scheduler, num_conditions, _ = denoiser_parts(model)
+        eps, scheduler, num_conditions, null = denoiser_parts(model)
         check_conditions(y, num_conditions, "forget class")
-        return denoising_loss(eps, scheduler, x, y, t_range=self.t_range)
+        if self.objective is None:
+            return denoising_loss(eps, scheduler, x, y, t_range=self.t_range)
+        frozen = self.original.eps if self.original is not None else None
+        return self.objective.forget_loss(eps, frozen, scheduler, null, num_conditions, x, y)
 
 
 def _check_forget(module: nn.Module, loader: Iterable, t_range: Sequence[int] | None) -> None:
@@ -73,15 +84,23 @@ def diffusion_saliency_mask(
 def diffusion_ant_mask(
     module: nn.Module, forget_loader: Iterable, ratio: float = 0.5, *, scope: str = "layer",
     seeds: Sequence[int] = (0, 1, 2), augmentations: Augmentation | Sequence[Augmentation | None] | None = None,
-    t_range: Sequence[int] | None = None, trainable_only: bool = True,
+    t_range: Sequence[int] | None = None, trainable_only: bool = True, objective: DiffusionObjective | None = None,
+    trajectory_steps: int = 0, lr: float = 1e-2,
 ) -> WeightMask:
-    """ANT's augmentation-enhanced mask: per-layer top ``ratio`` of the diffusion saliency in every
-    (seed, augmentation) run, intersected. ``augmentations``: ``aug(x, generator) -> x`` (None = identity)."""
+    """ANT's augmentation-enhanced mask: per-layer top ``ratio`` of the saliency in every (seed, augmentation)
+    run, intersected. ``augmentations``: ``aug(x, generator) -> x`` (None = identity). The saliency is the
+    diffusion MSE of the forget class, or ``objective``'s forget term (e.g. ``ANTObjective()``, as ANT's
+    code) against a frozen copy of ``module``; ``trajectory_steps``/``lr``: scores summed along that many
+    gradient-descent steps of a copy (ANT accumulates gradients over its first training iterations)."""
     _check_forget(module, forget_loader, t_range)
     check_ratio(ratio)
     check_scope(scope)
+    original = copy.deepcopy(module).eval().requires_grad_(False) if objective is not None else None
+    if objective is not None:
+        objective.check(denoiser_parts(module)[1], denoiser_parts(module)[2])
     runs = ant_scores(module, forget_loader, seeds=seeds, augmentations=augmentations,
-                      batch_loss=DiffusionForgetLoss(t_range), progress=False)
+                      batch_loss=DiffusionForgetLoss(t_range, objective, original), progress=False,
+                      trajectory_steps=trajectory_steps, lr=lr)
     pick = (lambda s: _trainable(module, s)) if trainable_only else (lambda s: s)
     return reduce(and_, (WeightMask.from_scores(pick(s), ratio, scope=scope) for s in runs))
 

@@ -1,5 +1,7 @@
 """SalUn's generation saliency and ANT's augmented map on a tiny UNet, against a naive loop."""
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -81,3 +83,25 @@ def test_forget_class_outside_the_model_is_refused_by_scoring():
         diffusion_saliency_scores(tiny(), batches(label=7))
     with pytest.raises(ValueError, match="forget set is empty"):
         diffusion_saliency_scores(tiny(), [])
+
+
+def test_ant_mask_can_score_the_ant_loss_itself():
+    from salguide.diffusion import ANTObjective
+
+    m, data, obj = tiny(), batches(), ANTObjective()
+    got = diffusion_ant_mask(m, data, 0.5, seeds=(4,), objective=obj)
+    frozen = copy.deepcopy(m).eval()
+    torch.manual_seed(4)  # by hand: |Σ_b ∇θ L_ANT(θ₀)| in eval mode, one run, per-layer top half
+    m.eval()
+    params = [p for _, p in m.named_parameters()]
+    total = [torch.zeros_like(p) for p in params]
+    for x, y in data:
+        loss = obj.forget_loss(m.eps, frozen.eps, m.noise_scheduler, 4, 4, x, y)
+        for acc, g in zip(total, torch.autograd.grad(loss, params, allow_unused=True)):
+            if g is not None:
+                acc += g
+    m.train()
+    want = WeightMask.from_scores({n: g.abs() for (n, _), g in zip(m.named_parameters(), total)}, 0.5, scope="layer")
+    assert got == want
+    assert got != diffusion_ant_mask(m, data, 0.5, seeds=(4,))
+    assert diffusion_ant_mask(m, data, 0.5, seeds=(4,), objective=obj, trajectory_steps=1).num_selected > 0
