@@ -134,18 +134,26 @@ class SalUnObjective(DiffusionObjective):
 
 
 class ESDObjective(DiffusionObjective):
-    """ESD-style negative guidance towards the frozen original's ``ε₀(∅) − η (ε₀(c) − ε₀(∅))``."""
+    """ESD-style negative guidance towards the frozen original's ``ε₀(∅) − η (ε₀(c) − ε₀(∅))`` (``anchor="null"``,
+    the paper's Eq. 6 and ANT's late range), or ``ε₀(c) − η (ε₀(c) − ε₀(∅))`` (``anchor="concept"``, the current
+    ``esd_sd.py`` of ``rohitgandikota/erasing``, whose default η is 2)."""
 
     name = "ESD"
     needs_original = True
 
-    def __init__(self, eta: float = 1.0, beta: float = 0.0, t_range: Sequence[int] | None = None) -> None:
+    def __init__(self, eta: float = 1.0, beta: float = 0.0, t_range: Sequence[int] | None = None,
+                 anchor: str = "null") -> None:
         super().__init__(beta, t_range)
         self.eta = check_guidance(eta, "eta (the negative guidance scale)")
+        if anchor not in ("null", "concept"):
+            raise ValueError(f"anchor must be 'null' or 'concept', got {anchor!r}")
+        self.anchor = anchor
 
     def forget_loss(self, eps_fn, original, scheduler, null, num_conditions, x, y, generator=None):  # noqa: D102
         x_t, t = self._noised(scheduler, x, generator)
-        return esd_loss(eps_fn, original, x_t, t, y, null, self.eta)
+        if self.anchor == "null":
+            return esd_loss(eps_fn, original, x_t, t, y, null, self.eta)
+        return F.mse_loss(eps_fn(x_t, t, y), guided_target(original, x_t, t, y, null, 1.0 - self.eta))
 
 
 class ANTObjective(DiffusionObjective):

@@ -49,6 +49,14 @@ def test_esd_targets_the_originals_negative_guidance():
     loss = esd_loss(net, orig, X, TT, Y, 4, 2.0)
     e_c, e_u = orig(X, TT, Y).detach(), orig(X, TT, torch.full_like(Y, 4)).detach()
     torch.testing.assert_close(loss, F.mse_loss(net(X, TT, Y), e_u - 2.0 * (e_c - e_u)))
+    sched, g = ddpm_scheduler(T), torch.Generator().manual_seed(0)
+    x_t = sched.add_noise(X, torch.randn(X.shape, generator=torch.Generator().manual_seed(9)), TT)
+    concept = ESDObjective(eta=2.0, anchor="concept")
+    seen = []
+    got = concept.forget_loss(lambda x, t, c: (seen.append((x, t)), net(x, t, c))[1], orig, sched, 4, 4, X, Y, g)
+    x_t, t = seen[0]  # the noised batch the objective drew
+    e_c, e_u = orig(x_t, t, Y).detach(), orig(x_t, t, torch.full_like(Y, 4)).detach()
+    torch.testing.assert_close(got, F.mse_loss(net(x_t, t, Y), e_c - 2.0 * (e_c - e_u)))
 
 
 def test_ant_reverses_guidance_late_and_keeps_it_early():
@@ -96,6 +104,8 @@ def test_objectives_refuse_bad_settings():
         SalUnObjective(beta=-1)
     with pytest.raises(ValueError, match="early_fraction"):
         ANTObjective(early_fraction=1.0)
+    with pytest.raises(ValueError, match="anchor"):
+        ESDObjective(anchor="x")
     with pytest.raises(ValueError, match="pseudo"):
         SalUnObjective(pseudo="any")
     assert FTObjective().forget_loss(None, None, sched, 4, 4, X, Y).item() == 0
