@@ -83,6 +83,7 @@ NAME_RULES: dict[str, Any] = {
     "patch_size": POS_INT, "max_shift": NONNEG_INT, "test_fraction": SHARE, "val_fraction": SHARE,
     "forget_class": NONNEG_INT, "forget_ratio": SHARE, "correlation": UNIT, "eval_correlation": UNIT,
     "tile": Num(True, 1, nullable=True), "augment": FLAG,
+    "train_size": Num(True, 1, nullable=True), "test_size": Num(True, 1, nullable=True),
     # models
     "num_classes": Num(True, 2), "in_channels": POS_INT, "in_chans": POS_INT, "width": POS, "img_size": POS_INT,
     "embed_dim": POS_INT, "depth": POS_INT, "num_heads": POS_INT, "in_features": POS_INT, "out_features": POS_INT,
