@@ -82,11 +82,24 @@ def test_end_to_end_salun_with_wandb_offline_and_cache(tmp_path):
     assert list((run / "wandb").glob("offline-run-*")), "no offline W&B runs"
     cached = list((tmp_path / "cache").glob("original-*.safetensors"))
     assert len(cached) == 1
+    # every stage's model in the run folder: safetensors weights and the Lightning checkpoint
+    for stage in ("original", "retrain", "salun"):
+        assert (run / "models" / f"{stage}.safetensors").stat().st_size > 0, stage
+        assert (run / "checkpoints" / f"{stage}.ckpt").stat().st_size > 0, stage
+    # the resolved config is every logger's hyper-parameters (CSV: hparams.yaml; W&B: the run config)
+    hparams = (run / "csv" / "salun" / "version_0" / "hparams.yaml").read_text()
+    for line in ("method: salun", "ratio: 0.5", "scope: global", "seed: 0", "forget: class", "stage: salun"):
+        assert line in hparams, line
 
-    # a second run reuses the cached original and Retrain models
+    # a second run reuses the cached original and Retrain models, opens no logger run for them and
+    # labels the Retrain run time as cached
     proc2 = _run(tmp_path, *FAST, "logger=csv")
     assert "loaded from" in proc2.stderr + proc2.stdout
     assert len(list((tmp_path / "cache").glob("original-*.safetensors"))) == 1
+    run2 = _single_run_dir(tmp_path)
+    assert sorted(p.name for p in (run2 / "csv").iterdir()) == ["salun"]
+    assert (run2 / "models" / "original.safetensors").exists() and not (run2 / "checkpoints" / "original.ckpt").exists()
+    assert "(cached)" in next(line for line in proc2.stdout.splitlines() if line.startswith("| Retrain"))
 
 
 @pytest.mark.slow
@@ -94,6 +107,12 @@ def test_multirun_sweeps_methods(tmp_path):
     _run(tmp_path, "-m", "unlearning=ft,ga", *FAST, "logger=none", "compare_to_retrain=false")
     results = sorted(tmp_path.glob("outputs/unlearn_digits/multiruns/*/*/results.json"))
     assert len(results) == 2
+    # one combined table for the sweep, and mean ± std per method
+    sweep = results[0].parents[1]
+    combined = json.loads((sweep / "results.json").read_text())
+    assert [(r["job"], r["method"]) for r in combined] == [("0", "Original"), ("0", "FT"), ("1", "Original"), ("1", "GA")]
+    summary = (sweep / "summary.md").read_text()
+    assert "| FT | 1 |" in summary and "| GA | 1 |" in summary and "| Original | 1 |" in summary
 
 
 def test_unknown_group_option_is_hydras_clear_error(tmp_path):

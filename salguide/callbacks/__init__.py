@@ -8,6 +8,7 @@ from .data_samples import DataSamplesCallback
 from .diffusion_unlearning import DiffusionUnlearningCallback
 from .explanation_metrics import ExplanationMetricsCallback
 from .input_saliency import InputSaliencyCallback
+from .progress import StageProgressBar
 from .random_labels import RandomLabelCallback
 from .saliency_overlays import SaliencyOverlayCallback
 from .token_pruning import TokenPruningCallback
@@ -16,6 +17,7 @@ from .weight_saliency import WeightSaliencyCallback
 __all__ = [
     "WeightSaliencyCallback",
     "RandomLabelCallback",
+    "StageProgressBar",
     "InputSaliencyCallback",
     "ExplanationMetricsCallback",
     "SaliencyOverlayCallback",

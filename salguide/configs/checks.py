@@ -123,6 +123,7 @@ PATH_RULES: dict[str, Any] = {
     "trainer.log_every_n_steps": NONNEG_INT,
     "trainer.num_sanity_val_steps": Num(True, -1),
     "trainer.max_steps": Num(True, -1),
+    "trainer.max_epochs": Num(True, 1, nullable=True),
     "trainer.gradient_clip_val": Num(lo=0, nullable=True),
     "trainer.deterministic": OneOf((True, False, "warn", None)),
     "trainer.enable_model_summary": FLAG,

@@ -28,10 +28,12 @@ from salguide.callbacks.attention_masking import AttentionMaskingCallback, load_
 from salguide.callbacks.token_pruning import TokenPruningCallback
 from salguide.io import atomic_write_csv, atomic_write_json, atomic_write_text
 from salguide.models import ClassifierModule
-from salguide.unlearning.metrics import accuracy
+from salguide.metrics import accuracy
+from salguide.weights_io import save_weights
 
 from .classify import _MODULE_KEYS, _markdown, classify_recipe, test_split
-from .stages import close_loggers, is_rank_zero, log_table, stage_callbacks, stage_loggers, trainer_kwargs
+from .stages import (check_ckpt_path, close_loggers, is_rank_zero, log_table, stage_callbacks, stage_loggers,
+                     trainer_kwargs)
 
 
 def _group(cfg: DictConfig, key: str) -> dict[str, Any]:
@@ -59,14 +61,18 @@ def attention_callbacks(cfg: DictConfig, out: Path | None) -> tuple[list[Any], d
 
 def _fit(cfg: DictConfig, out: Path, module: Any, callbacks: list[Any], epochs: int, stage: str,
          datamodule: Any) -> tuple[list[Any], float]:
+    ckpt_path = check_ckpt_path(cfg)
     loggers = stage_loggers(cfg, stage, f"{cfg.name}-{out.name}")
-    tkw = {"enable_checkpointing": False, "enable_model_summary": False, "num_sanity_val_steps": 0,
-           "default_root_dir": str(out), **trainer_kwargs(cfg)}
-    trainer = pl.Trainer(max_epochs=epochs, callbacks=[*stage_callbacks(cfg), *callbacks],
+    tkw = {"enable_model_summary": False, "num_sanity_val_steps": 0, "default_root_dir": str(out),
+           **trainer_kwargs(cfg), "enable_checkpointing": True}
+    trainer = pl.Trainer(max_epochs=epochs, callbacks=[*stage_callbacks(cfg, stage, out / "checkpoints"), *callbacks],
                          logger=list(loggers) if loggers else False, **tkw)
     start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule)
-    return loggers, time.perf_counter() - start
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    seconds = time.perf_counter() - start
+    if is_rank_zero():
+        save_weights(module, out / "models" / f"{stage}.safetensors")
+    return loggers, seconds
 
 
 def _finish(cfg: DictConfig, out: Path, loggers: list[Any], row: dict[str, Any]) -> None:

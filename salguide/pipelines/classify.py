@@ -28,7 +28,10 @@ from salguide.metrics import evaluate_explanations, explain
 from salguide.models import ClassifierModule
 from salguide.viz.saliency import plot_saliency_overlays
 
-from .stages import close_loggers, is_rank_zero, log_images, log_table, stage_callbacks, stage_loggers, trainer_kwargs
+from salguide.weights_io import save_weights
+
+from .stages import (check_ckpt_path, close_loggers, is_rank_zero, log_images, log_table, stage_callbacks,
+                     stage_loggers, trainer_kwargs)
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +70,11 @@ def train_classifier(
     loggers: Sequence[Any] = (),
     callbacks: Sequence[Any] = (),
     out_dir: str | Path | None = None,
+    ckpt_path: str | None = None,
 ) -> tuple[ClassifierModule, dict[str, Any]]:
-    """Fit ``ClassifierModule(model)`` (+ ``input_loss`` via the callback), test it, score its test-set
-    explanations. Returns the module and a row: test accuracy (%), explanation metrics, seconds."""
+    """Fit ``ClassifierModule(model)`` (+ ``input_loss`` via the callback; resumed from ``ckpt_path`` if
+    given), test it, score its test-set explanations. Returns the module and a row: test accuracy (%),
+    explanation metrics, seconds."""
     rc = {**DEFAULT_RECIPE, **(recipe or {})}
     module = ClassifierModule(model, **{k: rc[k] for k in _MODULE_KEYS})
     cbs = list(callbacks)
@@ -87,7 +92,7 @@ def train_classifier(
     pl.seed_everything(seed, workers=True, verbose=False)
     trainer = pl.Trainer(max_epochs=int(rc["epochs"]), callbacks=cbs, **({"logger": list(loggers)} if loggers else {}), **tkw)
     start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     seconds = time.perf_counter() - start
     tested = trainer.test(module, datamodule=datamodule, verbose=False)[0]
     module.eval()
@@ -111,15 +116,18 @@ def run_classify(cfg: DictConfig) -> float:
     pl.seed_everything(seed, verbose=False)
     model = instantiate(cfg.model)
     run_id = f"{cfg.name}-{out.name}"
+    ckpt_path = check_ckpt_path(cfg)
     loggers = stage_loggers(cfg, "classify", run_id)
     try:
         module, row = train_classifier(
-            datamodule, model, input_loss=input_loss, recipe=recipe, seed=seed, trainer_kwargs=trainer_kwargs(cfg),
-            loggers=loggers, callbacks=stage_callbacks(cfg), out_dir=out,
+            datamodule, model, input_loss=input_loss, recipe=recipe, seed=seed,
+            trainer_kwargs={**trainer_kwargs(cfg), "enable_checkpointing": True}, loggers=loggers,
+            callbacks=stage_callbacks(cfg, "classify", out / "checkpoints"), out_dir=out, ckpt_path=ckpt_path,
         )
         row = {"name": cfg.name, "input_loss": input_loss.name if input_loss else "none", "seed": seed, **row}
         if not is_rank_zero():  # strategy=ddp runs the pipeline on every rank; rank 0 alone reports
             return row["test_acc"]
+        save_weights(module.model, out / "models" / "classify.safetensors")
         x, y, *_ = test_split(datamodule)
         x, y = x[:8], y[:8]
         methods = recipe["overlay_methods"] or DEFAULT_RECIPE["overlay_methods"]

@@ -3,12 +3,17 @@ rank that writes, and what of a stage's config changes the weights it trains."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
 from hydra.utils import instantiate
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
+
+from salguide._lightning import pl
+
+ModelCheckpoint = pl.callbacks.ModelCheckpoint
 
 # Trainer arguments that never change trained weights (display, logging, evaluation, files)
 _NO_NUMERICS = frozenset({
@@ -29,8 +34,16 @@ def trainer_kwargs(cfg: DictConfig) -> dict[str, Any]:
     return kwargs
 
 
+def run_hyperparams(cfg: DictConfig, stage: str) -> dict[str, Any]:
+    """The whole resolved config (Hydra's own node aside) and the stage: what every logger records."""
+    params = OmegaConf.to_container(cfg, resolve=True)
+    params.pop("hydra", None)
+    return {**params, "stage": stage}
+
+
 def stage_loggers(cfg: DictConfig, stage: str, run_id: str) -> list[Any]:
-    """One logger per entry of ``cfg.logger``; W&B runs of one job share a group, one run per stage."""
+    """One logger per entry of ``cfg.logger``; W&B runs of one job share a group, one run per stage. Each
+    logger records the resolved config as hyper-parameters (W&B: the run's config)."""
     loggers = []
     for key, lcfg in (cfg.get("logger") or {}).items():
         if not lcfg or "_target_" not in lcfg:
@@ -41,16 +54,52 @@ def stage_loggers(cfg: DictConfig, stage: str, run_id: str) -> list[Any]:
             loggers.append(logger)
         else:
             loggers.append(instantiate(lcfg, name=f"{lcfg.get('name', key)}/{stage}"))
+    params = run_hyperparams(cfg, stage)
+    for logger in loggers:
+        if type(logger).__name__ == "WandbLogger":
+            logger.log_hyperparams(params)  # the run's config, from its start
+        else:  # files (CSV's hparams.yaml): written when the stage closes, so that a logger used in
+            logger._salguide_hparams = params  # ddp_spawn workers is not set up in this process first
     return loggers
 
 
-def stage_callbacks(cfg: DictConfig) -> list[Any]:
-    return [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c and "_target_" in c]
+class LazyLoggers:
+    """A stage's loggers, opened on first call: a stage read from the cache opens no (empty) W&B run."""
+
+    def __init__(self, cfg: DictConfig, stage: str, run_id: str) -> None:
+        self.cfg, self.stage, self.run_id = cfg, stage, run_id
+        self.opened: list[Any] | None = None
+
+    def __call__(self) -> list[Any]:
+        if self.opened is None:
+            self.opened = stage_loggers(self.cfg, self.stage, self.run_id)
+        return self.opened
+
+    def close(self) -> None:
+        if self.opened is not None:
+            close_loggers(self.opened)
+
+
+def stage_callbacks(cfg: DictConfig, stage: str = "", checkpoint_dir: str | Path | None = None) -> list[Any]:
+    """The ``callbacks:`` of ``cfg``, built fresh for one stage; a progress bar with a ``stage`` attribute
+    names it. With ``checkpoint_dir``, a ``ModelCheckpoint`` keeps the stage's last epoch there as
+    ``<stage>.ckpt`` (pass ``enable_checkpointing=True`` to that stage's Trainer)."""
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c and "_target_" in c]
+    for cb in callbacks:
+        if hasattr(cb, "stage") and type(cb).__name__.endswith("ProgressBar"):
+            cb.stage = stage
+    if checkpoint_dir is not None and stage:
+        callbacks.append(ModelCheckpoint(dirpath=str(checkpoint_dir), filename=stage, save_top_k=1,
+                                         enable_version_counter=False))
+    return callbacks
 
 
 def close_loggers(loggers: list[Any]) -> None:
     """Finish W&B runs so the next stage opens its own; flush the others."""
     for logger in loggers:
+        params = getattr(logger, "_salguide_hparams", None)
+        if params is not None:
+            logger.log_hyperparams(params)
         logger.finalize("success")
         if type(logger).__name__ == "WandbLogger":
             logger.experiment.finish()
@@ -70,6 +119,14 @@ def log_images(loggers: list[Any], images: dict[str, str]) -> None:
         if hasattr(logger, "log_image"):
             for key, path in images.items():
                 logger.log_image(key=key, images=[str(path)])
+
+
+def check_ckpt_path(cfg: DictConfig) -> str | None:
+    """``ckpt_path=``: a Lightning checkpoint to resume the trained stage from (checked before training)."""
+    path = cfg.get("ckpt_path")
+    if path is not None and not Path(path).is_file():
+        raise FileNotFoundError(f"ckpt_path={path}: no such file")
+    return None if path is None else str(path)
 
 
 def is_rank_zero() -> bool:

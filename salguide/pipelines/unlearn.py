@@ -20,8 +20,9 @@ from salguide.viz import plot_mask_sparsity, plot_metrics_vs_retrain
 from salguide.weights import WeightMask, ant_mask, saliency_scores
 from salguide.weights.select import check_ratio, check_scope
 
-from .stages import (close_loggers, is_rank_zero, log_images, log_table, stage_callbacks, stage_loggers,
-                     trainer_kwargs, weight_settings)
+from salguide.weights_io import load_weights, save_weights
+
+from .stages import LazyLoggers, check_ckpt_path, is_rank_zero, log_images, log_table, stage_callbacks, trainer_kwargs, weight_settings
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,13 @@ def cache_paths(cfg: DictConfig) -> tuple[Path, Path]:
     return cache / f"original-{original}.safetensors", cache / f"retrain-{retrain}.safetensors"
 
 
+def method_label(cfg: DictConfig, spec: Any) -> str:
+    """The name tables and figures show: the saliency config's ``label`` for a masked method (ANT's
+    mask: "ANT"), else the method's own name."""
+    label = cfg.saliency.get("label") if spec.weight_mask and cfg.get("saliency") else None
+    return str(label or spec.name)
+
+
 def run_unlearning(cfg: DictConfig) -> float | None:
     out = Path(cfg.paths.output_dir)
     check_writable(cfg.paths.cache_dir, "paths.cache_dir")
@@ -83,6 +91,10 @@ def run_unlearning(cfg: DictConfig) -> float | None:
     seed = int(cfg.seed)
     method, hyper = _method_overrides(cfg.unlearning)
     spec = method_spec(method, **hyper)  # fail on a bad method before any training
+    label = method_label(cfg, spec)
+    init_from, ckpt_path = cfg.get("init_from"), check_ckpt_path(cfg)
+    if init_from is not None and not Path(init_from).is_file():
+        raise FileNotFoundError(f"init_from={init_from}: no such file")
     orig_path, rpath = cache_paths(cfg)
     writer = is_rank_zero()  # under strategy=ddp every rank runs this; rank 0 alone writes and prints
 
@@ -90,29 +102,39 @@ def run_unlearning(cfg: DictConfig) -> float | None:
     datamodule.setup("fit")
     mask_fn = mask_builder(cfg.saliency, datamodule) if spec.weight_mask else None
     make_model: Callable[[], nn.Module] = lambda: instantiate(cfg.model)  # noqa: E731
-    tkw = trainer_kwargs(cfg)
+    tkw = {**trainer_kwargs(cfg), "enable_checkpointing": True}  # each trained stage keeps checkpoints/<stage>.ckpt
 
-    def stage(name: str, fn: Callable[[list[Any], list[Any]], Any]) -> Any:
-        loggers, callbacks = stage_loggers(cfg, name, run_id), stage_callbacks(cfg)
+    def stage(name: str, fn: Callable[[LazyLoggers, list[Any]], Any]) -> Any:
+        loggers = LazyLoggers(cfg, name, run_id)
         try:
-            return fn(loggers, callbacks)
+            return fn(loggers, stage_callbacks(cfg, name, out / "checkpoints"))
         finally:
-            close_loggers(loggers)
+            loggers.close()
 
-    # 1. the original model, trained once and cached
-    ocfg = OmegaConf.to_container(cfg.original, resolve=True)
-    epochs = ocfg.pop("epochs")
-    original, hit = stage(
-        "original",
-        lambda lg, cb: cached_weights(
-            orig_path,
-            _seeded(make_model, seed),
-            lambda m: train_original(m, datamodule, epochs=epochs, seed=seed, trainer_kwargs=tkw, logger=lg, callbacks=cb, **ocfg),
-            write=writer,
-        ),
-    )
-    done = "loaded from" if hit else "trained and cached at" if writer else "trained for"
-    log.info("original model %s %s", done, orig_path)
+    def keep(model: nn.Module, name: str) -> None:
+        if writer:  # every stage's weights in the run folder, also when read from the cache
+            save_weights(model, out / "models" / f"{name}.safetensors")
+
+    # 1. the original model: the user's own (init_from=), or trained once and cached
+    if init_from is not None:
+        original = load_weights(_seeded(make_model, seed), init_from).eval()
+        log.info("original model loaded from %s", init_from)
+    else:
+        ocfg = OmegaConf.to_container(cfg.original, resolve=True)
+        epochs = ocfg.pop("epochs")
+        original, hit = stage(
+            "original",
+            lambda lg, cb: cached_weights(
+                orig_path,
+                _seeded(make_model, seed),
+                lambda m: train_original(m, datamodule, epochs=epochs, seed=seed, trainer_kwargs=tkw, logger=lg(),
+                                         callbacks=cb, **ocfg),
+                write=writer,
+            ),
+        )
+        done = "loaded from" if hit else "trained and cached at" if writer else "trained for"
+        log.info("original model %s %s", done, orig_path)
+    keep(original, "original")
     rows = [{"method": "Original", "seed": seed, **unlearning_metrics(original, datamodule, seed=seed), "RTE": None}]
 
     # 2. the Retrain reference (cached with its run time)
@@ -121,38 +143,41 @@ def run_unlearning(cfg: DictConfig) -> float | None:
         rspec = method_spec("retrain", **_retrain_overrides(cfg))
         timing = rpath.with_suffix(".json")
 
-        def retrain(lg: list[Any], cb: list[Any]) -> nn.Module:
+        def retrain(lg: LazyLoggers, cb: list[Any]) -> tuple[nn.Module, bool]:
             def fit(_: nn.Module) -> nn.Module:
                 res = unlearn(original, datamodule, rspec, model_factory=make_model, seed=seed,
-                              trainer_kwargs=tkw, logger=lg, callbacks=cb)
+                              trainer_kwargs=tkw, logger=lg(), callbacks=cb)
                 if writer:
                     atomic_write_json(timing, {"seconds": res.seconds})
                 return res.model
-            model, _ = cached_weights(rpath, make_model(), fit, write=writer)
-            return model
+            return cached_weights(rpath, make_model(), fit, write=writer)
 
-        retrained = stage("retrain", retrain)
+        retrained, hit = stage("retrain", retrain)
+        keep(retrained, "retrain")
         seconds = cached_seconds(timing)
-        rows.append({"method": "Retrain", "seed": seed, **unlearning_metrics(retrained, datamodule, seed=seed), "RTE": seconds})
+        rows.append({"method": "Retrain", "seed": seed, **unlearning_metrics(retrained, datamodule, seed=seed),
+                     "RTE": seconds, "RTE_cached": hit})
 
     # 3. the method under study
-    def run_method(lg: list[Any], cb: list[Any]) -> dict[str, Any]:
+    def run_method(lg: LazyLoggers, cb: list[Any]) -> dict[str, Any]:
+        loggers = lg()
         res = unlearn(original, datamodule, spec, mask_fn=mask_fn, model_factory=make_model, seed=seed,
-                      trainer_kwargs=tkw, logger=lg, callbacks=cb)
-        row = {"method": spec.name, "seed": seed, **unlearning_metrics(res.model, datamodule, seed=seed), "RTE": res.seconds}
+                      trainer_kwargs=tkw, logger=loggers, callbacks=cb, ckpt_path=ckpt_path)
+        row = {"method": label, "seed": seed, **unlearning_metrics(res.model, datamodule, seed=seed), "RTE": res.seconds}
         rows.append(row)
         if not writer:
             return row
+        keep(res.model, method)
         images = {}
         if res.mask is not None:
-            res.mask.save(out / "mask.safetensors", metadata={"method": spec.name, "ratio": str(cfg.saliency.ratio)})
-            images["mask_sparsity"] = plot_mask_sparsity(res.mask, out / "mask_sparsity.png", title=f"{spec.name} mask")
-        for logger in lg:
+            res.mask.save(out / "mask.safetensors", metadata={"method": label, "ratio": str(cfg.saliency.ratio)})
+            images["mask_sparsity"] = plot_mask_sparsity(res.mask, out / "mask_sparsity.png", title=f"{label} mask")
+        for logger in loggers:
             logger.log_metrics({f"final/{k}": v for k, v in row.items() if isinstance(v, (int, float))})
-        log_table(lg, "results", with_gaps(rows))
+        log_table(loggers, "results", with_gaps(rows))
         if len(rows) > 2:
             images["metrics_vs_retrain"] = plot_metrics_vs_retrain(rows, out / "metrics_vs_retrain.png")
-        log_images(lg, images)
+        log_images(loggers, images)
         return row
 
     if not is_retrain:

@@ -14,47 +14,11 @@ import torch
 from sklearn.svm import SVC
 from torch import nn
 
+from salguide.metrics.accuracy import accuracy, percent, predict
+
+__all__ = ["METRIC_KEYS", "accuracy", "avg_gap", "mia_efficacy", "mia_efficacy_from_confidences", "predict",
+           "unlearning_metrics"]
 METRIC_KEYS = ("UA", "RA", "TA", "MIA")
-
-
-@torch.no_grad()
-def predict(
-    model: nn.Module, loader: Iterable, device: torch.device | str | None = None, name: str = "loader"
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return ``(true_class_confidence, correct)`` over ``loader`` in eval mode (mode restored afterwards).
-
-    Confidence is the softmax probability of each sample's label; ``correct`` is a bool per sample.
-    """
-    if device is None:
-        device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    was_training = model.training
-    model.eval()
-    confs, correct = [], []
-    try:
-        for batch in loader:
-            x, y = batch[0].to(device), batch[1].to(device)
-            logits = model(x)
-            if logits.ndim != 2 or logits.shape[0] != y.shape[0]:
-                raise ValueError(f"model must return logits [B, classes] for {name}, got {tuple(logits.shape)}")
-            if not bool(torch.isfinite(logits).all()):
-                raise ValueError(f"model returned NaN or inf logits on {name}")
-            probs = logits.float().softmax(-1)
-            confs.append(probs.gather(1, y.long().view(-1, 1)).squeeze(1).cpu())
-            correct.append((logits.argmax(-1) == y).cpu())
-    finally:
-        model.train(was_training)
-    if not confs:
-        raise ValueError(f"{name} is empty: cannot evaluate a model on no samples")
-    return torch.cat(confs), torch.cat(correct)
-
-
-def accuracy(model: nn.Module, loader: Iterable, device: torch.device | str | None = None) -> float:
-    """Top-1 accuracy of ``model`` on ``loader`` in percent."""
-    return _percent(predict(model, loader, device)[1])
-
-
-def _percent(flags: torch.Tensor) -> float:
-    return 100.0 * float(flags.float().mean())
 
 
 def mia_efficacy_from_confidences(
@@ -98,9 +62,9 @@ def unlearning_metrics(model: nn.Module, datamodule: Any, *, seed: int = 0) -> d
     }
     out = {name: predict(model, loader, name=f"{name} set") for name, loader in loaders.items()}
     return {
-        "UA": 100.0 - _percent(out["forget"][1]),
-        "RA": _percent(out["retain"][1]),
-        "TA": _percent(out["test"][1]),
+        "UA": 100.0 - percent(out["forget"][1]),
+        "RA": percent(out["retain"][1]),
+        "TA": percent(out["test"][1]),
         "MIA": mia_efficacy_from_confidences(out["retain"][0], out["forget"][0], out["test"][0], seed=seed),
     }
 

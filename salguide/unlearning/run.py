@@ -37,13 +37,15 @@ def unlearn(
     trainer_kwargs: dict[str, Any] | None = None,
     callbacks: Sequence[Any] = (),
     logger: Any = False,
+    ckpt_path: str | None = None,
 ) -> UnlearnResult:
     """Unlearn ``datamodule``'s forget set from a copy of ``original`` with ``method``.
 
     ``datamodule`` must provide ``forget_dataset``/``retain_dataset``, ``forget_dataloader()`` and a settable
     ``train_on`` (the salguide datamodules do). Methods with a weight mask (SalUn) use ``mask`` if given, else
     ``mask_fn(model)``; the time spent computing the mask counts toward the run time, as in SalUn.
-    ``model_factory`` builds the freshly initialised network that Retrain trains from scratch.
+    ``model_factory`` builds the freshly initialised network that Retrain trains from scratch;
+    ``ckpt_path`` resumes the unlearning run from a Lightning checkpoint of it.
     The caller's ``original`` is never modified.
     """
     spec = method if isinstance(method, MethodSpec) else method_spec(method)
@@ -83,7 +85,7 @@ def unlearn(
         l1_alpha=spec.l1_alpha,
         loss_sign=spec.loss_sign,
     )
-    _fit(module, datamodule, spec.epochs, seed, trainer_kwargs, logger, [*plugin_callbacks, *callbacks])
+    _fit(module, datamodule, spec.epochs, seed, trainer_kwargs, logger, [*plugin_callbacks, *callbacks], ckpt_path)
     seconds = time.perf_counter() - start
     return UnlearnResult(model=module.model.eval(), seconds=seconds, mask=mask)
 
@@ -115,10 +117,11 @@ def _fit(
     trainer_kwargs: dict[str, Any] | None,
     logger: Any,
     callbacks: list[Any],
+    ckpt_path: str | None = None,
 ) -> None:
     kwargs = {"enable_checkpointing": False, "num_sanity_val_steps": 0, "enable_model_summary": False}
     kwargs.update(trainer_kwargs or {})
     kwargs["max_epochs"] = epochs
     trainer = pl.Trainer(logger=logger, callbacks=callbacks, **kwargs)
     pl.seed_everything(seed, workers=True, verbose=False)
-    trainer.fit(module, datamodule=datamodule)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
