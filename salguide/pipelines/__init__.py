@@ -45,7 +45,7 @@ PIPELINES: dict[str, Callable[[DictConfig], Any]] = {"unlearn": _unlearn, "class
 
 
 # The training recipes whose ``epochs`` a set ``trainer.max_epochs`` overrides.
-STAGE_RECIPES = ("original", "retrain", "unlearning", "classify")
+STAGE_RECIPES = ("original", "retrain", "unlearning", "classify", "diffusion_unlearning")
 
 
 def apply_max_epochs(cfg: DictConfig) -> None:

@@ -57,6 +57,9 @@ def _preflight(cfg: DictConfig, probe: Any, datamodule: Any, objective: Any) -> 
     from salguide.diffusion.sampling import SAMPLERS
 
     _, scheduler, num_conditions, _ = denoiser_parts(probe)
+    unsupported = [k for k in ("init_from", "ckpt_path") if cfg.get(k) is not None]
+    if unsupported:
+        raise ValueError(f"task=unlearn_diffusion does not support {', '.join(unsupported)} yet (task=unlearn does)")
     if datamodule.forget != "class":
         raise ValueError(f"generative unlearning forgets a class: set data.forget=class, got {datamodule.forget!r}")
     if len(datamodule.forget_dataset) == 0:

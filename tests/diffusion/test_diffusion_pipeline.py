@@ -46,6 +46,7 @@ def test_salun_end_to_end_then_cached(tmp_path):
     (["diffusion_unlearning.objective.t_range=[0,30]"], "lies outside the schedule"),
     (["generation.guidance_scale=0"], "generation.guidance_scale must be a number > 0"),
     (["diffusion_unlearning=esd", "diffusion_unlearning.objective.eta=-1"], "eta must be a number > 0"),
+    (["init_from=model.safetensors"], "task=unlearn_diffusion does not support init_from"),
     (["data.image_size=12"], r"images \(1, 12, 12\) do not match the model's sample shape \(1, 16, 16\)"),
 ])
 def test_bad_inputs_fail_before_anything_is_trained_or_written(tmp_path, overrides, message):
