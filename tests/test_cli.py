@@ -31,7 +31,7 @@ def test_option_list_is_complete():
 @pytest.mark.parametrize("group,option", OPTIONS)
 def test_every_group_option_composes(group, option):
     cfg = _compose(f"{group}={option}")
-    assert cfg.task in ("unlearn", "classify", "attention")
+    assert cfg.task in ("unlearn", "classify", "attention", "unlearn_diffusion")
     if group == "experiment" and option.startswith(("decoy", "scenes")):
         assert cfg.task == "classify" and "input_loss" in cfg
     if group == "unlearning":

@@ -37,12 +37,12 @@ def _env(tmp_path: Path) -> dict[str, str]:
                 OMP_NUM_THREADS="1")  # fmt: skip
 
 
-@pytest.mark.parametrize("preset", ["unlearn_digits", "decoy_rrr", "prune_digits_evit"])
+@pytest.mark.parametrize("preset", ["unlearn_digits", "decoy_rrr", "prune_digits_evit", "unlearn_ddpm_digits"])
 def test_trainer_max_epochs_sets_every_stage(preset):
     cfg = _compose(f"experiment={preset}", "trainer.max_epochs=2")
     check_config(cfg)
     apply_max_epochs(cfg)
-    recipes = [k for k in ("original", "unlearning", "classify") if k in cfg]
+    recipes = [k for k in ("original", "unlearning", "classify", "diffusion_unlearning") if k in cfg]
     assert recipes and all(cfg[k].epochs == 2 for k in recipes)
     untouched = _compose(f"experiment={preset}")
     apply_max_epochs(untouched)  # null: every stage keeps its own epochs

@@ -5,6 +5,7 @@ from .attention_loss import AttentionLossCallback
 from .attention_maps import AttentionMapCallback
 from .attention_masking import AttentionMaskingCallback
 from .data_samples import DataSamplesCallback
+from .diffusion_unlearning import DiffusionUnlearningCallback
 from .explanation_metrics import ExplanationMetricsCallback
 from .input_saliency import InputSaliencyCallback
 from .progress import StageProgressBar
@@ -25,4 +26,5 @@ __all__ = [
     "AttentionMaskingCallback",
     "TokenPruningCallback",
     "DataSamplesCallback",
+    "DiffusionUnlearningCallback",
 ]

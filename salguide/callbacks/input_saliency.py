@@ -20,13 +20,14 @@ from typing import Any
 from torch import Tensor
 
 from salguide._lightning import Callback
+from salguide.callbacks._step_wrap import TrainingStepWrapper
 from salguide.inputs import InputLoss, invert
 from salguide.inputs._common import as_logits
 
 Key = int | str
 
 
-class InputSaliencyCallback(Callback):
+class InputSaliencyCallback(TrainingStepWrapper, Callback):
     """Add ``input_loss.penalty`` to the loss that ``training_step`` returns.
 
     Args:
@@ -75,26 +76,6 @@ class InputSaliencyCallback(Callback):
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
         self._unwrap()
 
-    def _wrap(self, pl_module: Any) -> None:
-        self._unwrap()
-        own = vars(pl_module)
-        self._saved = ("training_step" in own, own.get("training_step"))
-        original = pl_module.training_step  # bound method of the class (or a user's instance override)
-
-        def training_step(batch: Any, *args: Any, **kwargs: Any) -> Any:
-            return self._step(pl_module, original, batch, *args, **kwargs)
-
-        pl_module.training_step = training_step
-        self._module = pl_module
-
-    def _unwrap(self) -> None:
-        if self._module is not None:
-            had, previous = self._saved
-            if had:
-                vars(self._module)["training_step"] = previous
-            else:
-                vars(self._module).pop("training_step", None)
-            self._module, self._saved = None, (False, None)
 
     def _get(self, batch: Any, key: Key, what: str) -> Any:
         try:

@@ -83,6 +83,7 @@ NAME_RULES: dict[str, Any] = {
     "patch_size": POS_INT, "max_shift": NONNEG_INT, "test_fraction": SHARE, "val_fraction": SHARE,
     "forget_class": NONNEG_INT, "forget_ratio": SHARE, "correlation": UNIT, "eval_correlation": UNIT,
     "tile": Num(True, 1, nullable=True), "augment": FLAG,
+    "train_size": Num(True, 1, nullable=True), "test_size": Num(True, 1, nullable=True),
     # models
     "num_classes": Num(True, 2), "in_channels": POS_INT, "in_chans": POS_INT, "width": POS, "img_size": POS_INT,
     "embed_dim": POS_INT, "depth": POS_INT, "num_heads": POS_INT, "in_features": POS_INT, "out_features": POS_INT,
@@ -98,6 +99,12 @@ NAME_RULES: dict[str, Any] = {
     # figures and metrics during training
     "every_n_epochs": NONNEG_INT, "explain_every_n_epochs": NONNEG_INT, "overlay_every_n_epochs": NONNEG_INT,
     "explain_samples": POS_INT, "overlay_images": POS_INT, "refresh_rate": NONNEG_INT,
+    # diffusion models, generative unlearning and generation (task=unlearn_diffusion)
+    "sample_size": POS_INT, "block_out_channels": POS_INT, "layers_per_block": POS_INT, "norm_num_groups": POS_INT,
+    "attention": FLAG, "num_train_timesteps": Num(True, 2), "cond_drop_prob": MASK_RATIO, "beta": NONNEG,
+    "eta": POS, "alpha1": NONNEG, "alpha2": NONNEG, "early_fraction": SHARE, "t_split": Num(True, 1, nullable=True),
+    "from_scratch": FLAG, "pseudo": OneOf(("next", "random")), "guidance_scale": POS,
+    "steps": POS_INT, "sampler": OneOf(("ddim", "ddpm")), "grid_per_class": POS_INT, "std": POS,
     # loggers
     "offline": FLAG, "log_model": OneOf((True, False, "all")),
 }
@@ -105,6 +112,8 @@ NAME_RULES: dict[str, Any] = {
 PATH_RULES: dict[str, Any] = {
     "model.width": POS_INT,
     "callbacks.data_samples.per_class": POS_INT,
+    "generation.per_class": POS_INT,
+    "*._partial_": FLAG,  # Hydra: instantiate as functools.partial (the diffusion mask recipes)
     "attention_masking.ratio": MASK_RATIO,
     "input_loss.layer": _CHECKED_ELSEWHERE,  # a layer name for Grad-CAM, or null
     # Lightning's Trainer checks its own arguments when the first stage builds it, before any training;

@@ -34,11 +34,18 @@ def _attention(cfg: DictConfig) -> Any:
     return run_attention(cfg)
 
 
-PIPELINES: dict[str, Callable[[DictConfig], Any]] = {"unlearn": _unlearn, "classify": _classify, "attention": _attention}
+def _unlearn_diffusion(cfg: DictConfig) -> Any:
+    from .unlearn_diffusion import run_unlearn_diffusion
+
+    return run_unlearn_diffusion(cfg)
+
+
+PIPELINES: dict[str, Callable[[DictConfig], Any]] = {"unlearn": _unlearn, "classify": _classify, "attention": _attention,
+                                                     "unlearn_diffusion": _unlearn_diffusion}
 
 
 # The training recipes whose ``epochs`` a set ``trainer.max_epochs`` overrides.
-STAGE_RECIPES = ("original", "retrain", "unlearning", "classify")
+STAGE_RECIPES = ("original", "retrain", "unlearning", "classify", "diffusion_unlearning")
 
 
 def apply_max_epochs(cfg: DictConfig) -> None:

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from salguide._checks import as_int
 
 from .mask import WeightMask
-from .scores import LossFn, check_finite, loss_gradients
+from .scores import BatchLoss, LossFn, check_finite, loss_gradients
 from .select import check_ratio, check_scope
 
 Augmentation = Callable[[Tensor, torch.Generator], Tensor]
@@ -79,6 +79,7 @@ def _run_scores(
     loss_fn: LossFn | None,
     device: torch.device | str | None,
     progress: bool,
+    batch_loss: BatchLoss | None = None,
 ) -> dict[str, Tensor]:
     """Absolute gradients summed over the points θ₀, θ₁, ..., θ_steps of a gradient-descent trajectory."""
     walker = copy.deepcopy(model) if steps else model
@@ -86,7 +87,7 @@ def _run_scores(
     total: dict[str, Tensor] | None = None
     for step in range(steps + 1):
         grads, n_batches = loss_gradients(
-            walker, dataloader, loss_fn, device=device, transform=transform, progress=progress
+            walker, dataloader, loss_fn, device=device, transform=transform, progress=progress, batch_loss=batch_loss
         )
         if total is None:
             total = {n: g.abs() for n, g in grads.items()}
@@ -113,6 +114,7 @@ def ant_scores(
     loss_fn: LossFn | None = None,
     device: torch.device | str | None = None,
     progress: bool = True,
+    batch_loss: BatchLoss | None = None,
 ) -> list[dict[str, Tensor]]:
     """One SalUn score dict per (seed, augmentation) run, seed-major order.
 
@@ -121,7 +123,8 @@ def ant_scores(
     ``None`` is the identity. With ``trajectory_steps > 0`` a deep copy of the model descends
     ``loss_fn`` (default cross-entropy; pass a negated loss to ascend) with full-batch steps of size
     ``lr`` on the mean batch gradient, and scores are summed over all ``trajectory_steps + 1`` points.
-    The caller's model is never modified.
+    The caller's model is never modified. ``batch_loss(model, x, y)`` replaces ``loss_fn`` (see
+    ``saliency_scores``); a diffusion loss drawing from torch's global RNG gets the run's seed.
     """
     augs = _augmentation_list(augmentations)
     _check_run_args(seeds, trajectory_steps, lr)
@@ -133,7 +136,8 @@ def ant_scores(
                 generator = torch.Generator().manual_seed(seed)
                 runs.append(
                     _run_scores(
-                        model, dataloader, _seeded(aug, generator), trajectory_steps, lr, loss_fn, device, progress
+                        model, dataloader, _seeded(aug, generator), trajectory_steps, lr, loss_fn, device, progress,
+                        batch_loss,
                     )
                 )
     return runs
@@ -152,6 +156,7 @@ def ant_mask(
     loss_fn: LossFn | None = None,
     device: torch.device | str | None = None,
     progress: bool = True,
+    batch_loss: BatchLoss | None = None,
 ) -> WeightMask:
     """ANT mask: intersection over runs of the per-run top-``ratio`` masks (per layer by default).
 
@@ -169,6 +174,7 @@ def ant_mask(
         loss_fn=loss_fn,
         device=device,
         progress=progress,
+        batch_loss=batch_loss,
     )
     return reduce(and_, (WeightMask.from_scores(s, ratio, scope=scope) for s in runs))
 

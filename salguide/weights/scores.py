@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from .select import all_finite
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
+BatchLoss = Callable[[nn.Module, Tensor, Tensor], Tensor]  # (model, x, y) -> scalar, e.g. a diffusion loss
 Transform = Callable[[Tensor], Tensor]
 
 
@@ -64,15 +65,19 @@ def loss_gradients(
     device: torch.device | str | None = None,
     transform: Transform | None = None,
     progress: bool = True,
+    batch_loss: BatchLoss | None = None,
 ) -> tuple[dict[str, Tensor], int]:
     """Signed float32 gradients of the per-batch loss summed over batches, and the number of batches.
 
-    The model runs in eval mode; ``transform`` (if given) maps each input batch first. Batches are
+    The model runs in eval mode; ``transform`` (if given) maps each input batch first. ``batch_loss(model,
+    x, y)`` replaces ``loss_fn(model(x), y)`` for models that are not called on ``x`` alone (diffusion). Batches are
     moved to ``device`` (default: the device of the model's first parameter); the model is not moved.
     """
     names = [n for n, _ in model.named_parameters()]
     if not names:
         raise ValueError(f"{type(model).__name__} has no parameters to score")
+    if batch_loss is not None and loss_fn is not None:
+        raise ValueError("pass either loss_fn or batch_loss, not both")
     loss_fn = loss_fn or F.cross_entropy
     with scoring_mode(model) as params:
         device = torch.device(device) if device is not None else params[0].device
@@ -83,7 +88,7 @@ def loss_gradients(
             x, y = x.to(device), y.to(device)
             if transform is not None:
                 x = transform(x)
-            loss = loss_fn(model(x), y)
+            loss = batch_loss(model, x, y) if batch_loss is not None else loss_fn(model(x), y)
             if not isinstance(loss, Tensor) or loss.numel() != 1:
                 raise ValueError(f"loss_fn must return a scalar tensor, got {getattr(loss, 'shape', loss)!r}")
             grads = torch.autograd.grad(loss.reshape(()), params, allow_unused=True)
@@ -110,14 +115,16 @@ def saliency_scores(
     *,
     device: torch.device | str | None = None,
     progress: bool = True,
+    batch_loss: BatchLoss | None = None,
 ) -> dict[str, Tensor]:
     """SalUn weight saliency: ``|Σ_batches ∇θ loss_fn(model(x), y)|`` for every named parameter.
 
-    ``loss_fn`` defaults to batch-mean cross-entropy on the true labels. Scores are float32 and keyed
+    ``loss_fn`` defaults to batch-mean cross-entropy on the true labels; ``batch_loss(model, x, y)``
+    replaces it (SalUn's generation rule: the diffusion loss, ``salguide.diffusion.DiffusionForgetLoss``). Scores are float32 and keyed
     exactly like ``model.named_parameters()`` (frozen parameters included). Raises ValueError for an
     empty dataloader and for NaN/inf scores (naming the parameter).
     """
-    grads, _ = loss_gradients(model, dataloader, loss_fn, device=device, progress=progress)
+    grads, _ = loss_gradients(model, dataloader, loss_fn, device=device, progress=progress, batch_loss=batch_loss)
     scores = {name: g.abs_() for name, g in grads.items()}
     check_finite(scores)
     return scores

@@ -1,0 +1,38 @@
+"""Wrap a LightningModule's ``training_step`` for one ``fit`` and restore exactly what was there afterwards."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class TrainingStepWrapper:
+    """Mixin: ``_wrap(pl_module)`` routes ``training_step`` through ``self._step(pl_module, original, batch, ...)``;
+    ``_unwrap()`` restores the class's method or a user's own instance-level one (call it at teardown and
+    on_exception, so a failed fit leaves no wrapper behind)."""
+
+    _module: Any = None
+    _saved: tuple[bool, Any] = (False, None)  # (had an instance-level training_step, its value)
+
+    def _step(self, pl_module: Any, original: Any, batch: Any, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
+    def _wrap(self, pl_module: Any) -> None:
+        self._unwrap()
+        own = vars(pl_module)
+        self._saved = ("training_step" in own, own.get("training_step"))
+        original = pl_module.training_step  # bound method of the class (or a user's instance override)
+
+        def training_step(batch: Any, *args: Any, **kwargs: Any) -> Any:
+            return self._step(pl_module, original, batch, *args, **kwargs)
+
+        pl_module.training_step = training_step
+        self._module = pl_module
+
+    def _unwrap(self) -> None:
+        if self._module is not None:
+            had, previous = self._saved
+            if had:
+                vars(self._module)["training_step"] = previous
+            else:
+                vars(self._module).pop("training_step", None)
+            self._module, self._saved = None, (False, None)

@@ -1,0 +1,202 @@
+"""``task=unlearn_diffusion``: class-conditional DDPM (cached) -> weight mask -> generative unlearning -> metrics.
+
+Stages: the original DDPM on the full training split and the Retrain DDPM on the retain split (both cached
+like the classifiers', ``salguide.cache``), a judge classifier on real images (cached), then the method of
+the ``diffusion_unlearning`` group: its ``objective`` (a ``_target_`` node, e.g. ``SalUnObjective``) through
+``DiffusionUnlearningCallback`` and its optional ``mask`` (a ``_partial_`` mask function) through
+``WeightSaliencyCallback``, trained on the retain split for ``epochs`` at ``lr``. Rows for Original, Retrain
+and the method (UA, Acc_r, FD, RTE) go to ``results.{md,json,csv}`` and a W&B table; per-class sample grids to
+``samples_<model>.png`` and W&B images. Every check that can fail runs before the first training stage.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from salguide.cache import cached_seconds, cached_weights, config_key
+from salguide.io import atomic_write_csv, atomic_write_json, atomic_write_text, check_writable
+from salguide.unlearning.run import _fit
+from salguide.viz.samples import plot_sample_grid
+
+from .stages import close_loggers, is_rank_zero, log_images, log_table, stage_callbacks, stage_loggers, trainer_kwargs, weight_settings
+
+log = logging.getLogger(__name__)
+CACHE_VERSION = 1  # bump when the code trains different diffusion weights from the same config
+METRICS = ("UA", "Acc_r", "FD")
+
+
+def diffusion_cache_paths(cfg: DictConfig) -> dict[str, Path]:
+    """Cache files of the original DDPM, the Retrain DDPM and the judge: keys hold data, model, recipe, seed,
+    weight-changing trainer settings and ``CACHE_VERSION``; the original's and the judge's omit the forget split."""
+    data = {k: v for k, v in OmegaConf.to_container(cfg.data, resolve=True).items() if k != "num_workers"}
+    split = {k: v for k, v in data.items() if not k.startswith("forget")}
+    common = (OmegaConf.to_container(cfg.model, resolve=True), OmegaConf.to_container(cfg.original, resolve=True),
+              weight_settings(cfg), int(cfg.seed), CACHE_VERSION, "ddpm")
+    judge = config_key(split, OmegaConf.to_container(cfg.judge, resolve=True), int(cfg.seed), CACHE_VERSION, "judge")
+    cache = Path(cfg.paths.cache_dir)
+    return {"original": cache / f"ddpm-original-{config_key(split, *common)}.safetensors",
+            "retrain": cache / f"ddpm-retrain-{config_key(data, *common)}.safetensors",
+            "judge": cache / f"ddpm-judge-{judge}.safetensors"}
+
+
+def _preflight(cfg: DictConfig, probe: Any, datamodule: Any, objective: Any) -> None:
+    """Every bad input that would otherwise surface after training: forget class, forget set, objective
+    (timesteps, guidance), generation settings."""
+    from salguide.diffusion.core import check_conditions, check_guidance
+    from salguide.diffusion.module import denoiser_parts
+    from salguide.diffusion.sampling import SAMPLERS
+
+    _, scheduler, num_conditions, _ = denoiser_parts(probe)
+    unsupported = [k for k in ("init_from", "ckpt_path") if cfg.get(k) is not None]
+    if unsupported:
+        raise ValueError(f"task=unlearn_diffusion does not support {', '.join(unsupported)} yet (task=unlearn does)")
+    if datamodule.forget != "class":
+        raise ValueError(f"generative unlearning forgets a class: set data.forget=class, got {datamodule.forget!r}")
+    if len(datamodule.forget_dataset) == 0:
+        raise ValueError("the forget set is empty: there is nothing to unlearn")
+    check_conditions(datamodule.train_y[datamodule.forget_indices], num_conditions, "forget class")
+    check_conditions(datamodule.train_y, num_conditions, "class")
+    if objective is not None:
+        objective.check(scheduler, num_conditions)
+    gen = cfg.generation
+    check_guidance(gen.guidance_scale, "generation.guidance_scale")
+    if gen.sampler not in SAMPLERS or not 1 <= int(gen.steps) <= scheduler.config.num_train_timesteps:
+        raise ValueError(f"generation.sampler must be one of {SAMPLERS} and generation.steps in 1.."
+                         f"{scheduler.config.num_train_timesteps}, got {gen.sampler!r}, {gen.steps!r}")
+    if tuple(datamodule.input_shape) != tuple(probe.sample_shape):
+        raise ValueError(f"the data's images {tuple(datamodule.input_shape)} do not match the model's sample shape "
+                         f"{tuple(probe.sample_shape)}: set model.sample_size / model.in_channels to match data")
+
+
+def run_unlearn_diffusion(cfg: DictConfig) -> float | None:
+    from salguide.callbacks import DiffusionUnlearningCallback, WeightSaliencyCallback
+    from salguide.diffusion.metrics import fit_judge, generate_per_class, generation_metrics
+    from salguide.diffusion.objectives import FTObjective
+    from salguide.diffusion.saliency import check_mask_fits
+    from salguide.models import SmallCNN
+
+    out = Path(cfg.paths.output_dir)
+    check_writable(cfg.paths.cache_dir, "paths.cache_dir")
+    run_id, seed, writer = f"{cfg.name}-{out.name}", int(cfg.seed), is_rank_zero()
+    ucfg = cfg.diffusion_unlearning
+    objective = instantiate(ucfg.objective) if ucfg.get("objective") else None
+    mask_fn = instantiate(ucfg.mask) if ucfg.get("mask") else None
+    datamodule = instantiate(cfg.data)
+    datamodule.setup("fit")
+    make_model: Callable[[], Any] = lambda: instantiate(cfg.model)  # noqa: E731
+    _preflight(cfg, make_model(), datamodule, objective)
+    paths, tkw = diffusion_cache_paths(cfg), trainer_kwargs(cfg)
+    epochs = int(cfg.original.epochs)
+
+    def train_on(split: str, key: str) -> Any:
+        """The cached DDPM trained on ``split`` (``full``: original; ``retain``: Retrain), with its run time."""
+        def fit(model: Any) -> Any:
+            datamodule.train_on = split
+            start = time.perf_counter()
+            _fit(model, datamodule, epochs, seed, tkw, lg, cb)
+            if writer:
+                atomic_write_json(paths[key].with_suffix(".json"), {"seconds": time.perf_counter() - start})
+            return model
+
+        with _stage(cfg, key, run_id) as (lg, cb):
+            torch.manual_seed(seed)
+            model, hit = cached_weights(paths[key], make_model(), fit, write=writer)
+        log.info("%s DDPM %s %s", key, "loaded from" if hit else "trained and cached at", paths[key])
+        return model.eval()
+
+    original, retrained = train_on("full", "original"), train_on("retain", "retrain")
+    jcfg = OmegaConf.to_container(cfg.judge, resolve=True)
+    judge, _ = cached_weights(paths["judge"], SmallCNN(datamodule.num_classes, datamodule.input_shape[0], jcfg["width"]),
+                              lambda _: fit_judge(datamodule.train_x, datamodule.train_y, datamodule.num_classes,
+                                                  seed=seed, **jcfg), write=writer)
+    judge.eval()
+
+    def run_method() -> tuple[Any, float, Any]:
+        net = copy.deepcopy(original).train()
+        net.hparams.lr = float(ucfg.lr)
+        start = time.perf_counter()
+        plugins: list[Any] = []
+        mask = None
+        if mask_fn is not None:
+            mask = mask_fn(net, datamodule.forget_dataloader())
+            check_mask_fits(mask, net)
+            plugins.append(WeightSaliencyCallback(mask, strict=False, log_figure=False))
+        if objective is not None and not isinstance(objective, FTObjective):
+            plugins.append(DiffusionUnlearningCallback(objective, datamodule.forget_dataloader(shuffle=True), seed=seed))
+        datamodule.train_on = "retain"
+        with _stage(cfg, method, run_id) as (lg, cb):
+            _fit(net, datamodule, int(ucfg.epochs), seed, tkw, lg, [*plugins, *cb])
+        return net.eval(), time.perf_counter() - start, mask
+
+    method = str(ucfg.name)
+    if ucfg.get("from_scratch"):
+        model, seconds, mask = retrained, cached_seconds(paths["retrain"].with_suffix(".json")), None
+    else:
+        model, seconds, mask = run_method()
+
+    gen = OmegaConf.to_container(cfg.generation, resolve=True)
+    test_x, test_y = datamodule.test_x, datamodule.test_y
+    rows, images = [], {}
+    for name, net, rte in (("Original", original, None), ("Retrain", retrained,
+                                                          cached_seconds(paths["retrain"].with_suffix(".json"))),
+                           (method, model, seconds)):
+        if name == method and name == "Retrain":
+            continue
+        x, y = generate_per_class(net, datamodule.num_classes, gen["per_class"], guidance_scale=gen["guidance_scale"],
+                                  steps=gen["steps"], sampler=gen["sampler"], seed=seed)
+        rows.append({"method": name, "seed": seed, **generation_metrics(x, y, judge, datamodule.forget_class, test_x, test_y),
+                     "RTE": rte})
+        if writer:
+            keep = torch_grid_index(y, gen["grid_per_class"])
+            images[f"samples/{name}"] = plot_sample_grid(x[keep], y[keep], out / f"samples_{name}.png",
+                                                         title=f"{name}: forgot class {datamodule.forget_class}")
+    if not writer:
+        return None
+    if mask is not None:
+        mask.save(out / "mask.safetensors", metadata={"method": method})
+    atomic_write_json(out / "results.json", rows)
+    atomic_write_csv(out / "results.csv", rows)
+    table = format_rows(rows)
+    atomic_write_text(out / "results.md", table)
+    with _stage(cfg, "results", run_id) as (loggers, _):
+        log_table(loggers, "results", rows)
+        log_images(loggers, images)
+        for logger in loggers:
+            logger.log_metrics({f"final/{k}": v for k, v in rows[-1].items() if isinstance(v, (int, float))})
+    if cfg.get("print_table", True):
+        print(f"\n{table}\nresults: {out / 'results.md'}")
+    return float(rows[-1]["UA"])
+
+
+@contextmanager
+def _stage(cfg: DictConfig, name: str, run_id: str) -> Iterator[tuple[list[Any], list[Any]]]:
+    """Fresh loggers (one W&B run per stage) and callbacks for one stage; loggers closed afterwards."""
+    loggers = stage_loggers(cfg, name, run_id)
+    try:
+        yield loggers, stage_callbacks(cfg)
+    finally:
+        close_loggers(loggers)
+
+
+def torch_grid_index(labels: Any, per_class: int) -> Any:
+    """Indices of the first ``per_class`` samples of every class."""
+    return torch.cat([(labels == c).nonzero().flatten()[:per_class] for c in labels.unique()])
+
+
+def format_rows(rows: list[dict[str, Any]]) -> str:
+    """Markdown: method, UA (%), Acc_r (%), FD (judge features, not Inception FID), RTE (s)."""
+    lines = ["| method | UA (%) | Acc_r (%) | FD (judge) | RTE (s) |", "|---|---:|---:|---:|---:|"]
+    for r in rows:
+        rte = "-" if r.get("RTE") is None else f"{r['RTE']:.1f}"
+        lines.append(f"| {r['method']} | {r['UA']:.2f} | {r['Acc_r']:.2f} | {r['FD']:.3f} | {rte} |")
+    return "\n".join(lines) + "\n"
