@@ -28,7 +28,8 @@ from salguide.io import atomic_write_csv, atomic_write_json, atomic_write_text, 
 from salguide.unlearning.run import _fit
 from salguide.viz.samples import plot_sample_grid
 
-from .stages import close_loggers, is_rank_zero, log_images, log_table, stage_callbacks, stage_loggers, trainer_kwargs, weight_settings
+from .stages import (LazyLoggers, is_rank_zero, log_images, log_table, stage_callbacks, trainer_kwargs,
+                     weight_settings)
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 1  # bump when the code trains different diffusion weights from the same config
@@ -103,7 +104,7 @@ def run_unlearn_diffusion(cfg: DictConfig) -> float | None:
         def fit(model: Any) -> Any:
             datamodule.train_on = split
             start = time.perf_counter()
-            _fit(model, datamodule, epochs, seed, tkw, lg, cb)
+            _fit(model, datamodule, epochs, seed, tkw, lg(), cb)
             if writer:
                 atomic_write_json(paths[key].with_suffix(".json"), {"seconds": time.perf_counter() - start})
             return model
@@ -135,7 +136,7 @@ def run_unlearn_diffusion(cfg: DictConfig) -> float | None:
             plugins.append(DiffusionUnlearningCallback(objective, datamodule.forget_dataloader(shuffle=True), seed=seed))
         datamodule.train_on = "retain"
         with _stage(cfg, method, run_id) as (lg, cb):
-            _fit(net, datamodule, int(ucfg.epochs), seed, tkw, lg, [*plugins, *cb])
+            _fit(net, datamodule, int(ucfg.epochs), seed, tkw, lg(), [*plugins, *cb])
         return net.eval(), time.perf_counter() - start, mask
 
     method = str(ucfg.name)
@@ -168,7 +169,8 @@ def run_unlearn_diffusion(cfg: DictConfig) -> float | None:
     atomic_write_csv(out / "results.csv", rows)
     table = format_rows(rows)
     atomic_write_text(out / "results.md", table)
-    with _stage(cfg, "results", run_id) as (loggers, _):
+    with _stage(cfg, "results", run_id) as (lazy, _):
+        loggers = lazy()
         log_table(loggers, "results", rows)
         log_images(loggers, images)
         for logger in loggers:
@@ -179,13 +181,14 @@ def run_unlearn_diffusion(cfg: DictConfig) -> float | None:
 
 
 @contextmanager
-def _stage(cfg: DictConfig, name: str, run_id: str) -> Iterator[tuple[list[Any], list[Any]]]:
-    """Fresh loggers (one W&B run per stage) and callbacks for one stage; loggers closed afterwards."""
-    loggers = stage_loggers(cfg, name, run_id)
+def _stage(cfg: DictConfig, name: str, run_id: str) -> Iterator[tuple[LazyLoggers, list[Any]]]:
+    """Loggers opened on first use (a stage read from the cache opens no W&B run) and fresh callbacks
+    (the progress bar named after the stage) for one stage; loggers closed afterwards."""
+    loggers = LazyLoggers(cfg, name, run_id)
     try:
-        yield loggers, stage_callbacks(cfg)
+        yield loggers, stage_callbacks(cfg, name)
     finally:
-        close_loggers(loggers)
+        loggers.close()
 
 
 def torch_grid_index(labels: Any, per_class: int) -> Any:

@@ -34,8 +34,9 @@ def test_salun_end_to_end_then_cached(tmp_path):
     cached = sorted(p.name.split("-")[1] for p in (tmp_path / "cache").glob("*.safetensors"))
     assert cached == ["judge", "original", "retrain"]
     stamp = {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").iterdir()}
-    run_task(_cfg(tmp_path, "diffusion_unlearning=ant", "diffusion_unlearning.mask.seeds=[0,1]"))  # cache reused
-    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").iterdir()} == stamp
+    run_task(_cfg(tmp_path, "diffusion_unlearning=ant", "diffusion_unlearning.mask.seeds=[0,1]", "logger=csv"))
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").iterdir()} == stamp  # cache reused
+    assert sorted(p.name for p in (out / "csv").iterdir()) == ["ANT", "results"]  # no logger runs for cached stages
     assert json.loads((out / "results.json").read_text())[-1]["method"] == "ANT"
 
 
