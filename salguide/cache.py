@@ -8,10 +8,11 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
-from salguide.io import atomic_path, clean_stale_temporaries
+from salguide.io import clean_stale_temporaries
+from salguide.weights_io import save_weights
 
 
 def config_key(*parts: Any) -> str:
@@ -60,7 +61,5 @@ def cached_weights(
     model = train(model)
     if not write:
         return model, False
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    with atomic_path(path) as tmp:
-        save_file(state, str(tmp))
+    save_weights(model, path)
     return model, False

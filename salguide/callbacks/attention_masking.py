@@ -14,7 +14,7 @@ import os
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from salguide._lightning import Callback
@@ -23,7 +23,7 @@ from salguide.attention.loss_modules import find_routed
 from salguide.attention.masking import MASK_MODES, attention_guided_mask
 from salguide.attention.mim import cls_attention_scores
 from salguide.attention.schedules import Schedule
-from salguide.io import atomic_path
+from salguide.weights_io import save_weights
 
 
 class AttentionMaskingCallback(Callback):
@@ -81,9 +81,7 @@ class AttentionMaskingCallback(Callback):
 
     def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
         if self.save_teacher_to is not None and trainer.is_global_zero:
-            state = {k: v.detach().contiguous().cpu() for k, v in self.teacher.state_dict().items()}
-            with atomic_path(self.save_teacher_to) as tmp:
-                save_file(state, str(tmp))
+            save_weights(self.teacher, self.save_teacher_to)
 
     def state_dict(self) -> dict[str, Any]:
         return {"teacher": None if self.teacher is None else self.teacher.state_dict(),
