@@ -142,7 +142,10 @@ def methods(x: Inputs, keep: float, flex: Callable | None) -> dict[str, Callable
             "salguide key_index + mass": lambda: ours(x, target=x.w, key_index=x.index, backend="triton"),
             "salguide key_index + mass, kernels only": kernels_only(x, key_index=x.index),
             "salguide key_index, no mass": lambda: ours(x, key_index=x.index, backend="triton"),
+            "salguide sdpa key_index, no mass": lambda: ours(x, key_index=x.index, backend="sdpa"),
             "salguide key_mask + mass": lambda: ours(x, target=x.w, key_mask=x.mask, backend="triton"),
+            "salguide key_mask, no mass": lambda: ours(x, key_mask=x.mask, backend="triton"),
+            "salguide sdpa key_mask, no mass": lambda: ours(x, key_mask=x.mask, backend="sdpa"),
             "salguide sdpa key_index + mass": lambda: ours(x, target=x.w, key_index=x.index, backend="sdpa"),
         }  # fmt: skip
     if flex is not None:

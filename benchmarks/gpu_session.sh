@@ -9,6 +9,9 @@
 #                  $OUT/attention.md as they are measured
 #   attention      every attention case, one step each
 #   pruning        benchmarks/token_pruning.py on ViT-S/16 sizes
+#   pruning_compile  the same, torch.compile'd (EViT at keep 0.7 only: each policy and mode compiles once)
+#   smoke          the attention benchmark's smoke test on the GPU
+#   profile_attention, profile_vit   benchmarks/attention_profile.py: where the host and device time goes
 # Usage: bash benchmarks/gpu_session.sh [STEP ...]   (no step: all, in the order above)
 # A step that fails or runs past its limit is logged and the next one runs; the exit status says
 # whether any failed. Results go to $OUT (default gpu_results/); copy the tables into docs/.
@@ -52,6 +55,13 @@ run_step() {
     pruning)
         step pruning "$PY" benchmarks/token_pruning.py --model vit_s16 --device cuda --dtype bf16 --batch 128 \
             --output "$OUT/token_pruning_gpu.md" ;;
+    pruning_compile)
+        step pruning_compile "$PY" benchmarks/token_pruning.py --model vit_s16 --device cuda --dtype bf16 \
+            --batch 128 --policies evit --keeps 1.0 0.7 --compile --output "$OUT/token_pruning_compile.md" ;;
+    smoke)
+        step smoke "$PY" -m pytest -q -p no:cacheprovider tests/kernels/test_attention_benchmark.py ;;
+    profile_attention | profile_vit)
+        step "$1" "$PY" benchmarks/attention_profile.py --what "${1#profile_}" ;;
     *)
         echo "unknown step $1" >&2
         status=1 ;;

@@ -86,7 +86,8 @@ def throughput(model: torch.nn.Module, shape: tuple, batch: int, device: str, dt
 
 
 def run(model_name: str, device: str, dtype: torch.dtype, batch: int, steps: int, warmup: int,
-        keeps: tuple[float, ...] = (1.0, 0.7, 0.5), repeats: int = 3) -> list[dict]:
+        keeps: tuple[float, ...] = (1.0, 0.7, 0.5), repeats: int = 3, policies: tuple[str, ...] = tuple(POLICIES),
+        compile: bool = False) -> list[dict]:
     """One row per (policy, keep). Each pruned measurement is paired with a measurement of the unpruned
     model taken just before it, ``repeats`` times; the ratio is the median of the paired ratios (robust
     to a shared machine's drift), the images/s the median of the pruned runs."""
@@ -94,6 +95,9 @@ def run(model_name: str, device: str, dtype: torch.dtype, batch: int, steps: int
     torch.manual_seed(0)
     model = make().to(device)
     router_of(model).validate = False  # no per-layer NaN check (a device sync) in a timing loop
+    if compile:  # one graph per (policy, mode), compiled in the warm-up steps; the router stays reachable
+        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+        model = torch.compile(model)
     rows = []
     base_flops = flops(model, None, True)
 
@@ -102,7 +106,8 @@ def run(model_name: str, device: str, dtype: torch.dtype, batch: int, steps: int
         return throughput(model, shape, batch, device, dtype, train, steps, warmup)
 
     base = {train: measure(None, train) for train in (True, False)}
-    for name, cls in POLICIES.items():
+    for name in policies:
+        cls = POLICIES[name]
         for keep in keeps:
             policy = cls(layers, keep)
             use_policy(model, policy)
@@ -144,20 +149,28 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=3, help="paired (unpruned, pruned) measurements per row")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    ap.add_argument("--policies", nargs="+", choices=sorted(POLICIES), default=list(POLICIES))
+    ap.add_argument("--keeps", nargs="+", type=float, default=[1.0, 0.7, 0.5])
+    ap.add_argument("--compile", action="store_true", help="torch.compile the model (baseline and pruned alike)")
     ap.add_argument("--output", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None, help="also write the rows (and the run's settings) as JSON")
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[a.dtype]
-    rows = run(a.model, a.device, dtype, a.batch, a.steps, a.warmup, repeats=a.repeats)
+    for keep in a.keeps:
+        if not 0 < keep <= 1:
+            ap.error(f"--keeps: each keep rate must be in (0, 1], got {keep}")
+    rows = run(a.model, a.device, dtype, a.batch, a.steps, a.warmup, tuple(a.keeps), a.repeats, tuple(a.policies),
+               a.compile)
     dev = torch.cuda.get_device_name() if a.device.startswith("cuda") else f"CPU ({torch.get_num_threads()} threads)"
-    text = markdown(rows, f"Token pruning throughput: {a.model}, batch {a.batch}, {a.dtype}, {dev}, torch {torch.__version__}")
+    text = markdown(rows, f"Token pruning throughput: {a.model}{', torch.compile' if a.compile else ''}, batch {a.batch}, {a.dtype}, {dev}, torch {torch.__version__}")
     print(text)
     if a.output:
         atomic_write_text(a.output, text)
     if a.json:
-        settings = {k: getattr(a, k) for k in ("model", "device", "dtype", "batch", "steps", "warmup", "repeats")}
+        settings = {k: getattr(a, k) for k in ("model", "device", "dtype", "batch", "steps", "warmup", "repeats",
+                                                  "compile")}
         atomic_write_json(a.json, {**settings, "device_name": dev, "torch": torch.__version__, "rows": rows})
 
 

@@ -25,13 +25,15 @@ MAX_TRITON_HEAD_DIM = 128
 # "mass" (a target), "index" (key_index), "mask" (key_mask / always_self), "bias" (key_bias), "plain".
 CASES = ("plain", "bias", "mask", "index", "mass", "stats")
 # The path "auto" takes per device and case. CPU: SDPA everywhere (docs/benchmarks.md, CPU table).
-# CUDA (benchmarks/attention.py, docs/benchmarks.md): the vendor path for plain attention; the Triton
-# kernels for the extras, except the mass on long sequences (LONG_MASS_KEYS), where SDPA with the target
-# as an extra V column was faster (1.23x vs 2.02x flash at (2,32,8192,128); Triton won at N = 197).
+# CUDA (benchmarks/attention.py on an H200, docs/benchmarks.md): the Triton kernels where they won, the
+# vendor path elsewhere. The mass and the statistics go to Triton (1.69x flash at N = 577 and 0.81x at
+# 2048, against 1.67x and 1.24x for SDPA with the target as an extra V column), except on long sequences
+# (LONG_MASS_KEYS: 1.21x SDPA vs 2.08x Triton at (2,32,8192,128)). Key lists go to gather + SDPA (0.91x
+# and 0.54x flash at N = 577 and 8192, against 1.90x and 1.02x for the Triton key_index path, which is
+# host-bound: ~1 ms of Python per forward + backward). Masks and biases: not yet measured, so the vendor path.
 AUTO: dict[str, dict[str, str]] = {
     "cpu": dict.fromkeys(CASES, "sdpa"),
-    "cuda": {"plain": "sdpa", "bias": "triton", "mask": "triton", "index": "triton", "mass": "triton",
-             "stats": "triton"},  # fmt: skip
+    "cuda": {"plain": "sdpa", "bias": "sdpa", "mask": "sdpa", "index": "sdpa", "mass": "triton", "stats": "triton"},
 }
 AUTO_OTHER = "sdpa"  # devices not in AUTO (mps, xpu, ...)
 LONG_MASS_KEYS = 4096  # from this many keys "auto" computes the mass on SDPA on CUDA
