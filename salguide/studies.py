@@ -39,5 +39,5 @@ def log_results_table(rows: Sequence[dict[str, Any]], root: Path, study: str) ->
     run = wandb.init(project="salguide", name=f"{study}-summary", job_type="summary", mode="offline", dir=str(root),
                      group=f"{study}_study")
     cols = [k for k in rows[0] if k != "run"]
-    run.log({"results": wandb.Table(columns=cols, data=[[r[c] for c in cols] for r in rows])})
+    run.log({"results": wandb.Table(columns=list[str | int](cols), data=[[r[c] for c in cols] for r in rows])})
     run.finish()
