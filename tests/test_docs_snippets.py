@@ -14,9 +14,9 @@ ROOT = Path(__file__).resolve().parents[1]
 METHODS = ROOT / "docs" / "methods"
 TEMPLATE = METHODS / "TEMPLATE.md"
 CARDS = sorted(p for p in METHODS.glob("*.md") if p != TEMPLATE)
-RUNS = re.compile(r"^```python\n(# runs\b.*?)^```", re.S | re.M)
+RUNS = re.compile(r"^```python\n(# runs\b.*?)^```", re.DOTALL | re.MULTILINE)
 LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)")
-HEADING = re.compile(r"^(##+) (.+?)\s*$", re.M)
+HEADING = re.compile(r"^(##+) (.+?)\s*$", re.MULTILINE)
 HOW = "How to use it"
 
 

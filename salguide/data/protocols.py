@@ -7,7 +7,7 @@ attribute, the callback that needs it and how to do without it. ``docs/data.md``
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, Protocol, TypeAlias, TypeVar, runtime_checkable
 
 from torch import Tensor
@@ -64,17 +64,17 @@ P = TypeVar("P")
 _MISSING = object()
 
 
-def _protocol_classes(protocol: type) -> list[type]:
+def _protocol_classes(protocol: Any) -> list[type]:
     return [c for c in reversed(protocol.__mro__) if getattr(c, "_is_protocol", False) and c is not Protocol]
 
 
-def protocol_methods(protocol: type) -> tuple[str, ...]:
+def protocol_methods(protocol: Any) -> tuple[str, ...]:
     """The public method names a Protocol declares (its own and its Protocol bases')."""
     return tuple(dict.fromkeys(k for c in _protocol_classes(protocol) for k, v in vars(c).items()
                                if callable(v) and not k.startswith("_")))  # fmt: skip
 
 
-def protocol_members(protocol: type) -> tuple[str, ...]:
+def protocol_members(protocol: Any) -> tuple[str, ...]:
     """The attribute and method names a Protocol declares (its own and its Protocol bases')."""
     attrs = (a for c in _protocol_classes(protocol) for a in vars(c).get("__annotations__", {}))
     return tuple(dict.fromkeys([*attrs, *protocol_methods(protocol)]))
@@ -88,15 +88,16 @@ def has_member(obj: Any, name: str, method: bool = False) -> bool:
     return found is not _MISSING and (not method or callable(found))
 
 
-def require(datamodule: Any, protocol: type[P], *, by: str, need: str = "", instead: str = "") -> P:
-    """Return ``datamodule`` typed as ``protocol``, or raise a ValueError naming each missing member.
+def require(datamodule: Any, protocol: Callable[..., P], *, by: str, need: str = "", instead: str = "") -> P:
+    """Return ``datamodule`` typed as ``protocol`` (a Protocol class of this module), or raise a ValueError
+    naming each missing member.
 
     ``by`` names the callback (and case) that needs it, ``need`` what for (e.g. "forget data"), and
     ``instead`` how to do without the datamodule (e.g. "pass forget_dataloader=...").
     """
     head = f"{by} needs {need}: " if need else f"{by} needs "
     hint = f"; or {instead}" if instead else ""
-    name = f"salguide.data.protocols.{protocol.__name__}"
+    name = f"salguide.data.protocols.{getattr(protocol, '__name__', protocol)}"
     if datamodule is None:
         raise ValueError(f"{head}a datamodule implementing {name}, got none{hint}")
     methods = protocol_methods(protocol)
@@ -119,12 +120,12 @@ def mask_semantics_of(datamodule: Any, *, by: str) -> MaskSemantics | None:
 
 
 __all__ = [
+    "MASK_SEMANTICS",
     "AnnotatedBatch",
     "AnnotatedData",
     "ClassBatch",
     "ForgetLoaderData",
     "ForgetSetData",
-    "MASK_SEMANTICS",
     "MaskSemantics",
     "SplitData",
     "mask_semantics_of",
