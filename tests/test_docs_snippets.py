@@ -59,6 +59,18 @@ def test_snippet_runs(code, tmp_path, monkeypatch):
     exec(compile(code, "<card snippet>", "exec"), {"__name__": "__card__"})
 
 
+IMPORT = re.compile(r"`(from salguide[\w.]* import [\w, ]+)`")
+
+
+@pytest.mark.parametrize("card", CARDS, ids=[c.stem for c in CARDS])
+def test_api_imports_resolve(card):
+    """Every ``from salguide... import ...`` a card names (its API table above all) imports."""
+    lines = IMPORT.findall(card.read_text())
+    assert lines, f"{card.name} names no import path"
+    for line in lines:
+        exec(line, {})
+
+
 def doc_files() -> list[Path]:
     return [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 
