@@ -25,6 +25,7 @@ from salguide._lightning import Callback
 from salguide.callbacks._step_wrap import TrainingStepWrapper
 from salguide._rng import Generator
 from salguide._checks import as_int
+from salguide.data.protocols import ForgetLoaderData, require
 from salguide.diffusion.core import check_conditions
 from salguide.diffusion.module import denoiser_parts
 from salguide.diffusion.objectives import DiffusionObjective
@@ -80,11 +81,9 @@ class DiffusionUnlearningCallback(TrainingStepWrapper, Callback):
         self.objective.check(scheduler, num_conditions)
         loader = self.forget_dataloader
         if loader is None:
-            make = getattr(trainer.datamodule, "forget_dataloader", None)
-            if make is None:
-                raise ValueError("DiffusionUnlearningCallback needs forget data: pass forget_dataloader=... or a "
-                                 "datamodule with a forget_dataloader() method")
-            loader = make()
+            dm: ForgetLoaderData = require(trainer.datamodule, ForgetLoaderData, by="DiffusionUnlearningCallback",
+                                           need="forget data", instead="pass forget_dataloader=...")  # fmt: skip
+            loader = dm.forget_dataloader()
         check_forget_loader(loader, num_conditions)
         self._loader = loader
         self._wrap(pl_module)
