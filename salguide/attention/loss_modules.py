@@ -18,19 +18,10 @@ from salguide.inputs import InputLoss, InputLossOutput
 from salguide.inputs._common import as_logits
 
 from .losses import background_mass_loss, concentration_loss, concentration_loss_all, diversity_loss, entropy_loss
-from .recorder import AttentionRecorder, AttentionStats
-from .routed import layer_target
-from .router import router_of
+from .recorder import AttentionRecorder
+from .routing import find_routed, layer_target, router_of
+from .stats import AttentionStats
 from .targets import gaussian_from_boxes, gaussian_from_points, mask_boxes, token_grid, token_target, with_cls
-
-
-def find_routed(model: nn.Module) -> nn.Module:
-    """``model`` or its first submodule routed through salguide.kernels (e.g. inside a LightningModule)."""
-    for m in model.modules():
-        if getattr(m, "salguide_router", None) is not None:
-            return m
-    router_of(model)  # raises the explanatory error
-    raise AssertionError  # pragma: no cover
 
 
 QUERIES = ("cls", "all", "object")

@@ -4,7 +4,7 @@
 training-step wrapper: the penalty joins the returned loss exactly once, so AMP, gradient accumulation,
 clipping and DDP see ``loss + penalty``) with one addition: an :class:`AttentionRecorder` is armed around
 the user's step, so the statistics come from the model's own forward (no second forward). The module
-must contain a routed ViT (salguide's ``VisionTransformer`` or ``salguide.models.adapters.route(model)``).
+must contain a routed ViT (salguide's ``VisionTransformer`` or ``salguide.attention.route(model)``).
 """
 
 from __future__ import annotations
