@@ -52,7 +52,9 @@ class AuxiliaryLossCallback(TrainingStepWrapper, Callback):
         mask_semantics: str | None = None,
     ) -> None:
         if not isinstance(loss, self.loss_type):
-            raise TypeError(f"{type(self).__name__} needs a loss of type {self.loss_type.__name__}, got {type(loss).__name__}")
+            raise TypeError(
+                f"{type(self).__name__} needs a loss of type {self.loss_type.__name__}, got {type(loss).__name__}"
+            )
         if mask_semantics not in (None, "irrelevant", "relevant"):
             raise ValueError(f"mask_semantics must be 'irrelevant', 'relevant' or None, got {mask_semantics!r}")
         self.loss = loss
