@@ -8,7 +8,7 @@ from typing import Any, Sequence
 import torch
 
 from salguide._lightning import Callback
-from salguide.attention.loss_modules import find_routed
+from salguide.attention.routing import find_routed
 from salguide.attention.recorder import AttentionRecorder
 from salguide.attention.targets import token_grid
 from salguide.viz.attention import kept_tokens_map, plot_attention_maps, tokens_to_image

@@ -19,10 +19,9 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import torch
-from torch import Tensor
 
 from salguide._lightning import Callback
-from salguide.callbacks._step_wrap import TrainingStepWrapper
+from salguide.callbacks._step_wrap import TrainingStepWrapper, map_loss
 from salguide._rng import Generator
 from salguide._checks import as_int
 from salguide.data.protocols import ForgetLoaderData, require
@@ -63,8 +62,6 @@ class DiffusionUnlearningCallback(TrainingStepWrapper, Callback):
         self._loader: Iterable | None = None
         self._iter: Iterator | None = None
         self._original: Any = None
-        self._module: Any = None
-        self._saved: tuple[bool, Any] = (False, None)
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -75,8 +72,7 @@ class DiffusionUnlearningCallback(TrainingStepWrapper, Callback):
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         if stage != "fit":
             return
-        if not pl_module.automatic_optimization:
-            raise RuntimeError("DiffusionUnlearningCallback needs automatic optimisation (training_step returns the loss)")
+        self._check_automatic(pl_module)
         _, scheduler, num_conditions, _ = denoiser_parts(pl_module)
         self.objective.check(scheduler, num_conditions)
         loader = self.forget_dataloader
@@ -126,11 +122,7 @@ class DiffusionUnlearningCallback(TrainingStepWrapper, Callback):
         out = original_step(batch, *args, **kwargs)
         if out is None:
             return loss
-        if isinstance(out, Tensor):
-            return loss + self.objective.beta * out
-        if isinstance(out, dict) and "loss" in out:
-            return {**out, "loss": loss + self.objective.beta * out["loss"]}
-        raise TypeError(f"training_step returned {type(out).__name__}; expected a loss tensor or a dict with 'loss'")
+        return map_loss(out, lambda retain_loss: loss + self.objective.beta * retain_loss)
 
 
 __all__ = ["DiffusionUnlearningCallback", "check_forget_loader"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from salguide._lightning import Callback
-from salguide.attention.loss_modules import find_routed
+from salguide.attention.routing import find_routed
 from salguide.attention.policies import TokenPolicy, use_policy
 from salguide.attention.schedules import keep_schedule
 
