@@ -9,7 +9,10 @@ forward.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Sequence
+from functools import reduce
+from operator import add
+
+from typing import Any, Sequence
 
 from torch import Tensor, nn
 
@@ -35,7 +38,7 @@ def object_rows(model: nn.Module, mask: Tensor, positions: Tensor | None, B: int
 class AttentionLoss(AuxiliaryLoss):
     """Base: ``weight`` x mean over ``layers`` of the per-layer penalty."""
 
-    requests: ClassVar[dict[str, bool]] = {}
+    requests: dict[str, bool] = {}  # what the recorder computes (a subclass or an instance may replace it)
 
     def __init__(self, weight: float = 1.0, layers: Sequence[int] | int = (-1,)) -> None:
         super().__init__(weight)
@@ -56,7 +59,7 @@ class AttentionLoss(AuxiliaryLoss):
         self.check_mask(mask)
         routed = find_routed(model)
         rec = AttentionRecorder(routed, self.layers, target=self.mass_target(routed, mask, x), **self.requests)
-        rec.owner = self
+        rec.owner = self  # type: ignore[attr-defined]  # marks the recorder as armed by this loss
         return rec
 
     def penalty(
@@ -72,8 +75,12 @@ class AttentionLoss(AuxiliaryLoss):
             with self.arm(model, x, mask) as rec:
                 logits = model(x)
         pens = [self.layer_penalty(rec.records[i], routed, mask) for i in rec.layers]
-        total = sum(pens) / len(pens)
-        return self.weight * total if self.weight else as_logits(logits).sum() * 0.0  # type: ignore[union-attr]
+        total = reduce(add, pens) / len(pens)
+        if self.weight:
+            return self.weight * total
+        out = as_logits(logits)
+        assert isinstance(out, Tensor)  # a weight of 0 keeps the graph connected with a zero penalty
+        return out.sum() * 0.0
 
 
 class ConcentrationLoss(AttentionLoss):

@@ -18,7 +18,7 @@ def _pair(v: Any) -> tuple[int, int]:
 
 def _geometry(model: Any) -> tuple[tuple[int, int], tuple[int, int]] | None:
     """(patch size, configured grid) of a timm-layout (``patch_embed``) or Hugging Face (``config``) ViT."""
-    pe = getattr(model, "patch_embed", None)
+    pe: Any = getattr(model, "patch_embed", None)
     if getattr(pe, "grid_size", None) is not None and getattr(pe, "patch_size", None) is not None:
         return _pair(pe.patch_size), _pair(pe.grid_size)
     cfg = getattr(model, "config", None)

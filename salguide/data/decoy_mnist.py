@@ -111,9 +111,10 @@ class DecoyIDXDataModule(ThreeSplitDataModule):
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
-        if self.train_dataset is None:
+        if not isinstance(self.train_dataset, DecoyDataset):
             raise RuntimeError(f"{type(self).__name__}.setup() must run before its data is used")
-        return tuple(self.train_dataset.x.shape[1:])  # type: ignore[return-value]
+        c, h, w = self.train_dataset.x.shape[1:]
+        return int(c), int(h), int(w)
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_dataset is not None:

@@ -127,7 +127,8 @@ class ForgetDataModule(LightningDataModule, ABC):
         if self.forget is None:
             raise ValueError(f"no {split} split: this datamodule was built with forget=None")
 
-    def _loader(self, dataset: IndexedTensorDataset, shuffle: bool, trainer: object = None) -> DataLoader:
+    def _loader(self, dataset: IndexedTensorDataset | None, shuffle: bool, trainer: object = None) -> DataLoader:
+        assert dataset is not None  # callers check the split exists (_require_setup / _require_forget)
         return seeded_loader(dataset, self.batch_size, shuffle=shuffle, seed=self.seed,
                              num_workers=self.num_workers, trainer=trainer)
 

@@ -138,7 +138,9 @@ class IDXDataModule(ForgetDataModule):
         """``data_dir``, or ``default_dir`` when it is None (an error naming how to get the data if neither)."""
         if data_dir is None and cls.default_dir is None:
             raise ValueError(f"{cls.dataset}: data_dir is required; {cls.how_to_get}")
-        return Path(data_dir if data_dir is not None else cls.default_dir).expanduser()
+        path = data_dir if data_dir is not None else cls.default_dir
+        assert path is not None  # checked above
+        return Path(path).expanduser()
 
     @classmethod
     def read_files(
@@ -152,7 +154,7 @@ class IDXDataModule(ForgetDataModule):
         for split, stems in SPLITS.items():
             paths = [find_idx(root, s, cls.dataset, cls.how_to_get, cls.subfolders) for s in stems]
             try:
-                x, y = read_split(*paths)
+                x, y = read_split(paths[0], paths[1])
             except ValueError as err:
                 raise ValueError(f"{cls.dataset}: {err}; to get intact files: {cls.how_to_get}") from err
             keep = subset(y, train_size if split == "train" else test_size, seed, f"{split}_size")

@@ -57,7 +57,7 @@ class ClassifierModule(pl.LightningModule):
 
     def _l1_weight(self) -> float:
         """Linearly decaying L1 weight: alpha * (1 - epoch / max_epochs), as in the l1-sparse method."""
-        alpha = self.hparams.l1_alpha
+        alpha = self.hparams["l1_alpha"]
         if not alpha:
             return 0.0
         max_epochs = max(int(self.trainer.max_epochs or 1), 1)
@@ -67,7 +67,7 @@ class ClassifierModule(pl.LightningModule):
         x, y = batch[0], batch[1]
         logits = self(x)
         ce = F.cross_entropy(logits, y)
-        loss = self.hparams.loss_sign * ce
+        loss = self.hparams["loss_sign"] * ce
         l1 = self._l1_weight()
         if l1:
             loss = loss + l1 * sum(p.abs().sum() for p in self.parameters() if p.requires_grad)
@@ -90,8 +90,9 @@ class ClassifierModule(pl.LightningModule):
         self._eval_step(batch, "test")
 
     def configure_optimizers(self) -> Any:
-        hp = self.hparams
+        hp: Any = self.hparams  # Lightning's AttributeDict
         params = [p for p in self.parameters() if p.requires_grad]
+        opt: torch.optim.Optimizer
         if hp.optimizer == "sgd":
             opt = torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
         elif hp.optimizer == "adam":

@@ -24,7 +24,7 @@ from salguide.attention.targets import token_grid
 class MaskedReconstructionModule(pl.LightningModule):
     """CLS cross-entropy on the masked image + ``recon_weight`` x MSE of the hidden patches (see module docstring)."""
 
-    def __init__(self, vit: nn.Module, lr: float = 1e-3, recon_weight: float = 1.0) -> None:
+    def __init__(self, vit: Any, lr: float = 1e-3, recon_weight: float = 1.0) -> None:
         super().__init__()
         if not hasattr(vit, "forward_features") or not hasattr(vit, "head"):
             raise TypeError("MaskedReconstructionModule needs a timm-layout ViT (forward_features, head)")

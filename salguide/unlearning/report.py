@@ -61,8 +61,8 @@ def format_table(rows: Sequence[dict[str, Any]], retrain_key: str = "Retrain", *
         cells = [str(r["method"])]
         for k in METRIC_KEYS:
             value = f"{float(r[k]):.{digits}f}"
-            show_gap = ref is not None and r["method"] != retrain_key
-            cells.append(f"{value} ({abs(float(r[k]) - float(ref[k])):.{digits}f})" if show_gap else value)
+            gap = None if ref is None or r["method"] == retrain_key else abs(float(r[k]) - float(ref[k]))
+            cells.append(value if gap is None else f"{value} ({gap:.{digits}f})")
         rte = f"{float(r['RTE']):.{digits}f}" if r.get("RTE") is not None else "-"
         cells.append(f"{rte} (cached)" if r.get("RTE_cached") and r.get("RTE") is not None else rte)
         cells.append(f"{r[GAP]:.{digits}f}" if r[GAP] is not None else "-")

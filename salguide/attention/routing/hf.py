@@ -41,7 +41,7 @@ def is_hf_model(model: nn.Module) -> bool:
 
 
 def hf_attention(
-    module: nn.Module,
+    module: Any,
     query: Tensor,
     key: Tensor,
     value: Tensor,
@@ -49,7 +49,7 @@ def hf_attention(
     scaling: float | None = None,
     dropout: float = 0.0,
     **kwargs: Any,
-) -> tuple[Tensor, None]:
+) -> tuple[Tensor, Tensor | None]:
     """transformers attention-interface function: [B, H, N, D] in, ([B, N, H, D], no weights) out."""
     if attention_mask is not None:
         raise ValueError("salguide attention: attention_mask is not supported (ViTs have none)")
@@ -68,11 +68,11 @@ def hf_attention(
     return out.transpose(1, 2).contiguous(), weights
 
 
-def _attention_modules(model: nn.Module) -> list[nn.Module]:
+def _attention_modules(model: nn.Module) -> list[Any]:
     return [m for m in model.modules() if hasattr(m, "is_causal") and hasattr(m, "scaling") and hasattr(m, "config")]
 
 
-def route_hf(model: nn.Module, backend: str | None = None) -> nn.Module:
+def route_hf(model: Any, backend: str | None = None) -> nn.Module:
     mods = _attention_modules(model)
     if not mods:
         raise TypeError(f"{type(model).__name__}: found no attention modules using transformers' attention registry")

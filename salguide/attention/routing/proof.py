@@ -11,7 +11,7 @@ each routed block is compared with the original on a small random input.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -64,7 +64,7 @@ def _proven(module: nn.Module, allowed: set[str]) -> bool:
     return owner is not None and (owner in _DECLARED or _qualname(owner) in allowed)
 
 
-def check_timm_blocks(blocks: Sequence[nn.Module]) -> None:
+def check_timm_blocks(blocks: Sequence[Any]) -> None:
     """Refuse blocks / attention modules the routed forwards do not reproduce, naming what is supported."""
     for i, b in enumerate(blocks):
         for module, allowed, where in ((b, TIMM_BLOCKS, f"blocks[{i}]"), (b.attn, TIMM_ATTENTION, f"blocks[{i}].attn")):

@@ -10,7 +10,7 @@ look it up.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from torch import Tensor, nn
 
@@ -52,6 +52,8 @@ class Router:
         self.state = TokenState()
         self.supports_tokens = True  # False for adapters that cannot change the token set (Hugging Face)
         self.input_size: tuple[int, int] | None = None  # (H, W) of the latest forward's image input
+        self.hook: Any = None  # the model's forward pre-hook (attach_router)
+        self.undo: Callable[[], None] | None = None  # restores the model's original forwards (set by route())
 
     def layer(self, index: int) -> int:
         """``index`` as a non-negative layer number (negative counts from the end); error when out of range."""
@@ -109,7 +111,7 @@ def find_routed(model: nn.Module) -> nn.Module:
     raise AssertionError  # pragma: no cover
 
 
-def attach_router(model: nn.Module, router: Router, blocks: Any = None) -> Router:
+def attach_router(model: Any, router: Router, blocks: Any = None) -> Router:
     """Attach ``router`` to ``model`` and to each timm-layout block / attention module (index = position)."""
     blocks = model.blocks if blocks is None else blocks
     for i, block in enumerate(blocks):
@@ -119,7 +121,7 @@ def attach_router(model: nn.Module, router: Router, blocks: Any = None) -> Route
     return router
 
 
-def begin_forward(model: nn.Module, args: Any, kwargs: dict[str, Any]) -> None:
+def begin_forward(model: Any, args: Any, kwargs: dict[str, Any]) -> None:
     """Forward pre-hook of a routed model: reset its router's per-forward state and note the spatial size
     of the image input (the first positional argument or ``pixel_values``), from which ``token_grid``
     takes the patch grid (a module-level function, so that the model still pickles, e.g. for ``ddp_spawn``)."""
@@ -130,10 +132,9 @@ def begin_forward(model: nn.Module, args: Any, kwargs: dict[str, Any]) -> None:
 def unroute(model: nn.Module) -> nn.Module:
     """Undo :func:`salguide.attention.route` (restores the original forwards / attention implementation)."""
     router = getattr(model, "salguide_router", None)
-    undo = getattr(router, "undo", None)
-    if undo is None:
+    if not isinstance(router, Router) or router.undo is None:
         raise ValueError(f"{type(model).__name__} was not routed by salguide.attention.route")
-    undo()
+    router.undo()
     router.hook.remove()
     del model.salguide_router
     return model

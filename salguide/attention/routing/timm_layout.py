@@ -21,7 +21,7 @@ from .router import Router, attach_router, unroute
 _IDENTITY = nn.Identity()
 
 
-def _opt(module: nn.Module, name: str) -> Any:
+def _opt(module: Any, name: str) -> Any:
     return getattr(module, name, None) or _IDENTITY
 
 
@@ -38,7 +38,7 @@ def check_arguments(where: str, attn_mask: Tensor | None, kwargs: dict[str, Any]
         )
 
 
-def attention_forward(attn: nn.Module, x: Tensor, attn_mask: Tensor | None = None, **kwargs: Any) -> Tensor:
+def attention_forward(attn: Any, x: Tensor, attn_mask: Tensor | None = None, **kwargs: Any) -> Tensor:
     """timm ``Attention.forward`` with the softmax attention done by the routed kernel call."""
     check_arguments("attention", attn_mask, kwargs)
     B, N, C = x.shape
@@ -53,7 +53,7 @@ def attention_forward(attn: nn.Module, x: Tensor, attn_mask: Tensor | None = Non
     return _opt(attn, "proj_drop")(attn.proj(o))
 
 
-def block_forward(block: nn.Module, x: Tensor, attn_mask: Tensor | None = None, **kwargs: Any) -> Tensor:
+def block_forward(block: Any, x: Tensor, attn_mask: Tensor | None = None, **kwargs: Any) -> Tensor:
     """timm ``Block.forward``; the token policy (EViT / DynamicViT / ToMe) acts between attention and MLP."""
     check_arguments("block", attn_mask, kwargs)
     x = x + _opt(block, "drop_path1")(_opt(block, "ls1")(block.attn(block.norm1(x))))
@@ -63,15 +63,15 @@ def block_forward(block: nn.Module, x: Tensor, attn_mask: Tensor | None = None, 
     return x + _opt(block, "drop_path2")(_opt(block, "ls2")(block.mlp(block.norm2(x))))
 
 
-def is_timm_layout(model: nn.Module) -> bool:
-    blocks = getattr(model, "blocks", None)
+def is_timm_layout(model: Any) -> bool:
+    blocks: Any = getattr(model, "blocks", None)
     if not isinstance(blocks, (nn.Sequential, nn.ModuleList)) or len(blocks) == 0:
         return False
     need_block, need_attn = ("norm1", "norm2", "mlp", "attn"), ("qkv", "proj", "num_heads")
     return all(
         all(hasattr(b, n) for n in need_block)
         and all(hasattr(b.attn, n) for n in need_attn)
-        and isinstance(b.attn.qkv, nn.Linear)
+        and isinstance(getattr(b.attn, "qkv", None), nn.Linear)
         for b in blocks
     )
 
@@ -97,7 +97,7 @@ def _restore_timm(saved: list) -> None:
             vars(b.attn).pop(name, None)
 
 
-def route_timm(model: nn.Module, backend: str | None = None) -> nn.Module:
+def route_timm(model: Any, backend: str | None = None) -> nn.Module:
     """Bind the routed forwards onto ``model.blocks`` (classes checked first, outputs compared after)."""
     check_timm_blocks(model.blocks)
     cases = [(b, b.attn.qkv.in_features) for b in model.blocks]
