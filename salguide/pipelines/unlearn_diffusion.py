@@ -36,6 +36,13 @@ CACHE_VERSION = 1  # bump when the code trains different diffusion weights from 
 METRICS = ("UA", "Acc_r", "FD")
 
 
+def model_inputs(datamodule: Any, x: torch.Tensor) -> torch.Tensor:
+    """Stored images as the models see them: the datamodule's ``eval_transform`` (e.g. Fashion-MNIST's uint8
+    -> normalised float), which the DDPM's training batches went through too; digits are stored that way."""
+    view = datamodule.eval_transform()
+    return x if view is None else torch.stack([view(sample) for sample in x])
+
+
 def diffusion_cache_paths(cfg: DictConfig) -> dict[str, Path]:
     """Cache files of the original DDPM, the Retrain DDPM and the judge: keys hold data, model, recipe, seed,
     weight-changing trainer settings and ``CACHE_VERSION``; the original's and the judge's omit the forget split."""
@@ -118,8 +125,8 @@ def run_unlearn_diffusion(cfg: DictConfig) -> float | None:
     original, retrained = train_on("full", "original"), train_on("retain", "retrain")
     jcfg = OmegaConf.to_container(cfg.judge, resolve=True)
     judge, _ = cached_weights(paths["judge"], SmallCNN(datamodule.num_classes, datamodule.input_shape[0], jcfg["width"]),
-                              lambda _: fit_judge(datamodule.train_x, datamodule.train_y, datamodule.num_classes,
-                                                  seed=seed, **jcfg), write=writer)
+                              lambda _: fit_judge(model_inputs(datamodule, datamodule.train_x), datamodule.train_y,
+                                                  datamodule.num_classes, seed=seed, **jcfg), write=writer)
     judge.eval()
 
     def run_method() -> tuple[Any, float, Any]:
@@ -146,7 +153,7 @@ def run_unlearn_diffusion(cfg: DictConfig) -> float | None:
         model, seconds, mask = run_method()
 
     gen = OmegaConf.to_container(cfg.generation, resolve=True)
-    test_x, test_y = datamodule.test_x, datamodule.test_y
+    test_x, test_y = model_inputs(datamodule, datamodule.test_x), datamodule.test_y
     rows, images = [], {}
     for name, net, rte in (("Original", original, None), ("Retrain", retrained,
                                                           cached_seconds(paths["retrain"].with_suffix(".json"))),
