@@ -36,6 +36,9 @@ class AttentionLossCallback(InputSaliencyCallback):
             )
         super().__init__(attention_loss, input_key, target_key, mask_key, mask_semantics)
 
+    sharded_why = ("the attention recorder hooks the routed ViT's blocks and the penalty reads whole attention "
+                   "matrices; untested with sharded parameters (FSDP, DeepSpeed)")
+
     def _step(self, pl_module: Any, original: Any, batch: Any, *args: Any, **kwargs: Any) -> Any:
         loss: AttentionLoss = self.input_loss  # type: ignore[assignment]
         mask = self._get(batch, self.keys[2], "mask") if loss.mask_semantics != "none" else None

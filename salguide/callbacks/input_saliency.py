@@ -21,6 +21,7 @@ from torch import Tensor
 
 from salguide._lightning import Callback
 from salguide.callbacks._step_wrap import TrainingStepWrapper
+from salguide.callbacks._strategy import refuse_sharded
 from salguide.inputs import InputLoss, invert
 from salguide.inputs._common import as_logits
 
@@ -57,9 +58,14 @@ class InputSaliencyCallback(TrainingStepWrapper, Callback):
         self._saved: tuple[bool, Any] = (False, None)  # (had an instance-level training_step, its value)
         self._invert = False
 
+    #: why sharded strategies are refused (``setup``)
+    sharded_why = ("the penalty runs extra forwards and input gradients (double backward for RRR) of the whole "
+                   "module inside the training step; untested with sharded parameters (FSDP, DeepSpeed)")
+
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         if stage != "fit":
             return
+        refuse_sharded(self, trainer, self.sharded_why)
         if not pl_module.automatic_optimization:
             raise RuntimeError(
                 "InputSaliencyCallback needs automatic optimisation (training_step returns the loss); with "
