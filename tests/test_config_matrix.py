@@ -23,7 +23,7 @@ from omegaconf import OmegaConf
 
 CONFIGS = Path(__file__).resolve().parents[1] / "salguide" / "configs"
 sys.path.insert(0, str(Path(__file__).resolve().parent / "data"))
-from idx_helpers import make_idx_dir  # noqa: E402
+from idx_helpers import make_idx_dir
 
 GROUPS = sorted(p.name for p in CONFIGS.iterdir() if p.is_dir() and not p.name.startswith("_"))
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONFIGS / g).glob("*.yaml"))]

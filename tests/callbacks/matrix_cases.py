@@ -8,21 +8,31 @@ the module cannot train without it (MIM needs the patch mask)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from salguide._lightning import LightningDataModule, pl
-from salguide.attention.loss_modules import ConcentrationLoss
-from salguide.attention.policies import EViTPolicy
-from salguide.callbacks import (AttentionLossCallback, AttentionMapCallback, AttentionMaskingCallback,
-                                DataSamplesCallback, DiffusionUnlearningCallback, ExplanationMetricsCallback,
-                                InputSaliencyCallback, RandomLabelCallback, SaliencyOverlayCallback,
-                                StageProgressBar, TokenPruningCallback, WeightSaliencyCallback)
+from salguide.attention import ConcentrationLoss, EViTPolicy
+from salguide.callbacks import (
+    AttentionLossCallback,
+    AttentionMapCallback,
+    AttentionMaskingCallback,
+    DataSamplesCallback,
+    DiffusionUnlearningCallback,
+    ExplanationMetricsCallback,
+    InputSaliencyCallback,
+    RandomLabelCallback,
+    SaliencyOverlayCallback,
+    StageProgressBar,
+    TokenPruningCallback,
+    WeightSaliencyCallback,
+)
 from salguide.inputs import RRRLoss
 from salguide.models import ClassifierModule
 from salguide.models.vit import VisionTransformer
@@ -77,7 +87,10 @@ def vit_module() -> ClassifierModule:
 
 
 def mim_module() -> nn.Module:
-    from salguide.attention.mim import MaskedReconstructionModule
+    try:  # the MIM module's home before and after it leaves salguide.attention
+        from salguide.models.mim import MaskedReconstructionModule
+    except ImportError:
+        from salguide.attention.mim import MaskedReconstructionModule
 
     return MaskedReconstructionModule(vit(), lr=1e-2)
 
@@ -151,9 +164,11 @@ def build(name: str, out: Path) -> Case:
 
 def trainer(case: Case, **kwargs: Any) -> pl.Trainer:
     """A CPU Trainer for ``case``: 2 epochs of 4 batches (2 per rank on two processes), 1 validation batch."""
-    settings = dict(accelerator="cpu", devices=1, max_epochs=2, logger=False, enable_checkpointing=False,
-                    enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                    limit_val_batches=1)
+    settings: dict[str, Any] = {
+        "accelerator": "cpu", "devices": 1, "max_epochs": 2, "logger": False, "enable_checkpointing": False,
+        "enable_progress_bar": False, "enable_model_summary": False, "num_sanity_val_steps": 0,
+        "limit_val_batches": 1,
+    }
     settings.update(case.trainer)
     settings.update(kwargs)
     return pl.Trainer(**settings)
