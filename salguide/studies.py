@@ -1,11 +1,13 @@
-"""Helpers shared by the study summary scripts under ``experiments/`` (``summarise.py``): their command line
-and the offline W&B table of their per-run rows."""
+"""Helpers shared by the study summary scripts under ``experiments/`` (``summarise.py``): their command line,
+the runs below a study folder and the offline W&B table of their per-run rows."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
+
+import yaml
 
 
 def summary_arguments(description: str, default_out: Path, steps: Sequence[str] = ()) -> argparse.Namespace:
@@ -19,6 +21,16 @@ def summary_arguments(description: str, default_out: Path, steps: Sequence[str] 
     return ap.parse_args()
 
 
+def job_results(root: Path) -> Iterator[tuple[Path, dict[str, Any], Any]]:
+    """(run folder, its composed config, its parsed ``results.json``) for every run below ``root``, in path
+    order. A sweep folder's combined ``results.json`` (written by :class:`salguide.sweep.CombinedResults`)
+    has no ``.hydra/config.yaml`` beside it and is not a run: it is skipped."""
+    for res in sorted(Path(root).rglob("results.json")):
+        config = res.parent / ".hydra" / "config.yaml"
+        if config.is_file():
+            yield res.parent, yaml.safe_load(config.read_text()), yaml.safe_load(res.read_text())
+
+
 def log_results_table(rows: Sequence[dict[str, Any]], root: Path, study: str) -> None:
     """``rows`` (without their ``run`` folder) as the table ``results`` of an offline W&B run in ``root``
     (``wandb sync`` uploads it)."""
@@ -27,5 +39,5 @@ def log_results_table(rows: Sequence[dict[str, Any]], root: Path, study: str) ->
     run = wandb.init(project="salguide", name=f"{study}-summary", job_type="summary", mode="offline", dir=str(root),
                      group=f"{study}_study")
     cols = [k for k in rows[0] if k != "run"]
-    run.log({"results": wandb.Table(columns=cols, data=[[r[c] for c in cols] for r in rows])})
+    run.log({"results": wandb.Table(columns=list[str | int](cols), data=[[r[c] for c in cols] for r in rows])})
     run.finish()

@@ -35,7 +35,7 @@ def sweep_rows(sweep_dir: Path) -> list[dict[str, Any]]:
     rows = []
     for result in sorted(sweep_dir.glob("*/results.json"), key=lambda p: (len(p.parent.name), p.parent.name)):
         overrides_file = result.parent / ".hydra" / "overrides.yaml"
-        overrides = OmegaConf.load(overrides_file) if overrides_file.exists() else []
+        overrides: Any = OmegaConf.load(overrides_file) if overrides_file.exists() else []
         data = json.loads(result.read_text())
         for row in data if isinstance(data, list) else [data]:
             rows.append({"job": result.parent.name, "overrides": " ".join(map(str, overrides)), **row})

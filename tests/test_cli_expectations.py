@@ -175,3 +175,35 @@ def test_sweep_summary_refuses_jobs_that_disagree():
     assert unlearning_summary(rows) is None  # the sweep varied something else: no per-method summary
     assert unlearning_summary([{"job": "0", "test_acc": 90.0}]) is None
     assert unlearning_summary([{"job": "0", **_row("FT", 0, 1.0), "Avg.Gap": 1.0}, {"job": "1", **_row("FT", 1, 1.0)}]) is None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", ["prune_digits_evit", "decoy_vanilla"])
+def test_init_from_fine_tunes_the_users_model_in_classify_and_attention_tasks(tmp_path, preset):
+    """task=attention / task=classify start from the user's weights: with no training step the saved model is the file's."""
+    from safetensors.torch import load_file
+
+    cfg = _compose(f"experiment={preset}", "logger=none", "callbacks=none", "print_table=false",
+                   f"paths.output_dir={tmp_path / 'first'}", f"paths.cache_dir={tmp_path / 'cache'}",
+                   "trainer.max_epochs=1")  # fmt: skip
+    run_task(cfg)
+    stage = "attention" if preset.startswith("prune") else "classify"
+    first = tmp_path / "first" / "models" / f"{stage}.safetensors"
+    cfg = _compose(f"experiment={preset}", "logger=none", "callbacks=none", "print_table=false",
+                   f"paths.output_dir={tmp_path / 'again'}", f"paths.cache_dir={tmp_path / 'cache'}",
+                   "trainer.max_epochs=1", "+trainer.limit_train_batches=0",
+                   f"init_from={first}", "seed=7")  # fmt: skip
+    run_task(cfg)
+    before, after = load_file(str(first)), load_file(str(tmp_path / "again" / "models" / f"{stage}.safetensors"))
+    strip = {k.removeprefix("model."): v for k, v in before.items()}
+    assert {k.removeprefix("model."): v for k, v in after.items()}.keys() == strip.keys()
+    assert all(torch.equal(v, strip[k.removeprefix("model.")]) for k, v in after.items())
+
+
+def test_init_from_for_another_model_is_refused_before_training(tmp_path):
+    save_weights(SmallCNN(num_classes=10, in_channels=1, width=32), tmp_path / "cnn.safetensors")
+    cfg = _compose("experiment=prune_digits_evit", "logger=none", "callbacks=none",
+                   f"paths.output_dir={tmp_path / 'run'}", f"init_from={tmp_path / 'cnn.safetensors'}")  # fmt: skip
+    with pytest.raises(ValueError, match="cnn.safetensors does not hold this model's weights"):
+        run_task(cfg)
+    assert not (tmp_path / "run" / "models").exists()

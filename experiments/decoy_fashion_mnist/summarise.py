@@ -26,11 +26,10 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import yaml  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from salguide.io import atomic_write_csv, atomic_write_json, atomic_write_text  # noqa: E402
-from salguide.studies import log_results_table, summary_arguments  # noqa: E402
+from salguide.studies import job_results, log_results_table, summary_arguments  # noqa: E402
 from salguide.viz.saliency import plot_accuracy_bars  # noqa: E402
 
 PAPER = {"vanilla": 51.55, "rrr": 96.07, "clean": 96.11}  # RRR, DecoyMNIST test accuracy (%)
@@ -57,13 +56,10 @@ def last_val(run: Path) -> dict[str, float]:
 def load_runs(root: Path) -> list[dict[str, Any]]:
     """One row per run directory below ``root`` that holds a ``results.json``."""
     rows = []
-    for res in sorted(root.rglob("results.json")):
-        run = res.parent
-        cfg = yaml.safe_load((run / ".hydra" / "config.yaml").read_text())
+    for run, cfg, r in job_results(root):
         name = str(cfg["name"])
         if not name.startswith(PREFIX):
             raise ValueError(f"{run}: run {name!r} is not a {PREFIX}* preset")
-        r = yaml.safe_load(res.read_text())
         loss = {k: v for k, v in (cfg.get("input_loss") or {}).items() if k in ("weight", "fraction")}
         rows.append({
             "variant": name[len(PREFIX):], "seed": int(cfg["seed"]),

@@ -13,15 +13,17 @@ import shutil
 import statistics
 from pathlib import Path
 
+from salguide.studies import job_results
+
 KEYS = ("UA", "Acc_r", "FD", "RTE")
 
 
 def collect(runs: Path) -> list[dict]:
     """Unique (method, seed) rows of all results.json files under ``runs``."""
     rows: dict[tuple[str, int], dict] = {}
-    for path in sorted(runs.rglob("results.json")):
-        for row in json.loads(path.read_text()):
-            rows.setdefault((row["method"], int(row["seed"])), {**row, "_dir": str(path.parent)})
+    for run, _, results in job_results(runs):
+        for row in results:
+            rows.setdefault((row["method"], int(row["seed"])), {**row, "_dir": str(run)})
     if not rows:
         raise SystemExit(f"no results.json under {runs}")
     return list(rows.values())

@@ -25,10 +25,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import yaml  # noqa: E402
 
 from salguide.io import atomic_write_csv, atomic_write_json, atomic_write_text  # noqa: E402
-from salguide.studies import log_results_table, summary_arguments  # noqa: E402
+from salguide.studies import job_results, log_results_table, summary_arguments  # noqa: E402
 from salguide.unlearning.metrics import METRIC_KEYS  # noqa: E402
 from salguide.unlearning.report import GAP, aggregate  # noqa: E402
 
@@ -49,15 +48,13 @@ def load_runs(root: Path) -> list[dict[str, Any]]:
     (mode, seed) (every run of a seed reports the same cached models)."""
     rows: list[dict[str, Any]] = []
     seen: set[tuple[str, str, int]] = set()
-    for res in sorted(root.rglob("results.json")):
-        run = res.parent
-        cfg = yaml.safe_load((run / ".hydra" / "config.yaml").read_text())
+    for run, cfg, results in job_results(root):
         if cfg.get("task") != "unlearn":
             raise ValueError(f"{run}: not an unlearning run (task={cfg.get('task')!r})")
         mode, seed, key = str(cfg["data"]["forget"]), int(cfg["seed"]), method_key(cfg)
         common = {"mode": mode, "seed": seed, "train_size": cfg["data"]["train_size"],
                   "test_size": cfg["data"]["test_size"], "original_epochs": cfg["original"]["epochs"]}
-        for r in yaml.safe_load(res.read_text()):
+        for r in results:
             name = str(r["method"])
             if name in REFERENCES:
                 if (mode, name, seed) in seen:

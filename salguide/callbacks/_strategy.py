@@ -12,7 +12,8 @@ from salguide._lightning import installed
 
 
 def check_strategy(strategy: Any, owner: str, why: str) -> None:
-    """Return for single-device and DDP-family strategies; else a ValueError naming ``owner``, the strategy and ``why``."""
+    """Return for single-device and DDP-family strategies; else a ValueError naming ``owner``, the strategy
+    and ``why``."""
     allowed = installed("SingleDeviceStrategy", "DDPStrategy", module="strategies")
     refused = installed("DeepSpeedStrategy", "XLAStrategy", "SingleDeviceXLAStrategy", module="strategies")
     if isinstance(strategy, allowed) and not isinstance(strategy, refused):

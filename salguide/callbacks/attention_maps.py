@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
 from salguide._lightning import Callback
-from salguide.callbacks._strategy import refuse_sharded
 from salguide.attention.loss_modules import find_routed
 from salguide.attention.recorder import AttentionRecorder
 from salguide.attention.targets import token_grid
+from salguide.callbacks._strategy import refuse_sharded
 from salguide.viz.attention import kept_tokens_map, plot_attention_maps, tokens_to_image
 
 from .explanation_metrics import fixed_val_batch

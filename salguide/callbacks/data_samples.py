@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from salguide._lightning import Callback
+from salguide.data.protocols import SplitData
 from salguide.data.summary import class_count_rows, per_class_samples
 from salguide.io import atomic_write_csv
 from salguide.viz.samples import plot_sample_grid
@@ -32,15 +33,16 @@ class DataSamplesCallback(Callback):
         dm = getattr(trainer, "datamodule", None)
         if not trainer.is_global_zero or dm is None:
             return
-        if getattr(dm, "train_dataset", None) is None:
+        if getattr(dm, "train_dataset", None) is None:  # SplitData
             log.warning("DataSamplesCallback: %s has no train_dataset; nothing logged", type(dm).__name__)
             return
+        data: SplitData = dm
         out = Path(self.out_dir or trainer.default_root_dir)
-        names = getattr(dm, "class_names", None)
-        rows = class_count_rows(dm, names)
+        names = getattr(data, "class_names", None)
+        rows = class_count_rows(data, names)
         atomic_write_csv(out / "data_splits.csv", rows)
-        x, y, masks = per_class_samples(dm.train_dataset, self.per_class)
-        title = f"{type(dm).__name__}: training samples"
+        x, y, masks = per_class_samples(data.train_dataset, self.per_class)
+        title = f"{type(data).__name__}: training samples"
         png = plot_sample_grid(x, y, out / "data_samples.png", names, masks, title=title)
         columns = list(rows[0])
         for logger in trainer.loggers:

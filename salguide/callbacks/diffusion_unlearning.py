@@ -23,11 +23,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from salguide._checks import as_int
 from salguide._lightning import Callback
+from salguide._rng import Generator
 from salguide.callbacks._step_wrap import TrainingStepWrapper
 from salguide.callbacks._strategy import refuse_sharded
-from salguide._rng import Generator
-from salguide._checks import as_int
+from salguide.data.protocols import ForgetLoaderData, require
 from salguide.diffusion.core import check_conditions
 from salguide.diffusion.module import denoiser_parts
 from salguide.diffusion.objectives import DiffusionObjective
@@ -88,11 +89,9 @@ class DiffusionUnlearningCallback(TrainingStepWrapper, Callback):
         self.objective.check(scheduler, num_conditions)
         loader = self.forget_dataloader
         if loader is None:
-            make = getattr(trainer.datamodule, "forget_dataloader", None)
-            if make is None:
-                raise ValueError("DiffusionUnlearningCallback needs forget data: pass forget_dataloader=... or a "
-                                 "datamodule with a forget_dataloader() method")
-            loader = make()
+            dm: ForgetLoaderData = require(trainer.datamodule, ForgetLoaderData, by="DiffusionUnlearningCallback",
+                                           need="forget data", instead="pass forget_dataloader=...")  # fmt: skip
+            loader = dm.forget_dataloader()
         check_forget_loader(loader, num_conditions)
         self._loader = loader
         self._drawn = self._skip = 0  # a resume sets them after setup (load_state_dict)

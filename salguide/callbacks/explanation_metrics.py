@@ -10,6 +10,7 @@ from torch import Tensor
 from salguide._checks import as_int
 from salguide._lightning import Callback
 from salguide.callbacks._strategy import refuse_sharded
+from salguide.data.protocols import mask_semantics_of
 from salguide.inputs import invert
 from salguide.metrics import evaluate_explanations
 
@@ -78,7 +79,8 @@ class ExplanationMetricsCallback(Callback):
         x, y = self._batch[0].to(pl_module.device), self._batch[1].to(pl_module.device)
         region = None
         if len(self._batch) > 2:
-            sem = self.mask_semantics or getattr(trainer.datamodule, "mask_semantics", "relevant")
+            by = type(self).__name__
+            sem = self.mask_semantics or mask_semantics_of(trainer.datamodule, by=by) or "relevant"
             region = relevant_region(self._batch[2], sem).to(pl_module.device)
         values = evaluate_explanations(
             pl_module, x, y, region, method=self.method, steps=self.steps, method_kwargs=self.method_kwargs

@@ -22,6 +22,7 @@ from torch import Tensor
 from salguide._lightning import Callback
 from salguide.callbacks._step_wrap import TrainingStepWrapper
 from salguide.callbacks._strategy import refuse_sharded
+from salguide.data.protocols import AnnotatedBatch, mask_semantics_of
 from salguide.inputs import InputLoss, invert
 from salguide.inputs._common import as_logits
 
@@ -72,7 +73,7 @@ class InputSaliencyCallback(TrainingStepWrapper, Callback):
                 "manual optimisation add `input_loss.penalty(self, x, y, mask, logits)` to your loss yourself"
             )
         need = self.input_loss.mask_semantics
-        have = self.mask_semantics or getattr(trainer.datamodule, "mask_semantics", None) or need
+        have = self.mask_semantics or mask_semantics_of(trainer.datamodule, by=type(self).__name__) or need
         self._invert = need != "none" and have != need
         self._wrap(pl_module)
 
@@ -92,7 +93,7 @@ class InputSaliencyCallback(TrainingStepWrapper, Callback):
                 "set input_key/target_key/mask_key"
             ) from err
 
-    def _step(self, pl_module: Any, original: Any, batch: Any, *args: Any, **kwargs: Any) -> Any:
+    def _step(self, pl_module: Any, original: Any, batch: AnnotatedBatch, *args: Any, **kwargs: Any) -> Any:
         x = self._get(batch, self.keys[0], "input")
         y = self._get(batch, self.keys[1], "target")
         mask = self._get(batch, self.keys[2], "mask") if self.input_loss.mask_semantics != "none" else None

@@ -19,6 +19,7 @@ from torch.utils.data import Dataset
 
 from salguide._lightning import Callback
 from salguide._rng import Generator, stream_seed
+from salguide.data.protocols import ClassBatch, ForgetSetData, require
 from salguide.unlearning.random_labels import draw_random_labels, forget_count
 
 
@@ -57,16 +58,20 @@ class RandomLabelCallback(Callback):
 
     # ---- set-up ----------------------------------------------------------------------------------
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
-        dm = getattr(trainer, "datamodule", None)
-        forget = self.forget_dataset if self.forget_dataset is not None else getattr(dm, "forget_dataset", None)
-        if forget is None:
-            raise ValueError(
-                "RandomLabelCallback needs forget data: pass forget_dataset=... or use a datamodule with a "
-                "`forget_dataset` attribute (e.g. salguide.data.DigitsDataModule)"
-            )
+        forget, num_classes = self.forget_dataset, self.num_classes
+        if forget is None or num_classes is None:
+            dm: ForgetSetData = require(getattr(trainer, "datamodule", None), ForgetSetData, by="RandomLabelCallback",
+                                        need="forget data" if forget is None else "num_classes",
+                                        instead="pass forget_dataset=... and num_classes=...")  # fmt: skip
+            if forget is None and dm.forget_dataset is None:
+                raise ValueError(
+                    f"RandomLabelCallback needs forget data: {type(dm).__name__}.forget_dataset is None (built "
+                    "without a forget split?); pass forget_dataset=... or give the datamodule a forget split"
+                )
+            forget = dm.forget_dataset if forget is None else forget
+            num_classes = dm.num_classes if num_classes is None else num_classes
         if len(forget) == 0:
             raise ValueError("the forget set is empty: nothing to unlearn")
-        num_classes = self.num_classes if self.num_classes is not None else getattr(dm, "num_classes", None)
         if num_classes is None:
             raise ValueError("RandomLabelCallback needs num_classes (argument or datamodule.num_classes)")
         samples = [forget[i] for i in range(len(forget))]
@@ -108,7 +113,7 @@ class RandomLabelCallback(Callback):
             out.append(take)
         return torch.cat(out)
 
-    def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: ClassBatch, batch_idx: int) -> None:
         if not isinstance(batch, list) or len(batch) != 2:
             raise TypeError(
                 "RandomLabelCallback rewrites the batch in place and needs a list [x, y] (PyTorch's default "

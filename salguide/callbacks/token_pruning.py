@@ -12,10 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 from salguide._lightning import Callback
-from salguide.callbacks._strategy import refuse_sharded
 from salguide.attention.loss_modules import find_routed
 from salguide.attention.policies import TokenPolicy, use_policy
 from salguide.attention.schedules import keep_schedule
+from salguide.callbacks._strategy import refuse_sharded
 
 
 class TokenPruningCallback(Callback):

@@ -17,6 +17,7 @@ from torch import nn
 
 from salguide._lightning import Callback, installed
 from salguide.callbacks._strategy import check_strategy as _check_strategy
+from salguide.data.protocols import ForgetLoaderData, require
 from salguide.viz import plot_mask_sparsity
 from salguide.weights.mask import WeightMask
 from salguide.weights.masked_update import MaskedUpdate, MaskedUpdateHandle, pair_masks
@@ -159,13 +160,9 @@ class WeightSaliencyCallback(Callback):
         """SalUn mask from forget data, computed on every rank; rank 0's copy is broadcast so all agree."""
         loader = self.forget_dataloader
         if loader is None:
-            make = getattr(trainer.datamodule, "forget_dataloader", None)
-            if make is None:
-                raise ValueError(
-                    "WeightSaliencyCallback(mask=None) needs forget data: pass forget_dataloader=..., "
-                    "a mask, or a datamodule with a forget_dataloader() method"
-                )
-            loader = make()
+            dm: ForgetLoaderData = require(trainer.datamodule, ForgetLoaderData, by="WeightSaliencyCallback(mask=None)",
+                                           need="forget data", instead="pass forget_dataloader=... or a mask")  # fmt: skip
+            loader = dm.forget_dataloader()
         if type(module).forward is nn.Module.forward:
             raise ValueError(
                 f"{type(module).__name__} defines no forward() to score the forget data with: "

@@ -178,6 +178,7 @@ def check_name(name: Any) -> str:
 def check_config(cfg: DictConfig) -> None:
     """Raise ``ValueError`` naming every setting of ``cfg`` (``hydra`` and ``paths`` aside) that breaks its rule."""
     tree = OmegaConf.to_container(cfg, resolve=False)
+    assert isinstance(tree, dict)  # a DictConfig's container
     errors = []
     for path, value in leaves({k: v for k, v in tree.items() if k not in ("hydra", "paths")}):
         rule = rule_for(path)

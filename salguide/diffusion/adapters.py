@@ -30,7 +30,8 @@ def add_lora(module: nn.Module, rank: int = 4, alpha: float | None = None, targe
         raise ValueError(f"{type(module).__name__} has no submodule {submodule!r} to add LoRA adapters to") from None
     for p in module.parameters():
         p.requires_grad_(False)
-    config = LoraConfig(r=r, lora_alpha=float(alpha if alpha is not None else r), target_modules=list(target_modules),
+    scale = float(alpha if alpha is not None else r)  # peft annotates lora_alpha as int; a float scale works
+    config = LoraConfig(r=r, lora_alpha=scale, target_modules=list(target_modules),  # type: ignore[arg-type]
                         lora_dropout=0.0, init_lora_weights=True)
     inject_adapter_in_model(config, target)
     names = adapter_names(module)

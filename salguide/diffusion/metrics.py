@@ -43,6 +43,8 @@ def fit_judge(x: Tensor, y: Tensor, num_classes: int, *, epochs: int = 15, lr: f
 
 def judge_features(judge: nn.Module, x: Tensor) -> Tensor:
     """Penultimate features of a ``SmallCNN`` judge (global-average-pooled last conv block)."""
+    if not isinstance(judge, SmallCNN):
+        raise TypeError(f"judge_features needs a SmallCNN judge, got {type(judge).__name__} (pass feature_fn=)")
     return judge.pool(judge.features(x)).flatten(1)
 
 

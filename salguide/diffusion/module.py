@@ -68,7 +68,7 @@ class DiffusionModule(pl.LightningModule):
         self.build()
 
     def build(self) -> None:
-        h = self.hparams
+        h: Any = self.hparams  # Lightning's AttributeDict
         self.unet = class_unet(h.num_classes, h.sample_size, h.in_channels, h.block_out_channels, h.layers_per_block,
                                h.norm_num_groups, h.attention)
 
@@ -80,7 +80,7 @@ class DiffusionModule(pl.LightningModule):
 
     def drop_conditions(self, cond: Tensor) -> Tensor:
         """Replace each condition by the null one with probability ``cond_drop_prob`` (global torch RNG)."""
-        p = float(self.hparams.cond_drop_prob)
+        p = float(self.hparams["cond_drop_prob"])
         if p == 0:
             return cond
         drop = torch.rand(cond.shape, device=cond.device) < p
@@ -102,7 +102,8 @@ class DiffusionModule(pl.LightningModule):
 
     def configure_optimizers(self) -> Any:
         params = [p for p in self.parameters() if p.requires_grad]
-        return torch.optim.AdamW(params, lr=float(self.hparams.lr), weight_decay=float(self.hparams.weight_decay))
+        return torch.optim.AdamW(params, lr=float(self.hparams["lr"]),
+                                 weight_decay=float(self.hparams["weight_decay"]))
 
     @torch.no_grad()
     def sample(self, cond: Tensor | Sequence[int], *, guidance_scale: float = 2.0, steps: int = 25,
@@ -129,7 +130,7 @@ class PromptDiffusionModule(DiffusionModule):
         super().__init__(num_classes, *args, **kwargs)
 
     def build(self) -> None:
-        h = self.hparams
+        h: Any = self.hparams  # Lightning's AttributeDict
         tokens, dim = self._prompt_args
         self.unet = prompt_unet(h.sample_size, h.in_channels, h.block_out_channels, h.layers_per_block,
                                 h.norm_num_groups, cross_attention_dim=dim)
@@ -149,7 +150,8 @@ def denoiser_parts(module: nn.Module) -> tuple[Any, Any, int, int]:
             f"{type(module).__name__} is not a diffusion model for salguide: it lacks {missing} (define eps(x_t, t, cond), "
             "noise_scheduler, num_conditions and null_condition, as salguide.diffusion.DiffusionModule does)"
         )
-    return module.eps, module.noise_scheduler, int(module.num_conditions), int(module.null_condition)
+    parts: Any = module  # checked above
+    return parts.eps, parts.noise_scheduler, int(parts.num_conditions), int(parts.null_condition)
 
 
 __all__ = ["DiffusionModule", "PromptDiffusionModule", "ddpm_scheduler", "denoiser_parts"]

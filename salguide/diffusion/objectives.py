@@ -172,7 +172,8 @@ class ANTObjective(DiffusionObjective):
         self.alpha1, self.alpha2 = _weight(alpha1, "alpha1"), _weight(alpha2, "alpha2")
         if isinstance(early_fraction, bool) or not isinstance(early_fraction, Real) or not 0 < early_fraction < 1:
             raise ValueError(f"early_fraction must lie in (0, 1), got {early_fraction!r}")
-        self.early_fraction, self.t_split = float(early_fraction), t_split
+        self.early_fraction: float = float(early_fraction)
+        self.t_split: int | None = t_split
 
     def split(self, scheduler: object) -> int:
         total = train_steps(scheduler)

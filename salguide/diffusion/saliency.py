@@ -49,7 +49,7 @@ class DiffusionForgetLoss:
         check_conditions(y, num_conditions, "forget class")
         if self.objective is None:
             return denoising_loss(eps, scheduler, x, y, t_range=self.t_range)
-        frozen = self.original.eps if self.original is not None else None
+        frozen = denoiser_parts(self.original)[0] if self.original is not None else None
         return self.objective.forget_loss(eps, frozen, scheduler, null, num_conditions, x, y)
 
 

@@ -102,8 +102,8 @@ def attention_backward_op(
         dq, dk, dv, dbias, dw = reference_backward(
             dout, dmass, dlse, q, k, v, out, mass, key_mask, key_index, key_bias, target, always_self, scale
         )
-    dbias = reduce_heads(dbias, key_bias) if need_dbias else q.new_empty(0)
-    dtarget = reduce_heads(dw, target) if need_dtarget else q.new_empty(0)
+    dbias = reduce_heads(dbias, key_bias) if need_dbias and dbias is not None and key_bias is not None else q.new_empty(0)
+    dtarget = reduce_heads(dw, target) if need_dtarget and dw is not None and target is not None else q.new_empty(0)
     return dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), dbias, dtarget
 
 

@@ -125,7 +125,7 @@ def _indexed(
     if always_self:
         p_own = p[..., nk]
         out = out + p_own[..., None] * v
-        mass = None if w is None else mass + p_own * w
+        mass = None if mass is None or w is None else mass + p_own * w
         colsum = colsum + p_own
     return out, mass, lse, colsum
 

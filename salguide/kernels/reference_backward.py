@@ -32,7 +32,7 @@ def reference_backward(
         return _indexed_backward(dout, g, delta, q, k, v, key_index.long(), bias, w, always_self, scale)
     p, _ = dense_probs(q, k, key_mask, bias, always_self, scale)
     dp = dout @ v.transpose(-1, -2)
-    if g is not None:
+    if g is not None and w is not None:
         dp = dp + g[..., None] * w[:, :, None, :]
     ds = p * (dp - delta[..., None])
     dq = scale * ds @ k
@@ -55,7 +55,7 @@ def _indexed_backward(
     rows = idx[:, None, :, None].expand(B, H, nk, D)
     p_keys = p[..., :nk]
     dp = dout @ v.gather(2, rows).transpose(-1, -2)
-    if g is not None:
+    if g is not None and w is not None:
         dp = dp + g[..., None] * take_keys(w, idx)[:, :, None, :]
     ds = p_keys * (dp - delta[..., None])  # [B, H, N, Nk]
     dq = scale * ds @ k_sub
@@ -68,11 +68,11 @@ def _indexed_backward(
         dtarget = torch.zeros(B, H, N, dtype=q.dtype, device=q.device).scatter_add(2, cols, (p_keys * g[..., None]).sum(-2))
     if always_self:  # the own-key column: query i and key i only
         p_own = p[..., nk]
-        dp_own = (dout * v).sum(-1) + (0 if g is None else g * w)
+        dp_own = (dout * v).sum(-1) + (0 if g is None or w is None else g * w)
         ds_own = p_own * (dp_own - delta)
         dq = dq + scale * ds_own[..., None] * k
         dk = dk + scale * ds_own[..., None] * q
         dv = dv + p_own[..., None] * dout
         dbias = None if dbias is None else dbias + ds_own
-        dtarget = None if dtarget is None else dtarget + p_own * g
+        dtarget = None if dtarget is None or g is None else dtarget + p_own * g
     return dq, dk, dv, dbias, dtarget

@@ -229,7 +229,7 @@ def triton_backward(
     has_target = target is not None
     delta = torch.empty_like(lse)
     dlse = dlse.float().contiguous()
-    dmass = dmass.float().contiguous() if has_target else None
+    dmass = dmass.float().contiguous() if has_target and dmass is not None else None
     delta_m, _, delta_warps, delta_stages, _ = DELTA_CONFIG
     _delta_kernel[(triton.cdiv(N, delta_m), H, B)](
         out, dout, mass, dmass, dlse, delta, *head_strides(out, dout), H, N,

@@ -10,6 +10,7 @@ sample with fewer allowed keys runs fewer key blocks; ``key_index`` is used as g
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -26,7 +27,7 @@ LOG2E_JIT = tl.constexpr(LOG2E)
 ONE_CONFIG = os.environ.get("SALGUIDE_TRITON_AUTOTUNE", "1") == "0"
 
 
-def autotune_configs(gpu: list[tuple[int, ...]], name: str) -> list[triton.Config]:
+def autotune_configs(gpu: Sequence[tuple[int, ...]], name: str) -> list[triton.Config]:
     """(BLOCK_M, BLOCK_N, num_warps, num_stages, max_head_dim) tuples as configs; one small config when
     interpreted; only config ``I`` of kernel ``name`` when ``SALGUIDE_TRITON_CONFIG_<NAME>=I`` (checking
     one tile shape). ``SALGUIDE_TRITON_AUTOTUNE=0`` keeps the first config that fits the head dim."""

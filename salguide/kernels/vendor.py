@@ -69,6 +69,7 @@ class CpuFlash(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, scale: float) -> tuple[Tensor, Tensor]:
         fmask = _float_mask(mask, q.dtype)
+        assert _CPU_FLASH is not None  # vendor_sdpa routes here only when torch has the kernel
         out, lse = _CPU_FLASH(q, k, v, attn_mask=fmask, scale=scale)
         ctx.save_for_backward(q, k, v, mask, out, lse, fmask)
         ctx.scale = scale
@@ -85,6 +86,7 @@ class CpuFlash(torch.autograd.Function):
             q, k, v = (F.pad(t, (0, 1)) for t in (q, k, v))
             out = torch.cat([out, -dlse.to(out.dtype)[..., None]], -1)
             dout = torch.cat([dout, torch.ones_like(out[..., :1])], -1)
+        assert _CPU_FLASH_BACKWARD is not None
         dq, dk, dv = _CPU_FLASH_BACKWARD(dout.contiguous(), q, k, v, out, lse, 0.0, False, attn_mask=fmask,
                                          scale=ctx.scale)  # fmt: skip
         width = ctx.saved_tensors[0].shape[-1]
@@ -100,7 +102,7 @@ class VendorSdpa(torch.autograd.Function):
     def forward(ctx: Any, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, scale: float) -> Tensor:
         with torch.enable_grad():
             leaves = [t.detach().requires_grad_(t.requires_grad) for t in (q, k, v)]
-            out = F.scaled_dot_product_attention(*leaves, attn_mask=mask, scale=scale)
+            out = F.scaled_dot_product_attention(leaves[0], leaves[1], leaves[2], attn_mask=mask, scale=scale)
         ctx.save_for_backward(q, k, v, mask, out, *leaves)
         ctx.scale = scale
         return out.detach()

@@ -85,6 +85,8 @@ def curve_auc(curve: Tensor) -> Tensor:
 
 
 class _CurveAUC(Metric):
+    total: Tensor  # metric states (add_state)
+    count: Tensor  # metric states (add_state)
     mode = "deletion"
     full_state_update = False
 

@@ -41,11 +41,15 @@ def evaluate_explanations(
     with torch.inference_mode(False), torch.no_grad():
         xc, yc = x.clone(), y.clone()
         out: dict[str, float] = {}
-        for name, metric in (("deletion_auc", DeletionAUC(steps)), ("insertion_auc", InsertionAUC(steps))):
-            metric.update(model, xc, smap, yc)
-            out[name] = float(metric.compute())
+        curves: tuple[tuple[str, DeletionAUC | InsertionAUC], ...] = (
+            ("deletion_auc", DeletionAUC(steps)), ("insertion_auc", InsertionAUC(steps)))
+        for name, curve in curves:
+            curve.update(model, xc, smap, yc)
+            out[name] = float(curve.compute())
         if region is not None:
-            for name, metric in (("pointing_game", PointingGame()), ("energy_in_mask", EnergyInMask())):
+            maps: tuple[tuple[str, PointingGame | EnergyInMask], ...] = (
+                ("pointing_game", PointingGame()), ("energy_in_mask", EnergyInMask()))
+            for name, metric in maps:
                 metric.update(smap, region.clone())
                 out[name] = float(metric.compute())
     return out

@@ -32,7 +32,7 @@ from salguide.metrics import accuracy
 from salguide.weights_io import save_weights
 
 from .classify import _MODULE_KEYS, _markdown, classify_recipe, test_split
-from .stages import (check_ckpt_path, close_loggers, is_rank_zero, log_table, stage_callbacks, stage_loggers,
+from .stages import (check_ckpt_path, check_init_from, close_loggers, init_model, is_rank_zero, log_table, stage_callbacks, stage_loggers,
                      trainer_kwargs)
 
 
@@ -99,7 +99,7 @@ def run_masking(cfg: DictConfig, out: Path, mcfg: dict[str, Any]) -> float:
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
     pl.seed_everything(seed, verbose=False)
-    module = MaskedReconstructionModule(instantiate(cfg.model), lr=float(rc["lr"]), recon_weight=recon_weight)
+    module = MaskedReconstructionModule(init_model(instantiate(cfg.model), check_init_from(cfg)), lr=float(rc["lr"]), recon_weight=recon_weight)
     loggers, seconds = _fit(cfg, out, module, [callback], int(rc["epochs"]), "mim", datamodule)
     if not is_rank_zero():  # rank 0 may still be writing the teacher
         close_loggers(loggers)
@@ -125,10 +125,11 @@ def run_attention(cfg: DictConfig) -> float:
         return run_masking(cfg, out, mcfg)
     cbs, names = attention_callbacks(cfg, out)
     rc = classify_recipe(cfg)
+    init_from = check_init_from(cfg)
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
     pl.seed_everything(seed, verbose=False)
-    module = ClassifierModule(instantiate(cfg.model), **{k: rc[k] for k in _MODULE_KEYS})
+    module = ClassifierModule(init_model(instantiate(cfg.model), init_from), **{k: rc[k] for k in _MODULE_KEYS})
     loggers, seconds = _fit(cfg, out, module, cbs, int(rc["epochs"]), "attention", datamodule)
     for cb in cbs:  # token policies stay active at test time
         if isinstance(cb, TokenPruningCallback):

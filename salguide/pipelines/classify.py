@@ -30,7 +30,7 @@ from salguide.viz.saliency import plot_saliency_overlays
 
 from salguide.weights_io import save_weights
 
-from .stages import (check_ckpt_path, close_loggers, is_rank_zero, log_images, log_table, stage_callbacks,
+from .stages import (check_ckpt_path, check_init_from, close_loggers, init_model, is_rank_zero, log_images, log_table, stage_callbacks,
                      stage_loggers, trainer_kwargs)
 
 log = logging.getLogger(__name__)
@@ -111,12 +111,12 @@ def run_classify(cfg: DictConfig) -> float:
     lcfg = OmegaConf.to_container(cfg.get("input_loss") or {"name": "none"}, resolve=True)
     input_loss = build_input_loss(lcfg.pop("name", "none"), **lcfg)  # fail on a bad loss before training
     recipe = classify_recipe(cfg)
+    init_from, ckpt_path = check_init_from(cfg), check_ckpt_path(cfg)
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
     pl.seed_everything(seed, verbose=False)
-    model = instantiate(cfg.model)
+    model = init_model(instantiate(cfg.model), init_from)  # fine-tune the user's model (init_from=)
     run_id = f"{cfg.name}-{out.name}"
-    ckpt_path = check_ckpt_path(cfg)
     loggers = stage_loggers(cfg, "classify", run_id)
     try:
         module, row = train_classifier(

@@ -129,6 +129,22 @@ def check_ckpt_path(cfg: DictConfig) -> str | None:
     return None if path is None else str(path)
 
 
+def check_init_from(cfg: DictConfig) -> str | None:
+    """``init_from=``: the user's trained weights to start from (checked before anything trains)."""
+    path = cfg.get("init_from")
+    if path is not None and not Path(path).is_file():
+        raise FileNotFoundError(f"init_from={path}: no such file")
+    return None if path is None else str(path)
+
+
+def init_model(model: torch.nn.Module, init_from: str | None) -> torch.nn.Module:
+    """``model`` with the weights of ``init_from`` loaded (safetensors, state dict or Lightning checkpoint,
+    read without unpickling; names and shapes must match), or as built when None."""
+    from salguide.weights_io import load_weights
+
+    return model if init_from is None else load_weights(model, init_from)
+
+
 def is_rank_zero() -> bool:
     """False in the extra processes of ``strategy=ddp``, which run the pipeline too: only rank 0 writes and prints."""
     return int(getattr(rank_zero_only, "rank", 0)) == 0

@@ -22,7 +22,7 @@ from salguide.weights.select import check_ratio, check_scope
 
 from salguide.weights_io import load_weights, save_weights
 
-from .stages import LazyLoggers, check_ckpt_path, is_rank_zero, log_images, log_table, stage_callbacks, trainer_kwargs, weight_settings
+from .stages import LazyLoggers, check_ckpt_path, check_init_from, is_rank_zero, log_images, log_table, stage_callbacks, trainer_kwargs, weight_settings
 
 log = logging.getLogger(__name__)
 
@@ -92,9 +92,7 @@ def run_unlearning(cfg: DictConfig) -> float | None:
     method, hyper = _method_overrides(cfg.unlearning)
     spec = method_spec(method, **hyper)  # fail on a bad method before any training
     label = method_label(cfg, spec)
-    init_from, ckpt_path = cfg.get("init_from"), check_ckpt_path(cfg)
-    if init_from is not None and not Path(init_from).is_file():
-        raise FileNotFoundError(f"init_from={init_from}: no such file")
+    init_from, ckpt_path = check_init_from(cfg), check_ckpt_path(cfg)
     orig_path, rpath = cache_paths(cfg)
     writer = is_rank_zero()  # under strategy=ddp every rank runs this; rank 0 alone writes and prints
 

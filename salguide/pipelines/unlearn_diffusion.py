@@ -14,10 +14,10 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from hydra.utils import instantiate
@@ -28,8 +28,7 @@ from salguide.io import atomic_write_csv, atomic_write_json, atomic_write_text, 
 from salguide.unlearning.run import _fit
 from salguide.viz.samples import plot_sample_grid
 
-from .stages import (LazyLoggers, is_rank_zero, log_images, log_table, stage_callbacks, trainer_kwargs,
-                     weight_settings)
+from .stages import LazyLoggers, is_rank_zero, log_images, log_table, stage_callbacks, trainer_kwargs, weight_settings
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 1  # bump when the code trains different diffusion weights from the same config
@@ -125,8 +124,9 @@ def run_unlearn_diffusion(cfg: DictConfig) -> float | None:
     original, retrained = train_on("full", "original"), train_on("retain", "retrain")
     jcfg = OmegaConf.to_container(cfg.judge, resolve=True)
     judge, _ = cached_weights(paths["judge"], SmallCNN(datamodule.num_classes, datamodule.input_shape[0], jcfg["width"]),
-                              lambda _: fit_judge(model_inputs(datamodule, datamodule.train_x), datamodule.train_y,
-                                                  datamodule.num_classes, seed=seed, **jcfg), write=writer)
+                              lambda _: fit_judge(model_inputs(datamodule, datamodule.train_x),
+                                                  datamodule.train_y, datamodule.num_classes, seed=seed, **jcfg),
+                              write=writer)
     judge.eval()
 
     def run_method() -> tuple[Any, float, Any]:

@@ -30,7 +30,7 @@ def plot_metrics_vs_retrain(
     for i, r in enumerate(methods):
         ax.bar(x - 0.4 + (i + 0.5) * width, [float(r[k]) for k in METRIC_KEYS], width, label=str(r["method"]))
     for j, k in enumerate(METRIC_KEYS):
-        label = retrain_key if j == 0 else None
+        label = retrain_key if j == 0 else "_nolegend_"  # one legend entry for the reference lines
         ax.hlines(float(refs[0][k]), x[j] - 0.45, x[j] + 0.45, colors="black", linestyles="--", label=label)
     ax.set_xticks(x, list(METRIC_KEYS))
     ax.set_ylabel("%")

@@ -99,6 +99,7 @@ def _run_scores(
                 for name, p in walker.named_parameters():
                     if name in trainable:
                         p.sub_(grads[name].to(p.dtype), alpha=lr / n_batches)
+    assert total is not None  # range(steps + 1) runs at least once
     check_finite(total)
     return total
 

@@ -60,7 +60,7 @@ class WeightMask(Mapping[str, Tensor]):
             return NotImplemented
         return list(self) == list(other) and all(torch.equal(m, other[n]) for n, m in self.items())
 
-    __hash__ = None  # type: ignore[assignment]  (mutable tensors inside)
+    __hash__ = None  # type: ignore[assignment]  # mutable tensors inside
 
     # ---- construction ----------------------------------------------------------------------
     @classmethod

@@ -13,11 +13,13 @@ import yaml
 SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "token_pruning_fashion_mnist" / "summarise.py"
 
 
-def _run(root: Path, policy: str, keep: float, seed: int, acc: float, seconds: float) -> None:
-    run = root / policy / f"{keep}-{seed}"
+def _run(root: Path, policy: str, keep: float, seed: int, acc: float, seconds: float, mode: str = "scratch") -> None:
+    run = root / mode / policy / f"{keep}-{seed}"
     (run / ".hydra").mkdir(parents=True)
     cfg = {"seed": seed, "data": {"train_size": 100, "test_size": 50, "batch_size": 32},
-           "classify": {"epochs": 2, "lr": 2e-3}, "token_policy": {"name": policy} | ({} if policy == "none" else {"keep": keep})}
+           "classify": {"epochs": 2, "lr": 2e-3}, "token_policy": {"name": policy} | ({} if policy == "none" else {"keep": keep}),
+           "init_from": None if mode == "scratch" else f"/base/{seed}.safetensors",
+           "trainer": {"limit_train_batches": 0} if mode == "off-the-shelf" else {"max_epochs": None}}
     (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
     (run / "results.json").write_text(json.dumps({"name": f"prune_fashion_mnist_{policy}", "token_policy": policy,
                                                   "seed": seed, "test_acc": acc, "seconds": seconds}))
@@ -52,3 +54,29 @@ def test_paired_changes_throughput_and_goals(tmp_path):
     assert len((out / "results.csv").read_text().splitlines()) == 1 + 12
     assert (out / "figures" / "accuracy_throughput.png").read_bytes()[:4] == b"\x89PNG"
     assert list(runs.glob("wandb/offline-run-*")), "no offline W&B run with the results table"
+
+
+def test_fine_tuned_and_off_the_shelf_runs_pair_within_their_mode_and_set_the_goals(tmp_path):
+    """Fine-tuned runs pair with the fine-tuned unpruned run, off-the-shelf runs with the unpruned base
+    evaluated the same way, and the accuracy goal is judged on the fine-tuned models."""
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    for seed, base in ((0, 80.0), (1, 82.0), (2, 84.0)):
+        _run(runs, "none", 1.0, seed, base - 10, 20.0)  # the scratch base of this seed
+        _run(runs, "none", 1.0, seed, base, 20.0, "fine-tune")
+        _run(runs, "evit", 0.7, seed, base - 0.3, 12.0, "fine-tune")  # -0.3 against the fine-tuned control
+        _run(runs, "tome", 0.7, seed, base - 0.9, 12.0, "fine-tune")
+        _run(runs, "none", 1.0, seed, base - 10, 0.1, "off-the-shelf")
+        _run(runs, "evit", 0.7, seed, base - 10 - 4.0, 0.1, "off-the-shelf")  # -4 against the base
+    (runs / "fine-tune" / "evit" / "results.json").write_text("[]")  # a sweep's combined table: not a run
+    done = subprocess.run([sys.executable, str(SCRIPT), str(runs), "--out", str(out)], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    doc = json.loads((out / "results.json").read_text())
+    by = {(e["mode"], e["policy"], e["keep"]): e for e in doc["summary"]}
+    assert abs(by[("fine-tune", "evit", 0.7)]["acc_diff"][0] + 0.3) < 1e-9
+    assert abs(by[("off-the-shelf", "evit", 0.7)]["acc_diff"][0] + 4.0) < 1e-9
+    assert by[("scratch", "none", 1.0)]["test_acc"][0] == 72.0
+    met = {(g["goal"].split()[0], g["policy"], g["mode"]): g["met"] for g in doc["goals"]}
+    assert met == {("accuracy", "evit", "fine-tune"): True, ("accuracy", "tome", "fine-tune"): False}
+    assert "| goal (keep 0.7, fine-tune) |" in done.stdout
+    assert (out / "figures" / "accuracy_throughput.png").read_bytes()[:4] == b"\x89PNG"

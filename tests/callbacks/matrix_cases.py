@@ -129,10 +129,13 @@ CASES: dict[str, tuple[str, Callable[[Path], Case]]] = {
     "WeightSaliencyCallback": ("trains", lambda out: Case(
         mlp(), TinyData(with_mask=False), [WeightSaliencyCallback(ratio=0.5, log_figure=False)],
         done=lambda cbs: cbs[0].mask is not None)),
-    "RandomLabelCallback": ("trains", lambda out: Case(mlp(), TinyData(with_mask=False), [RandomLabelCallback(seed=3)])),
-    "InputSaliencyCallback": ("trains", lambda out: Case(mlp(), TinyData(), [InputSaliencyCallback(RRRLoss(10.0))])),
+    "RandomLabelCallback": ("trains", lambda out: Case(
+        mlp(), TinyData(with_mask=False), [RandomLabelCallback(seed=3)])),
+    "InputSaliencyCallback": ("trains", lambda out: Case(
+        mlp(), TinyData(), [InputSaliencyCallback(RRRLoss(10.0))])),
     "ExplanationMetricsCallback": ("observes", lambda out: Case(
-        mlp(), TinyData(), [ExplanationMetricsCallback(num_samples=4, steps=2)], done=lambda cbs: bool(cbs[0].history))),
+        mlp(), TinyData(), [ExplanationMetricsCallback(num_samples=4, steps=2)],
+        done=lambda cbs: bool(cbs[0].history))),
     "SaliencyOverlayCallback": ("observes", lambda out: Case(
         mlp(), TinyData(), [SaliencyOverlayCallback(methods=["gradient"], num_images=2, out_dir=str(out / "sal"))],
         done=_files(out, "saliency_epoch*.png"))),
@@ -148,7 +151,8 @@ CASES: dict[str, tuple[str, Callable[[Path], Case]]] = {
         vit_module(), TinyData(side=8), [AttentionMapCallback(num_images=2, out_dir=str(out / "attn"))],
         done=_files(out, "attention_epoch*.png"))),
     "AttentionMaskingCallback": ("needs", lambda out: Case(
-        mim_module(), TinyData(side=8, with_mask=False), [AttentionMaskingCallback("random", ratio=0.5, ema=0.5, seed=1)])),
+        mim_module(), TinyData(side=8, with_mask=False),
+        [AttentionMaskingCallback("random", ratio=0.5, ema=0.5, seed=1)])),
     "DiffusionUnlearningCallback": ("trains", lambda out: Case(
         ddpm(), TinyData(side=8, with_mask=False), [DiffusionUnlearningCallback(_diffusion_objective(), seed=2)])),
 }

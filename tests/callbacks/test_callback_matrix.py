@@ -56,7 +56,8 @@ def test_fits(name, tmp_path):
     plain_case, _ = _fit(name, tmp_path / "plain", with_callbacks=False)
     plain = weights(plain_case.module)
     same = all(torch.equal(after[k], plain[k]) for k in plain)
-    assert same == (effect == "observes"), f"{name} ({effect}): weights {'equal' if same else 'differ from'} a plain run"
+    verdict = "equal" if same else "differ from"
+    assert same == (effect == "observes"), f"{name} ({effect}): weights {verdict} a plain run"
 
 
 @pytest.mark.parametrize("name", NAMES)

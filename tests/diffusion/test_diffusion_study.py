@@ -17,7 +17,11 @@ def test_summary_means_and_stds(tmp_path):
         rows = [{"method": "Original", "seed": seed, "UA": 1.0, "Acc_r": 90.0, "FD": 1.0, "RTE": None},
                 {"method": method, "seed": seed, "UA": ua, "Acc_r": 80.0, "FD": 2.0, "RTE": 10.0}]
         (d / "results.json").write_text(json.dumps(rows))
+        (d / ".hydra").mkdir()
+        (d / ".hydra" / "config.yaml").write_text(f"seed: {seed}\n")
         (d / f"samples_{method}.png").write_bytes(b"png")
+    # a sweep's combined table (salguide.sweep.CombinedResults: no .hydra beside it) is not counted again
+    (runs / "SalUn" / "results.json").write_text(json.dumps([{"method": "SalUn", "seed": 5, "UA": 0.0}]))
     main = runpy.run_path(str(SCRIPT))["main"]
     main([str(runs), "--out", str(tmp_path / "out")])
     summary = {e["method"]: e for e in json.loads((tmp_path / "out" / "results.json").read_text())["summary"]}
