@@ -192,7 +192,7 @@ def training_table(rounds: int, batch: int, vit: dict[str, int]) -> list[str]:
     import transformers
 
     from salguide.attention.loss_modules import ConcentrationLoss
-    from salguide.models.adapters import route
+    from salguide.attention import route
     from salguide.models.vit import vit_small_patch16
 
     torch.manual_seed(0)

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from salguide.attention import BackgroundSuppressionLoss, EViTPolicy
-from salguide.attention.router import Router
+from salguide.attention.routing import Router
 from salguide.inputs import integrated_gradients, smoothgrad
 from salguide.metrics import DeletionAUC
 

@@ -29,11 +29,11 @@ from pathlib import Path
 import torch
 
 from salguide._lightning import pl
-from salguide.attention.masking import attention_guided_mask, mask_patches
-from salguide.attention.mim import MaskedReconstructionModule, cls_attention_scores, evaluate_masked
+from salguide.attention.masking import attention_guided_mask, cls_attention_scores, mask_patches
 from salguide.callbacks.attention_masking import AttentionMaskingCallback
 from salguide.data import DigitsDataModule
 from salguide.io import atomic_write_json, atomic_write_text
+from salguide.models.mim import MaskedReconstructionModule, evaluate_masked
 from salguide.models.vit import vit_digits
 from salguide.viz._save import plt, save_png
 

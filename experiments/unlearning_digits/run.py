@@ -37,7 +37,8 @@ from salguide._lightning import pl
 from salguide.data import DigitsDataModule
 from salguide.io import atomic_write_json, atomic_write_text
 from salguide.models import SmallCNN
-from salguide.unlearning import avg_gap, method_spec, train_original, unlearn, unlearning_metrics
+from salguide.pipelines.fit import train_original, unlearn
+from salguide.unlearning import avg_gap, method_spec, unlearning_metrics
 from salguide.unlearning.report import aggregate
 from salguide.viz import plot_metrics_vs_retrain
 from salguide.weights import WeightMask, saliency_scores

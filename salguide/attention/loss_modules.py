@@ -1,36 +1,27 @@
-"""Attention losses as loss modules (``InputLoss`` subclasses, so ``AttentionLossCallback`` adds them to
-an unmodified LightningModule through the same training-step wrapper as the input-saliency losses).
+"""Attention losses as loss modules (:class:`~salguide.auxiliary.AuxiliaryLoss` subclasses, like the
+input-saliency losses, so ``AttentionLossCallback`` adds them to an unmodified LightningModule through the
+same callback).
 
-Each module names the layers it reads and the statistics it needs; the statistics are recorded during
-the model's own forward when the callback armed a recorder, otherwise the penalty runs one forward.
+Each module names the layers it reads and the statistics it needs; its ``arm`` is a recorder of them, so
+they are recorded during the model's own forward when a callback armed it, otherwise the penalty runs one
+forward.
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar, Sequence
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from salguide._checks import as_int, as_ints
 from salguide._registry import build_optional
-from salguide.inputs import InputLoss, InputLossOutput
-from salguide.inputs._common import as_logits
+from salguide.auxiliary import AuxiliaryLoss, as_logits
 
 from .losses import background_mass_loss, concentration_loss, concentration_loss_all, diversity_loss, entropy_loss
-from .recorder import AttentionRecorder, AttentionStats
-from .routed import layer_target
-from .router import router_of
+from .recorder import AttentionRecorder
+from .routing import find_routed, layer_target, router_of
+from .stats import AttentionStats
 from .targets import gaussian_from_boxes, gaussian_from_points, mask_boxes, token_grid, token_target, with_cls
-
-
-def find_routed(model: nn.Module) -> nn.Module:
-    """``model`` or its first submodule routed through salguide.kernels (e.g. inside a LightningModule)."""
-    for m in model.modules():
-        if getattr(m, "salguide_router", None) is not None:
-            return m
-    router_of(model)  # raises the explanatory error
-    raise AssertionError  # pragma: no cover
 
 
 QUERIES = ("cls", "all", "object")
@@ -41,7 +32,7 @@ def object_rows(model: nn.Module, mask: Tensor, positions: Tensor | None, B: int
     return layer_target(token_target(mask, token_grid(model), cls_weight=1.0), positions, B, N)  # grid of the last input
 
 
-class AttentionLoss(InputLoss):
+class AttentionLoss(AuxiliaryLoss):
     """Base: ``weight`` x mean over ``layers`` of the per-layer penalty."""
 
     requests: ClassVar[dict[str, bool]] = {}
@@ -59,12 +50,10 @@ class AttentionLoss(InputLoss):
     def layer_penalty(self, s: AttentionStats, model: nn.Module, mask: Tensor | None) -> Tensor:
         raise NotImplementedError
 
-    def recorder(self, model: nn.Module, mask: Tensor | None, x: Tensor | None = None) -> AttentionRecorder:
-        """A recorder of what this loss needs, for a forward on input ``x`` (its size sets the patch grid)."""
-        if self.mask_semantics != "none" and mask is None:
-            raise ValueError(
-                f"{type(self).__name__} needs a mask of the {self.mask_semantics} region; batches must be (x, y, mask)"
-            )
+    def arm(self, model: Any, x: Any, mask: Tensor | None) -> AttentionRecorder:
+        """A recorder of what this loss needs, for a forward on input ``x`` (its size sets the patch grid); entered
+        around the step's forward, so that :meth:`penalty` reads the statistics of that forward."""
+        self.check_mask(mask)
         routed = find_routed(model)
         rec = AttentionRecorder(routed, self.layers, target=self.mass_target(routed, mask, x), **self.requests)
         rec.owner = self
@@ -80,19 +69,11 @@ class AttentionLoss(InputLoss):
             rec.clear()  # armed by the callback, but the step's forward was not on this batch: run our own
             logits = model(x)
         elif not armed:
-            with self.recorder(model, mask, x) as rec:
+            with self.arm(model, x, mask) as rec:
                 logits = model(x)
         pens = [self.layer_penalty(rec.records[i], routed, mask) for i in rec.layers]
         total = sum(pens) / len(pens)
         return self.weight * total if self.weight else as_logits(logits).sum() * 0.0  # type: ignore[union-attr]
-
-    def forward(self, model: Any, x: Tensor, y: Tensor, mask: Tensor | None = None) -> InputLossOutput:
-        """Cross-entropy plus the weighted attention penalty, with one forward of ``model``."""
-        with self.recorder(model, mask, x):
-            logits = as_logits(model(x))
-            task = F.cross_entropy(logits, y)
-            pen = self.penalty(model, x, y, mask, logits)
-        return InputLossOutput(task + pen, task, pen, logits)
 
 
 class ConcentrationLoss(AttentionLoss):

@@ -7,14 +7,17 @@
   instance masking: each of the K most attended patches is masked with probability ``drop_prob``
   (K defaults to ``round(ratio * P / drop_prob)``, so that ``ratio`` of the patches are hidden on average).
 - "random": a uniformly random subset (the baseline).
-Masks are bool [B, P] over patches (class token excluded), True = hidden.
+Masks are bool [B, P] over patches (class token excluded), True = hidden. ``cls_attention_scores`` gives a
+teacher's per-patch ranking; ``mask_patches`` / ``patchify`` apply a mask to images.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
+
+from .recorder import AttentionRecorder
 
 MASK_MODES = ("high", "low", "hint", "acmil", "random")
 
@@ -22,6 +25,15 @@ MASK_MODES = ("high", "low", "hint", "acmil", "random")
 def _rank_mask(order: Tensor, count: int, P: int) -> Tensor:
     mask = torch.zeros(order.shape[0], P, dtype=torch.bool, device=order.device)
     return mask.scatter(1, order[:, :count], True)
+
+
+@torch.no_grad()
+def cls_attention_scores(model: nn.Module, x: Tensor, layer: int = -1) -> Tensor:
+    """[B, P]: attention of the class token to each patch at ``layer`` of a routed ViT, mean over heads
+    (the ranking AttMask takes from its teacher; Kakogeorgiou et al., ECCV 2022)."""
+    with AttentionRecorder(model, [layer], cls=True) as rec:
+        model(x)
+    return rec[layer].cls[:, :, 1:].mean(1)  # type: ignore[index]
 
 
 def attention_guided_mask(

@@ -7,8 +7,8 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
-from .loss_modules import find_routed
 from .recorder import AttentionRecorder
+from .routing import find_routed
 from .targets import token_grid, token_target
 
 

@@ -18,7 +18,7 @@ from salguide._registry import build_optional
 
 from .dynamic_mask import drop_masked, topk_key_mask
 from .evit import evit_reorganize, fuse_mode
-from .router import Router, TokenState, router_of
+from .routing.router import Router, TokenState, router_of
 from .schedules import check_keep
 from .tome import bipartite_merge
 

@@ -10,41 +10,21 @@ Statistics come from the kernel (mass, colsum, lse) or from its lse (CLS row, en
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Iterable
 
 from torch import Tensor
 
-from .router import Router, router_of
+from .routing.router import Router, router_of
+from .stats import AttentionStats
 
 STATS = ("mass", "colsum", "cls", "lse", "entropy", "qk")
-
-
-@dataclass
-class AttentionStats:
-    """Statistics of one layer, [B, H, N] each (None when not asked for). ``q``/``k`` are the layer's
-    queries and keys [B, H, N, D] (for row-level losses), ``scale`` their score scale, ``key_bias`` and
-    ``key_mask`` the key set the layer used, ``positions`` the original index of each token (None when
-    no token was moved)."""
-
-    mass: Tensor | None = None
-    colsum: Tensor | None = None
-    cls: Tensor | None = None
-    lse: Tensor | None = None
-    entropy: Tensor | None = None
-    q: Tensor | None = None
-    k: Tensor | None = None
-    scale: float = 1.0
-    key_bias: Tensor | None = None
-    key_mask: Tensor | None = None
-    positions: Tensor | None = None
 
 
 class AttentionRecorder:
     """Record ``stats`` of ``layers`` of a routed model for every forward inside the ``with`` block.
 
     Args:
-        model: a routed model (``salguide.models.VisionTransformer`` or ``adapters.route(model)``).
+        model: a routed model (``salguide.models.VisionTransformer`` or ``salguide.attention.route(model)``).
         layers: layer indices (negative counts from the end).
         target: per-token weights in [0, 1], [B, N] over the model's original tokens (CLS first), for ``mass``.
             Can be set later with :meth:`set_target` (before the forward).

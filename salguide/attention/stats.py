@@ -5,15 +5,37 @@ from the kernel's log-sum-exp or, without it, as a one-query softmax (how the CL
 for the recorder and token policies). The entropy of every row, H_i = lse_i - sum_j p_ij s_ij, needs
 sum_j p_ij s_ij = scale q_i . (sum_j p_ij k_j) + sum_j p_ij b_j: one kernel call whose values are
 [v, k, b] (queries and keys zero-padded to the same width) returns it alongside the layer output, so
-no N x N tensor exists.
+no N x N tensor exists. :class:`AttentionStats` holds what one routed layer recorded.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from salguide.kernels import AttentionResult, attention_stats
+
+
+@dataclass
+class AttentionStats:
+    """Statistics of one layer, [B, H, N] each (None when not asked for). ``q``/``k`` are the layer's
+    queries and keys [B, H, N, D] (for row-level losses), ``scale`` their score scale, ``key_bias`` and
+    ``key_mask`` the key set the layer used, ``positions`` the original index of each token (None when
+    no token was moved)."""
+
+    mass: Tensor | None = None
+    colsum: Tensor | None = None
+    cls: Tensor | None = None
+    lse: Tensor | None = None
+    entropy: Tensor | None = None
+    q: Tensor | None = None
+    k: Tensor | None = None
+    scale: float = 1.0
+    key_bias: Tensor | None = None
+    key_mask: Tensor | None = None
+    positions: Tensor | None = None
 
 
 def _acc(t: Tensor) -> Tensor:

@@ -4,6 +4,7 @@
 from .attention_loss import AttentionLossCallback
 from .attention_maps import AttentionMapCallback
 from .attention_masking import AttentionMaskingCallback
+from .auxiliary_loss import AuxiliaryLossCallback
 from .data_samples import DataSamplesCallback
 from .diffusion_unlearning import DiffusionUnlearningCallback
 from .explanation_metrics import ExplanationMetricsCallback
@@ -18,6 +19,7 @@ __all__ = [
     "WeightSaliencyCallback",
     "RandomLabelCallback",
     "StageProgressBar",
+    "AuxiliaryLossCallback",
     "InputSaliencyCallback",
     "ExplanationMetricsCallback",
     "SaliencyOverlayCallback",

@@ -1,8 +1,15 @@
-"""Wrap a LightningModule's ``training_step`` for one ``fit`` and restore exactly what was there afterwards."""
+"""Wrap a LightningModule's ``training_step`` for one ``fit`` and restore exactly what was there afterwards.
+
+The one mechanism of the callbacks that change the loss an unmodified module returns
+(``AuxiliaryLossCallback`` and its input-saliency / attention subclasses, ``DiffusionUnlearningCallback``):
+the new term joins the returned loss, so AMP scaling, gradient accumulation, clipping and DDP see one loss.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
+
+from torch import Tensor
 
 
 class TrainingStepWrapper:
@@ -15,6 +22,13 @@ class TrainingStepWrapper:
 
     def _step(self, pl_module: Any, original: Any, batch: Any, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError
+
+    def _check_automatic(self, pl_module: Any, manual_hint: str = "") -> None:
+        """Refuse manual optimisation: there is no returned loss to extend."""
+        if not pl_module.automatic_optimization:
+            raise RuntimeError(
+                f"{type(self).__name__} needs automatic optimisation (training_step returns the loss){manual_hint}"
+            )
 
     def _wrap(self, pl_module: Any) -> None:
         self._unwrap()
@@ -36,3 +50,12 @@ class TrainingStepWrapper:
             else:
                 vars(self._module).pop("training_step", None)
             self._module, self._saved = None, (False, None)
+
+
+def map_loss(out: Any, fn: Callable[[Tensor], Tensor]) -> Any:
+    """``training_step``'s output with its loss replaced by ``fn(loss)`` (a tensor, or a dict with ``"loss"``)."""
+    if isinstance(out, Tensor):
+        return fn(out)
+    if isinstance(out, dict) and "loss" in out:
+        return {**out, "loss": fn(out["loss"])}
+    raise TypeError(f"training_step returned {type(out).__name__}; expected a loss tensor or a dict with 'loss'")

@@ -9,8 +9,8 @@ from typing import Any
 import torch
 
 from salguide._lightning import Callback
-from salguide.attention.loss_modules import find_routed
 from salguide.attention.recorder import AttentionRecorder
+from salguide.attention.routing import find_routed
 from salguide.attention.targets import token_grid
 from salguide.callbacks._strategy import refuse_sharded
 from salguide.viz.attention import kept_tokens_map, plot_attention_maps, tokens_to_image

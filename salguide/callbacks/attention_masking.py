@@ -19,9 +19,8 @@ from torch import nn
 
 from salguide._lightning import Callback
 from salguide._rng import Generator
-from salguide.attention.loss_modules import find_routed
-from salguide.attention.masking import MASK_MODES, attention_guided_mask
-from salguide.attention.mim import cls_attention_scores
+from salguide.attention.masking import MASK_MODES, attention_guided_mask, cls_attention_scores
+from salguide.attention.routing import find_routed
 from salguide.attention.schedules import Schedule
 from salguide.callbacks._strategy import refuse_sharded
 from salguide.weights_io import save_weights

@@ -21,12 +21,11 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import torch
-from torch import Tensor
 
 from salguide._checks import as_int
 from salguide._lightning import Callback
 from salguide._rng import Generator
-from salguide.callbacks._step_wrap import TrainingStepWrapper
+from salguide.callbacks._step_wrap import TrainingStepWrapper, map_loss
 from salguide.callbacks._strategy import refuse_sharded
 from salguide.data.protocols import ForgetLoaderData, require
 from salguide.diffusion.core import check_conditions
@@ -66,8 +65,6 @@ class DiffusionUnlearningCallback(TrainingStepWrapper, Callback):
         self._loader: Iterable | None = None
         self._iter: Iterator | None = None
         self._original: Any = None
-        self._module: Any = None
-        self._saved: tuple[bool, Any] = (False, None)
         self._drawn = 0  # forget batches drawn in this fit (checkpointed)
         self._skip = 0  # after a resume: batches to skip so the loader continues where the checkpoint left it
 
@@ -83,8 +80,7 @@ class DiffusionUnlearningCallback(TrainingStepWrapper, Callback):
         refuse_sharded(self, trainer, "ESD and ANT keep a copy of the whole module (θ₀) and every objective calls "
                        "the denoiser outside the strategy's wrapper; sharded strategies (FSDP, DeepSpeed) split "
                        "its parameters across ranks")
-        if not pl_module.automatic_optimization:
-            raise RuntimeError("DiffusionUnlearningCallback needs automatic optimisation (training_step returns the loss)")
+        self._check_automatic(pl_module)
         _, scheduler, num_conditions, _ = denoiser_parts(pl_module)
         self.objective.check(scheduler, num_conditions)
         loader = self.forget_dataloader
@@ -152,11 +148,7 @@ class DiffusionUnlearningCallback(TrainingStepWrapper, Callback):
         out = original_step(batch, *args, **kwargs)
         if out is None:
             return loss
-        if isinstance(out, Tensor):
-            return loss + self.objective.beta * out
-        if isinstance(out, dict) and "loss" in out:
-            return {**out, "loss": loss + self.objective.beta * out["loss"]}
-        raise TypeError(f"training_step returned {type(out).__name__}; expected a loss tensor or a dict with 'loss'")
+        return map_loss(out, lambda retain_loss: loss + self.objective.beta * retain_loss)
 
 
 __all__ = ["DiffusionUnlearningCallback", "check_forget_loader"]

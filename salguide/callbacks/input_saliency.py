@@ -1,124 +1,21 @@
-"""Zero-code input-saliency losses for an unmodified LightningModule.
-
-``InputSaliencyCallback(RRRLoss(10.0))`` wraps the module's ``training_step`` for the duration of
-``fit``: it makes the batch input require grad, runs the user's step (a forward hook on the module
-captures the logits of ``self(x)``), and returns the user's loss **plus** ``loss.penalty(...)``. The
-penalty is therefore part of the loss Lightning receives, so AMP loss scaling, gradient accumulation
-(division by ``accumulate_grad_batches``), gradient clipping and DDP's gradient reduction treat it
-exactly as if the user had written ``loss + penalty`` by hand - it is added once per step. When the
-step does not call ``self(x)`` on the batch tensor itself (e.g. it augments ``x`` first), the penalty
-runs its own forward on the raw batch inside the same step (and autocast context). Manual optimisation
-is refused (there is no returned loss to extend); call the loss module in your step instead. The wrapper
-is removed at ``teardown`` and when ``fit`` raises (``on_exception``), restoring exactly the
-``training_step`` that was there (the class's, or a user's own instance-level one).
-"""
+"""Zero-code input-saliency losses: ``InputSaliencyCallback(RRRLoss(10.0))`` adds the penalty of a
+:class:`salguide.inputs.InputLoss` to an unmodified LightningModule's loss, exactly once per step
+(:class:`~salguide.callbacks.auxiliary_loss.AuxiliaryLossCallback`: the batch input is made to require grad
+and the logits of the step's own ``self(x)`` are shared with the penalty)."""
 
 from __future__ import annotations
 
-from typing import Any
+from salguide.inputs import InputLoss
 
-from torch import Tensor
-
-from salguide._lightning import Callback
-from salguide.callbacks._step_wrap import TrainingStepWrapper
-from salguide.callbacks._strategy import refuse_sharded
-from salguide.data.protocols import AnnotatedBatch, mask_semantics_of
-from salguide.inputs import InputLoss, invert
-from salguide.inputs._common import as_logits
-
-Key = int | str
+from .auxiliary_loss import AuxiliaryLossCallback, Key
 
 
-class InputSaliencyCallback(TrainingStepWrapper, Callback):
-    """Add ``input_loss.penalty`` to the loss that ``training_step`` returns.
+class InputSaliencyCallback(AuxiliaryLossCallback):
+    """Add ``input_loss.penalty`` (``RRRLoss``, ``SGTLoss``, ``EnergyLoss``) to the loss ``training_step``
+    returns; the arguments are those of :class:`~salguide.callbacks.auxiliary_loss.AuxiliaryLossCallback`."""
 
-    Args:
-        input_loss: an ``InputLoss`` (``RRRLoss``, ``SGTLoss``, ``EnergyLoss``).
-        input_key, target_key, mask_key: where x, y and the mask sit in a batch (indices or dict keys).
-        mask_semantics: what the batch mask marks, ``"irrelevant"`` or ``"relevant"``; ``None`` reads the
-            datamodule's ``mask_semantics`` (else assumes the loss's). The mask is inverted when it
-            differs from what the loss needs.
-    """
+    loss_type = InputLoss
 
-    def __init__(
-        self,
-        input_loss: InputLoss,
-        input_key: Key = 0,
-        target_key: Key = 1,
-        mask_key: Key = 2,
-        mask_semantics: str | None = None,
-    ) -> None:
-        if not isinstance(input_loss, InputLoss):
-            raise TypeError(f"input_loss must be a salguide.inputs.InputLoss, got {type(input_loss).__name__}")
-        if mask_semantics not in (None, "irrelevant", "relevant"):
-            raise ValueError(f"mask_semantics must be 'irrelevant', 'relevant' or None, got {mask_semantics!r}")
-        self.input_loss = input_loss
-        self.keys = (input_key, target_key, mask_key)
-        self.mask_semantics = mask_semantics
-        self._module: Any = None
-        self._saved: tuple[bool, Any] = (False, None)  # (had an instance-level training_step, its value)
-        self._invert = False
-
-    #: why sharded strategies are refused (``setup``)
-    sharded_why = ("the penalty runs extra forwards and input gradients (double backward for RRR) of the whole "
-                   "module inside the training step; untested with sharded parameters (FSDP, DeepSpeed)")
-
-    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
-        if stage != "fit":
-            return
-        refuse_sharded(self, trainer, self.sharded_why)
-        if not pl_module.automatic_optimization:
-            raise RuntimeError(
-                "InputSaliencyCallback needs automatic optimisation (training_step returns the loss); with "
-                "manual optimisation add `input_loss.penalty(self, x, y, mask, logits)` to your loss yourself"
-            )
-        need = self.input_loss.mask_semantics
-        have = self.mask_semantics or mask_semantics_of(trainer.datamodule, by=type(self).__name__) or need
-        self._invert = need != "none" and have != need
-        self._wrap(pl_module)
-
-    def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
-        self._unwrap()
-
-    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
-        self._unwrap()
-
-
-    def _get(self, batch: Any, key: Key, what: str) -> Any:
-        try:
-            return batch[key]
-        except (KeyError, IndexError, TypeError) as err:
-            raise ValueError(
-                f"InputSaliencyCallback: cannot read the {what} at key {key!r} of a {type(batch).__name__} batch; "
-                "set input_key/target_key/mask_key"
-            ) from err
-
-    def _step(self, pl_module: Any, original: Any, batch: AnnotatedBatch, *args: Any, **kwargs: Any) -> Any:
-        x = self._get(batch, self.keys[0], "input")
-        y = self._get(batch, self.keys[1], "target")
-        mask = self._get(batch, self.keys[2], "mask") if self.input_loss.mask_semantics != "none" else None
-        if isinstance(mask, Tensor) and self._invert:
-            mask = invert(mask)
-        if isinstance(x, Tensor) and x.is_floating_point() and not x.requires_grad:
-            x.requires_grad_(True)
-        captured: list[Tensor] = []
-
-        def hook(_: Any, inputs: tuple, out: Any) -> None:
-            logits = as_logits(out)  # a tensor, or e.g. transformers' ImageClassifierOutput.logits
-            if not captured and inputs and inputs[0] is x and isinstance(logits, Tensor):
-                captured.append(logits)
-
-        handle = pl_module.register_forward_hook(hook)
-        try:
-            out = original(batch, *args, **kwargs)
-        finally:
-            handle.remove()
-        if out is None:  # the user skipped this batch
-            return out
-        pen = self.input_loss.penalty(pl_module, x, y, mask, captured[0] if captured else None)
-        pl_module.log(f"train/{self.input_loss.name}_penalty", pen.detach(), on_step=True, on_epoch=True)
-        if isinstance(out, Tensor):
-            return out + pen
-        if isinstance(out, dict) and "loss" in out:
-            return {**out, "loss": out["loss"] + pen}
-        raise TypeError(f"training_step returned {type(out).__name__}; expected a loss tensor or a dict with 'loss'")
+    def __init__(self, input_loss: InputLoss, input_key: Key = 0, target_key: Key = 1, mask_key: Key = 2,
+                 mask_semantics: str | None = None) -> None:
+        super().__init__(input_loss, input_key, target_key, mask_key, mask_semantics)

@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from salguide._lightning import Callback
-from salguide.attention.loss_modules import find_routed
 from salguide.attention.policies import TokenPolicy, use_policy
+from salguide.attention.routing import find_routed
 from salguide.attention.schedules import keep_schedule
 from salguide.callbacks._strategy import refuse_sharded
 

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from salguide.auxiliary import check_logits_shape
+
 Model = Callable[[Tensor], Tensor]
 Score = Literal["logit", "log_prob", "prob"]
 Target = Tensor | int | None
@@ -48,17 +50,8 @@ def grad_input(x: Tensor, where: str) -> Tensor:
     return x if x.requires_grad else x.detach().requires_grad_(True)
 
 
-def as_logits(out: object) -> object:
-    """The logits in a model's output: a tensor itself, or the ``.logits`` of an output object such as
-    transformers' ``ImageClassifierOutput``; anything else unchanged (``check_logits`` then names it)."""
-    logits = getattr(out, "logits", None)
-    return logits if not isinstance(out, Tensor) and isinstance(logits, Tensor) else out
-
-
 def check_logits(logits: Tensor, batch: int, where: str) -> None:
-    if not isinstance(logits, Tensor) or logits.ndim != 2 or logits.shape[0] != batch:
-        shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
-        raise ValueError(f"{where}: the model must return logits of shape [B={batch}, num_classes], got {shape}")
+    check_logits_shape(logits, batch, where)
     if not logits.requires_grad:
         raise RuntimeError(
             f"{where}: the model output does not require grad, so no saliency can be taken. The model "

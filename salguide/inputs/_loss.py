@@ -1,70 +1,42 @@
-"""Base class of the input-saliency losses: one forward shared by the task loss and the penalty."""
+"""Base class of the input-saliency losses: an auxiliary loss whose penalty differentiates the input."""
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
 from typing import ClassVar
 
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from ._common import Model, as_logits, check_logits, grad_input
+from salguide.auxiliary import AuxiliaryLoss, AuxiliaryLossOutput, as_logits
 
+from ._common import Model, check_logits, grad_input
 
-@dataclass
-class InputLossOutput:
-    """``loss = task_loss + penalty`` (penalty already weighted) and the logits of the clean input."""
-
-    loss: Tensor
-    task_loss: Tensor
-    penalty: Tensor
-    logits: Tensor
+InputLossOutput = AuxiliaryLossOutput  # the name salguide.inputs has always exported
 
 
-class InputLoss(nn.Module):
-    """A weighted saliency penalty. Subclasses implement ``_penalty`` (unweighted).
+class InputLoss(AuxiliaryLoss):
+    """A weighted saliency penalty. Subclasses implement ``_penalty`` (unweighted) on logits of an ``x`` that
+    requires grad (see :class:`~salguide.auxiliary.AuxiliaryLoss` for ``mask_semantics``)."""
 
-    ``mask_semantics`` says what the mask must mark: ``"irrelevant"`` (inputs that must not matter, RRR),
-    ``"relevant"`` (the object region, energy) or ``"none"`` (no mask used).
-    """
-
-    mask_semantics: ClassVar[str] = "none"
     name: ClassVar[str] = "input_loss"
-
-    def __init__(self, weight: float = 1.0) -> None:
-        super().__init__()
-        if not (isinstance(weight, (int, float)) and math.isfinite(weight) and weight >= 0):
-            raise ValueError(f"{type(self).__name__}: weight must be a finite number >= 0, got {weight!r}")
-        self.weight = float(weight)
+    needs_input_grad: ClassVar[bool] = True
 
     def _penalty(self, model: Model, x: Tensor, y: Tensor, mask: Tensor | None, logits: Tensor) -> Tensor:
         raise NotImplementedError
+
+    def prepare_input(self, x: Tensor) -> Tensor:
+        return grad_input(x, type(self).__name__)
 
     def penalty(
         self, model: Model, x: Tensor, y: Tensor, mask: Tensor | None = None, logits: Tensor | None = None
     ) -> Tensor:
         """``weight * penalty``. ``logits`` may be passed when they were computed as ``model(x)`` with ``x``
         requiring grad (the forward is then shared); otherwise the penalty runs its own forward."""
-        if self.mask_semantics != "none" and mask is None:
-            raise ValueError(
-                f"{type(self).__name__} needs a mask marking the {self.mask_semantics} inputs; batches must be "
-                "(x, y, mask)"
-            )
+        self.check_mask(mask)
         if logits is None or not x.requires_grad:
-            x = grad_input(x, type(self).__name__)
+            x = self.prepare_input(x)
             logits = model(x)
-        logits = as_logits(logits)
+        logits = as_logits(logits)  # type: ignore[assignment]
         check_logits(logits, x.shape[0], type(self).__name__)
         if self.weight == 0:
             return logits.sum() * 0.0
         return self.weight * self._penalty(model, x, y, mask, logits)
-
-    def forward(self, model: Model, x: Tensor, y: Tensor, mask: Tensor | None = None) -> InputLossOutput:
-        """Cross-entropy plus the weighted penalty, with one forward of ``model`` on ``x``."""
-        xg = grad_input(x, type(self).__name__)
-        logits = as_logits(model(xg))
-        check_logits(logits, xg.shape[0], type(self).__name__)
-        task = F.cross_entropy(logits, y)
-        pen = self.penalty(model, xg, y, mask, logits)
-        return InputLossOutput(task + pen, task, pen, logits)

@@ -13,9 +13,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from salguide.attention.router import Router
-
-from .adapters.timm_layout import attention_forward, block_forward
+from salguide.attention.routing import Router, attach_router
+from salguide.attention.routing.timm_layout import attention_forward, block_forward
 
 
 class PatchEmbed(nn.Module):
@@ -96,8 +95,6 @@ class VisionTransformer(nn.Module):
         self.head = nn.Linear(embed_dim, num_classes)
         nn.init.trunc_normal_(self.cls_token, std=0.02)
         self.apply(_init)
-        from .adapters.route import attach_router  # late import: adapters import this module's package
-
         attach_router(self, Router(depth, backend))
 
     def forward_features(self, x: Tensor) -> Tensor:

@@ -19,15 +19,15 @@ from omegaconf import DictConfig, OmegaConf
 
 from salguide._lightning import pl
 from salguide.attention import build_attention_loss, build_policy
-from salguide.attention.masking import attention_guided_mask
+from salguide.attention.masking import attention_guided_mask, cls_attention_scores
 from salguide.attention.metrics import attention_object_mass
-from salguide.attention.mim import MaskedReconstructionModule, cls_attention_scores, evaluate_masked
 from salguide.callbacks.attention_loss import AttentionLossCallback
 from salguide.callbacks.attention_maps import AttentionMapCallback
 from salguide.callbacks.attention_masking import AttentionMaskingCallback, load_teacher
 from salguide.callbacks.token_pruning import TokenPruningCallback
 from salguide.io import atomic_write_csv, atomic_write_json, atomic_write_text
 from salguide.models import ClassifierModule
+from salguide.models.mim import MaskedReconstructionModule, evaluate_masked
 from salguide.metrics import accuracy
 from salguide.weights_io import save_weights
 

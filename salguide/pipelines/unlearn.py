@@ -13,16 +13,17 @@ from torch import nn
 
 from salguide.cache import cached_seconds, cached_weights, config_key
 from salguide.io import atomic_write_json, check_writable
-from salguide.unlearning import method_spec, unlearn, unlearning_metrics
+from salguide.unlearning import method_spec, unlearning_metrics
 from salguide.unlearning.report import format_table, with_gaps, write_results
-from salguide.unlearning.run import train_original
 from salguide.viz import plot_mask_sparsity, plot_metrics_vs_retrain
 from salguide.weights import WeightMask, ant_mask, saliency_scores
 from salguide.weights.select import check_ratio, check_scope
 
 from salguide.weights_io import load_weights, save_weights
 
-from .stages import LazyLoggers, check_ckpt_path, check_init_from, is_rank_zero, log_images, log_table, stage_callbacks, trainer_kwargs, weight_settings
+from .fit import train_original, unlearn
+from .stages import (LazyLoggers, check_ckpt_path, check_init_from, is_rank_zero, log_images, log_table,
+                     stage_callbacks, trainer_kwargs, weight_settings)
 
 log = logging.getLogger(__name__)
 

@@ -25,10 +25,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from salguide.cache import cached_seconds, cached_weights, config_key
 from salguide.io import atomic_write_csv, atomic_write_json, atomic_write_text, check_writable
-from salguide.unlearning.run import _fit
 from salguide.viz.samples import plot_sample_grid
 
-from .stages import LazyLoggers, is_rank_zero, log_images, log_table, stage_callbacks, trainer_kwargs, weight_settings
+from .fit import fit_module
+from .stages import (LazyLoggers, is_rank_zero, log_images, log_table, stage_callbacks, trainer_kwargs,
+                     weight_settings)
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 1  # bump when the code trains different diffusion weights from the same config
@@ -110,7 +111,7 @@ def run_unlearn_diffusion(cfg: DictConfig) -> float | None:
         def fit(model: Any) -> Any:
             datamodule.train_on = split
             start = time.perf_counter()
-            _fit(model, datamodule, epochs, seed, tkw, lg(), cb)
+            fit_module(model, datamodule, epochs, seed, tkw, lg(), cb)
             if writer:
                 atomic_write_json(paths[key].with_suffix(".json"), {"seconds": time.perf_counter() - start})
             return model
@@ -143,7 +144,7 @@ def run_unlearn_diffusion(cfg: DictConfig) -> float | None:
             plugins.append(DiffusionUnlearningCallback(objective, datamodule.forget_dataloader(shuffle=True), seed=seed))
         datamodule.train_on = "retain"
         with _stage(cfg, method, run_id) as (lg, cb):
-            _fit(net, datamodule, int(ucfg.epochs), seed, tkw, lg(), [*plugins, *cb])
+            fit_module(net, datamodule, int(ucfg.epochs), seed, tkw, lg(), [*plugins, *cb])
         return net.eval(), time.perf_counter() - start, mask
 
     method = str(ucfg.name)

@@ -1,17 +1,14 @@
-"""Machine unlearning: methods (Retrain, FT, GA, RL, l1-sparse, SalUn), a runner, and SalUn's metrics."""
+"""Machine unlearning: methods as data (Retrain, FT, GA, RL, l1-sparse, SalUn), random-label mixing, SalUn's
+metrics and result tables. Running a method (Lightning Trainers) is orchestration: ``salguide.pipelines.fit.unlearn``."""
 
 from .methods import METHODS, MethodSpec, method_spec
 from .metrics import accuracy, avg_gap, mia_efficacy, unlearning_metrics
 from .report import aggregate, format_aggregate, format_table, write_results
-from .run import UnlearnResult, train_original, unlearn
 
 __all__ = [
     "METHODS",
     "MethodSpec",
     "method_spec",
-    "unlearn",
-    "train_original",
-    "UnlearnResult",
     "accuracy",
     "mia_efficacy",
     "unlearning_metrics",

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from salguide._lightning import pl
 from salguide.attention.loss_modules import AttentionLoss, BackgroundSuppressionLoss, ConcentrationLoss
 from salguide.attention.policies import EViTPolicy
-from salguide.attention.router import router_of
+from salguide.attention.routing import router_of
 from salguide.callbacks.attention_loss import AttentionLossCallback
 from salguide.callbacks.token_pruning import TokenPruningCallback
 from salguide.models import ClassifierModule

@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from salguide._lightning import pl
 from salguide.attention.masking import attention_guided_mask, mask_patches, patchify
-from salguide.attention.mim import MaskedReconstructionModule
+from salguide.models.mim import MaskedReconstructionModule
 from salguide.callbacks.attention_masking import AttentionMaskingCallback
 from salguide.models.vit import vit_digits
 
@@ -168,7 +168,7 @@ def test_resume_from_checkpoint_restores_teacher_and_mask_generator(tmp_path) ->
 
 
 def test_cls_attention_scores_match_a_naive_attention() -> None:
-    from salguide.attention.mim import cls_attention_scores
+    from salguide.attention.masking import cls_attention_scores
 
     torch.manual_seed(0)
     vit = vit_digits(depth=2, embed_dim=32).eval()
@@ -185,7 +185,7 @@ def test_cls_attention_scores_match_a_naive_attention() -> None:
 
 
 def test_evaluate_masked_matches_a_per_image_reference() -> None:
-    from salguide.attention.mim import evaluate_masked
+    from salguide.models.mim import evaluate_masked
 
     module = _tiny_module()
     g = torch.Generator().manual_seed(1)

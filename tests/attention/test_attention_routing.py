@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
+from salguide.attention import declare_timm_layout, route, unroute
 from salguide.attention.recorder import AttentionRecorder
-from salguide.models.adapters import declare_timm_layout, route, unroute
 from salguide.models.vit import vit_digits
 
 
@@ -129,6 +129,12 @@ def test_route_timm_layout_keeps_outputs_and_gradients_and_unroute_restores() ->
     model(x)
     assert model.blocks[0].attn.last_attn is not None
     assert not hasattr(model, "salguide_router")
+
+
+def test_readme_import_path_of_route_still_works() -> None:
+    from salguide.models import adapters
+
+    assert (adapters.route, adapters.unroute, adapters.declare_timm_layout) == (route, unroute, declare_timm_layout)
 
 
 def test_recorder_on_routed_timm_model_matches_eager_attention() -> None:

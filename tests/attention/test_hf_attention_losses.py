@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from salguide.attention import BackgroundSuppressionLoss, token_grid
-from salguide.models.adapters import route
+from salguide.attention import route
 
 transformers = pytest.importorskip("transformers")
 

@@ -11,8 +11,8 @@ import torch
 from test_attention_routing import EagerAttention, EagerBlock, EagerViT
 from torch import nn
 
-from salguide.models.adapters import declare_timm_layout, route
-from salguide.models.adapters.proof import _DECLARED
+from salguide.attention import declare_timm_layout, route
+from salguide.attention.routing.proof import _DECLARED
 
 
 class ResPostBlock(EagerBlock):
@@ -187,7 +187,7 @@ def test_beit_is_refused_at_route_time(extra):
 
 
 def test_routing_one_hf_model_leaves_models_sharing_its_config_alone():
-    from salguide.models.adapters import unroute
+    from salguide.attention import unroute
 
     cfg = transformers.ViTConfig(**TINY, attn_implementation="eager")
     torch.manual_seed(0)

@@ -11,8 +11,7 @@ from salguide.attention.dynamic_mask import drop_masked, topk_key_mask
 from salguide.attention.evit import evit_reorganize
 from salguide.attention.policies import DynamicMaskPolicy, EViTPolicy, ToMePolicy, token_counts, use_policy
 from salguide.attention.recorder import AttentionRecorder
-from salguide.attention.routed import routed_attention
-from salguide.attention.router import Router
+from salguide.attention.routing import Router, routed_attention
 from salguide.attention.schedules import Schedule, check_keep, keep_schedule
 from salguide.attention.tome import bipartite_merge
 from salguide.models.vit import vit_digits

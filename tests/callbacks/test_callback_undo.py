@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from salguide._lightning import pl
 from salguide.attention.loss_modules import ConcentrationLoss
 from salguide.attention.policies import EViTPolicy
-from salguide.attention.router import router_of
+from salguide.attention.routing import router_of
 from salguide.callbacks.attention_loss import AttentionLossCallback
 from salguide.callbacks.input_saliency import InputSaliencyCallback
 from salguide.callbacks.token_pruning import TokenPruningCallback

@@ -92,7 +92,7 @@ transformers = pytest.importorskip("transformers")
 
 
 def test_rrr_on_routed_hf_vit_equals_unrouted():
-    from salguide.models.adapters import route, unroute
+    from salguide.attention import route, unroute
 
     cfg = transformers.ViTConfig(image_size=16, patch_size=4, num_channels=1, hidden_size=32, num_hidden_layers=2,
                                  num_attention_heads=4, intermediate_size=64, num_labels=10,

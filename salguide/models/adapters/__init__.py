@@ -1,6 +1,6 @@
-"""Route the attention of existing ViTs (timm layout, Hugging Face transformers) through salguide.kernels."""
+"""Kept for the import path the README has always shown (``salguide.models.adapters.route``): routing lives in
+:mod:`salguide.attention.routing` and is exported by :mod:`salguide.attention`."""
 
-from .proof import declare_timm_layout
-from .route import SUPPORTED, attach_router, route, unroute
+from salguide.attention.routing import SUPPORTED, attach_router, declare_timm_layout, route, unroute
 
 __all__ = ["SUPPORTED", "attach_router", "declare_timm_layout", "route", "unroute"]

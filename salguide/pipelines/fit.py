@@ -1,4 +1,5 @@
-"""Run one unlearning method on a model and a forget/retain datamodule: the Python API behind the CLI."""
+"""The Python API behind the CLI's training stages: ``fit_module`` (one Lightning fit), ``train_original``
+(the model to unlearn from) and ``unlearn`` (one unlearning method on a forget/retain datamodule)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any, Callable, Sequence
 from torch import nn
 
 from salguide._lightning import pl
+from salguide.callbacks import RandomLabelCallback, WeightSaliencyCallback
 from salguide.models.classifier import ClassifierModule
 from salguide.unlearning.methods import MethodSpec, method_spec
 from salguide.weights import WeightMask
@@ -62,8 +64,6 @@ def unlearn(
         raise ValueError("the forget set is empty: nothing to unlearn")
     datamodule.train_on = spec.train_on
 
-    from salguide.callbacks import RandomLabelCallback, WeightSaliencyCallback  # callbacks import this package
-
     start = time.perf_counter()
     plugin_callbacks: list[Any] = []
     if spec.weight_mask:
@@ -85,7 +85,7 @@ def unlearn(
         l1_alpha=spec.l1_alpha,
         loss_sign=spec.loss_sign,
     )
-    _fit(module, datamodule, spec.epochs, seed, trainer_kwargs, logger, [*plugin_callbacks, *callbacks], ckpt_path)
+    fit_module(module, datamodule, spec.epochs, seed, trainer_kwargs, logger, [*plugin_callbacks, *callbacks], ckpt_path)
     seconds = time.perf_counter() - start
     return UnlearnResult(model=module.model.eval(), seconds=seconds, mask=mask)
 
@@ -105,12 +105,12 @@ def train_original(
     datamodule.setup("fit")
     datamodule.train_on = "full"
     model.train()
-    _fit(ClassifierModule(model, **optim), datamodule, epochs, seed, trainer_kwargs, logger, list(callbacks))
+    fit_module(ClassifierModule(model, **optim), datamodule, epochs, seed, trainer_kwargs, logger, list(callbacks))
     return model.eval()
 
 
-def _fit(
-    module: ClassifierModule,
+def fit_module(
+    module: Any,
     datamodule: Any,
     epochs: int,
     seed: int,
@@ -119,6 +119,8 @@ def _fit(
     callbacks: list[Any],
     ckpt_path: str | None = None,
 ) -> None:
+    """Fit the LightningModule ``module`` for ``epochs`` (seeded by ``seed``, after the Trainer is built) with
+    salguide's quiet Trainer defaults under ``trainer_kwargs``; ``ckpt_path`` resumes from a checkpoint."""
     kwargs = {"enable_checkpointing": False, "num_sanity_val_steps": 0, "enable_model_summary": False}
     kwargs.update(trainer_kwargs or {})
     kwargs["max_epochs"] = epochs

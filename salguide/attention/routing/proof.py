@@ -55,7 +55,7 @@ def supported_text() -> str:
     return (
         f"blocks: {', '.join(sorted(TIMM_BLOCKS))}; attention: {', '.join(sorted(TIMM_ATTENTION))}"
         + (f"; declared: {', '.join(declared)}" if declared else "")
-        + " (declare a look-alike with salguide.models.adapters.declare_timm_layout)"
+        + " (declare a look-alike with salguide.attention.declare_timm_layout)"
     )
 
 

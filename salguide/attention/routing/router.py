@@ -1,8 +1,10 @@
-"""Per-model routing state shared by every routed attention layer.
+"""Per-model routing state shared by every routed attention layer, and how a model gets and loses it.
 
 A :class:`Router` is attached (as a plain attribute, never a submodule) to each routed attention module
 and block. It resolves layer indices, holds the active :class:`~salguide.attention.recorder.AttentionRecorder`
-and token policy (EViT / DynamicViT masking / ToMe), and the per-forward token state.
+and token policy (EViT / DynamicViT masking / ToMe), and the per-forward token state. ``attach_router`` /
+``unroute`` install and remove it (the adapters in this package call them), ``router_of`` / ``find_routed``
+look it up.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from torch import Tensor
+from torch import Tensor, nn
 
 from salguide._checks import as_int, as_ints
 
@@ -88,11 +90,50 @@ class Router:
 
 
 def router_of(model: Any) -> Router:
-    """The :class:`Router` of a routed model (see :func:`salguide.models.adapters.route`)."""
+    """The :class:`Router` of a routed model (see :func:`salguide.attention.route`)."""
     router = getattr(model, "salguide_router", None)
     if not isinstance(router, Router):
         raise ValueError(
             f"{type(model).__name__} is not routed through salguide.kernels; build salguide.models.VisionTransformer "
-            "or call salguide.models.adapters.route(model) first"
+            "or call salguide.attention.route(model) first"
         )
     return router
+
+
+def find_routed(model: nn.Module) -> nn.Module:
+    """``model`` or its first submodule routed through salguide.kernels (e.g. inside a LightningModule)."""
+    for m in model.modules():
+        if getattr(m, "salguide_router", None) is not None:
+            return m
+    router_of(model)  # raises the explanatory error
+    raise AssertionError  # pragma: no cover
+
+
+def attach_router(model: nn.Module, router: Router, blocks: Any = None) -> Router:
+    """Attach ``router`` to ``model`` and to each timm-layout block / attention module (index = position)."""
+    blocks = model.blocks if blocks is None else blocks
+    for i, block in enumerate(blocks):
+        block.attn.salguide_router, block.attn.salguide_index = router, i
+    model.salguide_router = router
+    router.hook = model.register_forward_pre_hook(begin_forward, with_kwargs=True)
+    return router
+
+
+def begin_forward(model: nn.Module, args: Any, kwargs: dict[str, Any]) -> None:
+    """Forward pre-hook of a routed model: reset its router's per-forward state and note the spatial size
+    of the image input (the first positional argument or ``pixel_values``), from which ``token_grid``
+    takes the patch grid (a module-level function, so that the model still pickles, e.g. for ``ddp_spawn``)."""
+    x = args[0] if args else kwargs.get("pixel_values")
+    model.salguide_router.begin(tuple(x.shape[-2:]) if isinstance(x, Tensor) and x.dim() == 4 else None)
+
+
+def unroute(model: nn.Module) -> nn.Module:
+    """Undo :func:`salguide.attention.route` (restores the original forwards / attention implementation)."""
+    router = getattr(model, "salguide_router", None)
+    undo = getattr(router, "undo", None)
+    if undo is None:
+        raise ValueError(f"{type(model).__name__} was not routed by salguide.attention.route")
+    undo()
+    router.hook.remove()
+    del model.salguide_router
+    return model

@@ -1,4 +1,4 @@
-"""salguide.unlearning.unlearn on digits: each method does what it claims, SalUn keeps frozen weights."""
+"""salguide.pipelines.fit.unlearn on digits: each method does what it claims, SalUn keeps frozen weights."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import torch
 
 from salguide.data import DigitsDataModule
 from salguide.models import SmallCNN
-from salguide.unlearning import accuracy, method_spec, train_original, unlearn
+from salguide.pipelines.fit import train_original, unlearn
+from salguide.unlearning import accuracy, method_spec
 from salguide.weights import WeightMask, saliency_scores
 
 TRAINER = {"accelerator": "cpu", "enable_progress_bar": False}

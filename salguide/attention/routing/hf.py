@@ -20,11 +20,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from salguide.attention.routed import routed_attention
-from salguide.attention.router import Router
-
 from .proof import check_same_outputs, eval_outputs
-from .route import begin_forward
+from .routed import routed_attention
+from .router import Router, begin_forward, unroute
 
 NAME = "salguide"
 HF_ATTENTION = {  # plain softmax attention, no mask or bias passed (transformers >= 5), tested against eager
@@ -59,7 +57,7 @@ def hf_attention(
         raise ValueError(f"salguide attention: attention dropout ({dropout}) is not supported; set it to 0")
     router = getattr(module, "salguide_router", None)
     if router is None:
-        raise ValueError(f"{type(module).__name__} was not routed; call salguide.models.adapters.route(model)")
+        raise ValueError(f"{type(module).__name__} was not routed; call salguide.attention.route(model)")
     scale = query.shape[-1] ** -0.5 if scaling is None else float(scaling)
     out = routed_attention(router, module.salguide_index, query, key, value, scale)
     weights = None
@@ -102,8 +100,6 @@ def route_hf(model: nn.Module, backend: str | None = None) -> nn.Module:
         check_same_outputs([f"{type(m).__name__} #{i}" for i, m in enumerate(mods)], original,
                            eval_outputs(model, cases, begin=router.begin))
     except BaseException:
-        from .route import unroute
-
         unroute(model)
         raise
     return model

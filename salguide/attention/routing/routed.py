@@ -12,9 +12,8 @@ from torch import Tensor
 
 from salguide.kernels import attention, attention_stats
 
-from .recorder import AttentionStats
+from ..stats import AttentionStats, attention_with_entropy, cls_attention
 from .router import Router
-from .stats import attention_with_entropy, cls_attention
 
 
 def layer_target(target: Tensor, positions: Tensor | None, B: int, N: int) -> Tensor:

@@ -5,8 +5,8 @@ sees the image with hidden patches zeroed; loss = cross-entropy of the CLS logit
 attention meaningful for the teacher) + ``recon_weight`` x MSE of the hidden patches' pixels, predicted by a
 linear head on the last layer's patch tokens (SimMIM-style, Xie et al., CVPR 2022).
 
-Evaluation helpers: ``cls_attention_scores`` (the head-mean CLS attention an AttMask teacher ranks patches
-by) and ``evaluate_masked`` (hidden-patch reconstruction MSE and CLS accuracy under a given mask)."""
+``evaluate_masked`` gives the hidden-patch reconstruction MSE and CLS accuracy under a given mask. The masking
+itself (AttMask / ACMIL, ``cls_attention_scores``, ``mask_patches``) is functional, in ``salguide.attention.masking``."""
 
 from __future__ import annotations
 
@@ -17,22 +17,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from salguide._lightning import pl
-
-from .masking import mask_patches, patchify
-from .recorder import AttentionRecorder
-from .targets import token_grid
-
-
-@torch.no_grad()
-def cls_attention_scores(model: nn.Module, x: Tensor, layer: int = -1) -> Tensor:
-    """[B, P]: attention of the class token to each patch at ``layer`` of a routed ViT, mean over heads
-    (the ranking AttMask takes from its teacher; Kakogeorgiou et al., ECCV 2022)."""
-    with AttentionRecorder(model, [layer], cls=True) as rec:
-        model(x)
-    return rec[layer].cls[:, :, 1:].mean(1)  # type: ignore[index]
+from salguide.attention.masking import mask_patches, patchify
+from salguide.attention.targets import token_grid
 
 
 class MaskedReconstructionModule(pl.LightningModule):
+    """CLS cross-entropy on the masked image + ``recon_weight`` x MSE of the hidden patches (see module docstring)."""
+
     def __init__(self, vit: nn.Module, lr: float = 1e-3, recon_weight: float = 1.0) -> None:
         super().__init__()
         if not hasattr(vit, "forward_features") or not hasattr(vit, "head"):
