@@ -23,6 +23,7 @@ from salguide.callbacks import (
     AttentionLossCallback,
     AttentionMapCallback,
     AttentionMaskingCallback,
+    AuxiliaryLossCallback,
     DataSamplesCallback,
     DiffusionUnlearningCallback,
     ExplanationMetricsCallback,
@@ -145,6 +146,8 @@ CASES: dict[str, tuple[str, Callable[[Path], Case]]] = {
         mlp(), TinyData(), [StageProgressBar(stage="matrix")], trainer={"enable_progress_bar": True})),
     "AttentionLossCallback": ("trains", lambda out: Case(
         vit_module(), TinyData(side=8), [AttentionLossCallback(ConcentrationLoss(1.0, layers=[-1], target="mask"))])),
+    "AuxiliaryLossCallback": ("trains", lambda out: Case(  # the neutral base, here with an attention loss
+        vit_module(), TinyData(side=8), [AuxiliaryLossCallback(ConcentrationLoss(1.0, layers=[-1], target="mask"))])),
     "TokenPruningCallback": ("trains", lambda out: Case(
         vit_module(), TinyData(side=8), [TokenPruningCallback(EViTPolicy([0], 0.5), warmup_steps=2)])),
     "AttentionMapCallback": ("observes", lambda out: Case(
