@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
 from salguide._lightning import Callback
-from salguide.attention.routing import find_routed
 from salguide.attention.recorder import AttentionRecorder
+from salguide.attention.routing import find_routed
 from salguide.attention.targets import token_grid
+from salguide.callbacks._strategy import refuse_sharded
 from salguide.viz.attention import kept_tokens_map, plot_attention_maps, tokens_to_image
 
 from .explanation_metrics import fixed_val_batch
@@ -29,6 +31,10 @@ class AttentionMapCallback(Callback):
         self.layers, self.every_n_epochs, self.num_images = list(layers), int(every_n_epochs), int(num_images)
         self.out_dir = out_dir
         self.paths: list[Path] = []
+
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        refuse_sharded(self, trainer, "only rank 0 runs the module on fixed validation images, outside the strategy's "
+                       "wrapper; a sharded module (FSDP, DeepSpeed) needs every rank for a forward")
 
     def on_validation_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         if trainer.sanity_checking or (trainer.current_epoch + 1) % self.every_n_epochs or not trainer.is_global_zero:

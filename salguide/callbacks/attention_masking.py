@@ -19,9 +19,10 @@ from torch import nn
 
 from salguide._lightning import Callback
 from salguide._rng import Generator
-from salguide.attention.routing import find_routed
 from salguide.attention.masking import MASK_MODES, attention_guided_mask, cls_attention_scores
+from salguide.attention.routing import find_routed
 from salguide.attention.schedules import Schedule
+from salguide.callbacks._strategy import refuse_sharded
 from salguide.weights_io import save_weights
 
 
@@ -48,6 +49,10 @@ class AttentionMaskingCallback(Callback):
         self._student: Any = None
         self._pending: dict[str, Any] | None = None
         self._step_at_batch_start = 0
+
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        refuse_sharded(self, trainer, "the EMA teacher is a copy of the student's whole parameters, which sharded "
+                       "strategies (FSDP, DeepSpeed) split across ranks")
 
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
         self._student = find_routed(pl_module)

@@ -27,6 +27,7 @@ from salguide.data.protocols import mask_semantics_of
 from salguide.inputs import invert
 
 from ._step_wrap import TrainingStepWrapper, map_loss
+from ._strategy import refuse_sharded
 
 Key = int | str
 
@@ -63,9 +64,14 @@ class AuxiliaryLossCallback(TrainingStepWrapper, Callback):
         self.mask_semantics = mask_semantics
         self._invert = False
 
+    #: why sharded strategies are refused at ``setup`` (a subclass names its own reason)
+    sharded_why = ("the penalty runs extra forwards and input gradients (double backward for RRR) of the whole "
+                   "module inside the training step; untested with sharded parameters (FSDP, DeepSpeed)")
+
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         if stage != "fit":
             return
+        refuse_sharded(self, trainer, self.sharded_why)
         self._check_automatic(
             pl_module, "; with manual optimisation add `loss.penalty(self, x, y, mask, logits)` to your loss yourself"
         )

@@ -4,7 +4,9 @@ The module's own ``training_step`` on the retain batch is the retain term (its n
 callback wraps ``training_step`` for the duration of ``fit`` and returns
 ``objective.forget_loss(forget batch) + objective.beta × training_step(retain batch)`` (the retain step is
 skipped when ``beta == 0``). Lightning receives one loss, so AMP, accumulation, clipping and DDP treat it
-like a hand-written sum. Pair it with ``WeightSaliencyCallback(mask)`` to restrict the update to a
+like a hand-written sum. The forget term's generator state and the number of forget batches drawn travel in
+the checkpoint, so a fit resumed with ``ckpt_path=`` draws what the uninterrupted fit draws (exactly, when
+the forget loader's order is fixed). Pair it with ``WeightSaliencyCallback(mask)`` to restrict the update to a
 weight-saliency mask (SalUn, ANT). The module follows ``salguide.diffusion.DiffusionModule``'s protocol:
 ``eps(x_t, t, cond)``, ``noise_scheduler``, ``num_conditions``, ``null_condition``.
 Everything that can be checked (the module's protocol, the objective's timesteps, the forget set: not
@@ -20,10 +22,11 @@ from typing import Any
 
 import torch
 
-from salguide._lightning import Callback
-from salguide.callbacks._step_wrap import TrainingStepWrapper, map_loss
-from salguide._rng import Generator
 from salguide._checks import as_int
+from salguide._lightning import Callback
+from salguide._rng import Generator
+from salguide.callbacks._step_wrap import TrainingStepWrapper, map_loss
+from salguide.callbacks._strategy import refuse_sharded
 from salguide.data.protocols import ForgetLoaderData, require
 from salguide.diffusion.core import check_conditions
 from salguide.diffusion.module import denoiser_parts
@@ -62,6 +65,8 @@ class DiffusionUnlearningCallback(TrainingStepWrapper, Callback):
         self._loader: Iterable | None = None
         self._iter: Iterator | None = None
         self._original: Any = None
+        self._drawn = 0  # forget batches drawn in this fit (checkpointed)
+        self._skip = 0  # after a resume: batches to skip so the loader continues where the checkpoint left it
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -72,6 +77,9 @@ class DiffusionUnlearningCallback(TrainingStepWrapper, Callback):
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         if stage != "fit":
             return
+        refuse_sharded(self, trainer, "ESD and ANT keep a copy of the whole module (θ₀) and every objective calls "
+                       "the denoiser outside the strategy's wrapper; sharded strategies (FSDP, DeepSpeed) split "
+                       "its parameters across ranks")
         self._check_automatic(pl_module)
         _, scheduler, num_conditions, _ = denoiser_parts(pl_module)
         self.objective.check(scheduler, num_conditions)
@@ -82,6 +90,7 @@ class DiffusionUnlearningCallback(TrainingStepWrapper, Callback):
             loader = dm.forget_dataloader()
         check_forget_loader(loader, num_conditions)
         self._loader = loader
+        self._drawn = self._skip = 0  # a resume sets them after setup (load_state_dict)
         self._wrap(pl_module)
 
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
@@ -100,8 +109,25 @@ class DiffusionUnlearningCallback(TrainingStepWrapper, Callback):
         self._unwrap()
         self._original, self._iter = None, None
 
+    # ---- checkpoint ------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state(), "forget_batches": self._drawn}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.generator.set_state(state_dict["generator"])
+        self._drawn = int(state_dict["forget_batches"])
+        size = len(self._loader) if hasattr(self._loader, "__len__") else 0
+        self._skip = self._drawn % size if size else self._drawn  # the loader restarts when it runs out
+
     # ---- the wrapped step ------------------------------------------------------------------
     def _next_forget(self) -> Any:
+        while self._skip > 0:  # resumed: pass over what the checkpointed fit had drawn
+            self._skip -= 1
+            self._draw()
+        self._drawn += 1
+        return self._draw()
+
+    def _draw(self) -> Any:
         if self._iter is None:
             self._iter = iter(self._loader)
         try:

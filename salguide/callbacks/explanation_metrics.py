@@ -9,6 +9,7 @@ from torch import Tensor
 
 from salguide._checks import as_int
 from salguide._lightning import Callback
+from salguide.callbacks._strategy import refuse_sharded
 from salguide.data.protocols import mask_semantics_of
 from salguide.inputs import invert
 from salguide.metrics import evaluate_explanations
@@ -65,6 +66,10 @@ class ExplanationMetricsCallback(Callback):
         self.mask_semantics, self.prefix = mask_semantics, prefix
         self.history: list[dict[str, float]] = []
         self._batch: tuple[Tensor, ...] | None = None
+
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        refuse_sharded(self, trainer, "explanations run extra forwards and input gradients of the whole module "
+                       "outside the strategy's wrapper; untested with sharded parameters (FSDP, DeepSpeed)")
 
     def on_validation_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         if trainer.sanity_checking or (trainer.current_epoch + 1) % self.every_n_epochs:

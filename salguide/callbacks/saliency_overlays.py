@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
 from salguide._lightning import Callback
+from salguide.callbacks._strategy import refuse_sharded
 from salguide.metrics import explain
 from salguide.viz.saliency import plot_saliency_overlays
 
@@ -39,6 +41,10 @@ class SaliencyOverlayCallback(Callback):
         self.out_dir, self.method_kwargs = out_dir, dict(method_kwargs or {})
         self.paths: list[Path] = []
         self._batch: tuple[torch.Tensor, ...] | None = None
+
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        refuse_sharded(self, trainer, "only rank 0 runs the module on fixed validation images, outside the strategy's "
+                       "wrapper; a sharded module (FSDP, DeepSpeed) needs every rank for a forward")
 
     def on_validation_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         if trainer.sanity_checking or (trainer.current_epoch + 1) % self.every_n_epochs or not trainer.is_global_zero:

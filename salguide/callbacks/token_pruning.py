@@ -12,9 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 from salguide._lightning import Callback
-from salguide.attention.routing import find_routed
 from salguide.attention.policies import TokenPolicy, use_policy
+from salguide.attention.routing import find_routed
 from salguide.attention.schedules import keep_schedule
+from salguide.callbacks._strategy import refuse_sharded
 
 
 class TokenPruningCallback(Callback):
@@ -31,6 +32,8 @@ class TokenPruningCallback(Callback):
         self._previous: Any = None
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        refuse_sharded(self, trainer, "the policy drops or merges tokens inside the routed ViT's blocks; untested "
+                       "with sharded parameters (FSDP, DeepSpeed)")
         self.teardown(trainer, pl_module, stage)  # never stack on our own policy
         self._model = find_routed(pl_module)
         self._previous = use_policy(self._model, self.policy)

@@ -16,6 +16,7 @@ from typing import Any
 from torch import nn
 
 from salguide._lightning import Callback, installed
+from salguide.callbacks._strategy import check_strategy as _check_strategy
 from salguide.data.protocols import ForgetLoaderData, require
 from salguide.viz import plot_mask_sparsity
 from salguide.weights.mask import WeightMask
@@ -25,19 +26,13 @@ from salguide.weights.select import check_ratio, check_scope
 
 FIGURE_DIR, FIGURE_NAME = "figures", "weight_saliency_sparsity.png"
 SPARSITY_KEY = "weight_saliency/sparsity"
+SHARDED_WHY = ("sharded strategies (FSDP, DeepSpeed) split parameters and optimizer state across ranks, so a "
+               "per-weight mask cannot be enforced on whole tensors; XLA is untested")
 
 
 def check_strategy(strategy: Any) -> None:
     """Accept single-device and DDP-family strategies; refuse sharded or XLA ones with a ValueError."""
-    allowed = installed("SingleDeviceStrategy", "DDPStrategy", module="strategies")
-    refused = installed("DeepSpeedStrategy", "XLAStrategy", "SingleDeviceXLAStrategy", module="strategies")
-    if isinstance(strategy, allowed) and not isinstance(strategy, refused):
-        return
-    raise ValueError(
-        f"WeightSaliencyCallback supports single-device and DDP strategies only, not {type(strategy).__name__}: "
-        "sharded strategies (FSDP, DeepSpeed) split parameters and optimizer state across ranks, so a per-weight "
-        "mask cannot be enforced on whole tensors; XLA is untested"
-    )
+    _check_strategy(strategy, "WeightSaliencyCallback", SHARDED_WHY)
 
 
 class WeightSaliencyCallback(Callback):

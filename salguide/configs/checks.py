@@ -65,6 +65,19 @@ class OneOf:
                    for c in self.choices)
 
 
+@dataclass(frozen=True)
+class Either:
+    """A value that one of ``rules`` accepts."""
+
+    rules: tuple[Any, ...]
+
+    def describe(self) -> str:
+        return " or ".join(r.describe() for r in self.rules)
+
+    def accepts(self, v: Any) -> bool:
+        return any(r.accepts(v) for r in self.rules)
+
+
 FLAG = OneOf((True, False))
 POS_INT, NONNEG_INT, ANY_INT = Num(True, 1), Num(True, 0), Num(True)
 POS, NONNEG = Num(lo=0, open_lo=True), Num(lo=0)
@@ -127,6 +140,7 @@ PATH_RULES: dict[str, Any] = {
     "trainer.gradient_clip_val": Num(lo=0, nullable=True),
     "trainer.deterministic": OneOf((True, False, "warn", None)),
     "trainer.enable_model_summary": FLAG,
+    "trainer.fast_dev_run": Either((FLAG, NONNEG_INT)),  # true / N: N batches of each loop
     "trainer.enable_progress_bar": FLAG,
     "trainer.sync_batchnorm": FLAG,
 }

@@ -154,6 +154,8 @@ def weight_settings(cfg: DictConfig) -> dict[str, Any]:
     """The trainer arguments and callbacks of ``cfg`` that change trained weights, for cache keys: all but
     ``_NO_NUMERICS`` and display callbacks, with ``accelerator: auto`` resolved on this machine."""
     tkw = {k: v for k, v in trainer_kwargs(cfg).items() if k not in _NO_NUMERICS}
+    if not tkw.get("fast_dev_run"):  # the default (false) leaves the keys of models cached before it existed
+        tkw.pop("fast_dev_run", None)
     if tkw.get("accelerator", "auto") == "auto":
         tkw["accelerator"] = "cuda" if torch.cuda.is_available() else "cpu"
     node = cfg.get("callbacks")

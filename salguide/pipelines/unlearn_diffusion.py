@@ -14,10 +14,10 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from hydra.utils import instantiate
@@ -34,6 +34,13 @@ from .stages import (LazyLoggers, is_rank_zero, log_images, log_table, stage_cal
 log = logging.getLogger(__name__)
 CACHE_VERSION = 1  # bump when the code trains different diffusion weights from the same config
 METRICS = ("UA", "Acc_r", "FD")
+
+
+def model_inputs(datamodule: Any, x: torch.Tensor) -> torch.Tensor:
+    """Stored images as the models see them: the datamodule's ``eval_transform`` (e.g. Fashion-MNIST's uint8
+    -> normalised float), which the DDPM's training batches went through too; digits are stored that way."""
+    view = datamodule.eval_transform()
+    return x if view is None else torch.stack([view(sample) for sample in x])
 
 
 def diffusion_cache_paths(cfg: DictConfig) -> dict[str, Path]:
@@ -118,8 +125,9 @@ def run_unlearn_diffusion(cfg: DictConfig) -> float | None:
     original, retrained = train_on("full", "original"), train_on("retain", "retrain")
     jcfg = OmegaConf.to_container(cfg.judge, resolve=True)
     judge, _ = cached_weights(paths["judge"], SmallCNN(datamodule.num_classes, datamodule.input_shape[0], jcfg["width"]),
-                              lambda _: fit_judge(datamodule.train_x, datamodule.train_y, datamodule.num_classes,
-                                                  seed=seed, **jcfg), write=writer)
+                              lambda _: fit_judge(model_inputs(datamodule, datamodule.train_x),
+                                                  datamodule.train_y, datamodule.num_classes, seed=seed, **jcfg),
+                              write=writer)
     judge.eval()
 
     def run_method() -> tuple[Any, float, Any]:
@@ -146,7 +154,7 @@ def run_unlearn_diffusion(cfg: DictConfig) -> float | None:
         model, seconds, mask = run_method()
 
     gen = OmegaConf.to_container(cfg.generation, resolve=True)
-    test_x, test_y = datamodule.test_x, datamodule.test_y
+    test_x, test_y = model_inputs(datamodule, datamodule.test_x), datamodule.test_y
     rows, images = [], {}
     for name, net, rte in (("Original", original, None), ("Retrain", retrained,
                                                           cached_seconds(paths["retrain"].with_suffix(".json"))),
