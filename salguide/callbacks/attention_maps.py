@@ -44,12 +44,14 @@ class AttentionMapCallback(Callback):
         model = find_routed(pl_module)
         with torch.inference_mode(False), torch.no_grad(), AttentionRecorder(model, self.layers, cls=True) as rec:
             preds = pl_module(x.clone()).argmax(-1).cpu()
-        grid, size = token_grid(model, x), tuple(x.shape[-2:])
+        grid, size = token_grid(model, x), (int(x.shape[-2]), int(x.shape[-1]))
         maps = {}
         for i in rec.layers:
             s = rec[i]
             pos = None if s.positions is None else s.positions.cpu()
-            maps[f"layer {i}"] = tokens_to_image(s.cls.mean(1).cpu(), pos, grid, size)  # type: ignore[union-attr]
+            cls = s.cls
+            assert cls is not None  # recorded with cls=True
+            maps[f"layer {i}"] = tokens_to_image(cls.mean(1).cpu(), pos, grid, size)
         last = rec[rec.layers[-1]]
         if last.positions is not None:
             maps["kept tokens"] = kept_tokens_map(last.positions.cpu(), grid, size, len(x))

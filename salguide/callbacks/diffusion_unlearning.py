@@ -17,7 +17,7 @@ frozen copy of θ₀ are dropped at ``teardown`` and when ``fit`` raises.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sized
 from typing import Any
 
 import torch
@@ -116,7 +116,7 @@ class DiffusionUnlearningCallback(TrainingStepWrapper, Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.generator.set_state(state_dict["generator"])
         self._drawn = int(state_dict["forget_batches"])
-        size = len(self._loader) if hasattr(self._loader, "__len__") else 0
+        size = len(self._loader) if isinstance(self._loader, Sized) else 0
         self._skip = self._drawn % size if size else self._drawn  # the loader restarts when it runs out
 
     # ---- the wrapped step ------------------------------------------------------------------
@@ -128,6 +128,8 @@ class DiffusionUnlearningCallback(TrainingStepWrapper, Callback):
         return self._draw()
 
     def _draw(self) -> Any:
+        if self._loader is None:
+            raise RuntimeError("DiffusionUnlearningCallback: no forget loader (setup has not run)")
         if self._iter is None:
             self._iter = iter(self._loader)
         try:
@@ -136,7 +138,7 @@ class DiffusionUnlearningCallback(TrainingStepWrapper, Callback):
             self._iter = iter(self._loader)
             return next(self._iter)
 
-    def _step(self, pl_module: Any, original_step: Any, batch: Any, *args: Any, **kwargs: Any) -> Any:
+    def _step(self, pl_module: Any, original: Any, batch: Any, *args: Any, **kwargs: Any) -> Any:
         eps, scheduler, num_conditions, null = denoiser_parts(pl_module)
         fx, fy = self._next_forget()[:2]
         fx, fy = fx.to(pl_module.device), fy.to(pl_module.device)
@@ -145,7 +147,7 @@ class DiffusionUnlearningCallback(TrainingStepWrapper, Callback):
         pl_module.log("train/forget_loss", loss.detach(), on_step=True, on_epoch=True)
         if self.objective.beta == 0:
             return loss
-        out = original_step(batch, *args, **kwargs)
+        out = original(batch, *args, **kwargs)
         if out is None:
             return loss
         return map_loss(out, lambda retain_loss: loss + self.objective.beta * retain_loss)

@@ -70,11 +70,12 @@ class RandomLabelCallback(Callback):
                 )
             forget = dm.forget_dataset if forget is None else forget
             num_classes = dm.num_classes if num_classes is None else num_classes
-        if len(forget) == 0:
+        assert forget is not None  # the datamodule's forget set, checked above
+        if len(forget) == 0:  # type: ignore[arg-type]  # a map-style Dataset with __len__
             raise ValueError("the forget set is empty: nothing to unlearn")
         if num_classes is None:
             raise ValueError("RandomLabelCallback needs num_classes (argument or datamodule.num_classes)")
-        samples = [forget[i] for i in range(len(forget))]
+        samples = [forget[i] for i in range(len(forget))]  # type: ignore[arg-type]
         self._x = torch.stack([torch.as_tensor(s[0]) for s in samples])
         true = torch.as_tensor([int(s[1]) for s in samples])
         state, self._loaded_state = self._loaded_state, None
@@ -101,11 +102,16 @@ class RandomLabelCallback(Callback):
         return len(dataset)
 
     # ---- per batch -------------------------------------------------------------------------------
+    def _loaded(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._x is None or self._labels is None:
+            raise RuntimeError("RandomLabelCallback: the forget set is not loaded (on_fit_start has not run)")
+        return self._x, self._labels
+
     def _next_indices(self, n: int) -> torch.Tensor:
         out = []
         while n > 0:
             if self._cursor >= len(self._order):
-                self._order = torch.randperm(len(self._labels), generator=self._gen)
+                self._order = torch.randperm(len(self._loaded()[1]), generator=self._gen)
                 self._cursor = 0
             take = self._order[self._cursor : self._cursor + n]
             self._cursor += len(take)
@@ -120,12 +126,13 @@ class RandomLabelCallback(Callback):
                 f"collate of (x, y) samples gives one); got {type(batch).__name__} of length {len(batch)}"
             )
         x, y = batch[0], batch[1]
-        n = forget_count(len(y), len(self._labels), self._retain_size(trainer), self._gen)
+        forget_x, labels = self._loaded()
+        n = forget_count(len(y), len(labels), self._retain_size(trainer), self._gen)
         if n == 0:
             return
         idx = self._next_indices(n)
-        batch[0] = torch.cat([x, self._x[idx].to(device=x.device, dtype=x.dtype)])
-        batch[1] = torch.cat([y, self._labels[idx].to(device=y.device, dtype=y.dtype)])
+        batch[0] = torch.cat([x, forget_x[idx].to(device=x.device, dtype=x.dtype)])
+        batch[1] = torch.cat([y, labels[idx].to(device=y.device, dtype=y.dtype)])
 
     # ---- checkpointing ---------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -185,7 +185,7 @@ class WeightSaliencyCallback(Callback):
         wandb_loggers = installed("WandbLogger", module="loggers")
         for logger in trainer.loggers:
             if isinstance(logger, wandb_loggers):
-                logger.log_image(key=SPARSITY_KEY, images=[str(path)])
+                getattr(logger, "log_image")(key=SPARSITY_KEY, images=[str(path)])  # WandbLogger.log_image
 
     # ---- checkpoint ------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
