@@ -1,131 +1,81 @@
-"""Machine-unlearning study on scikit-learn's digits: Retrain, FT, GA, RL, l1-sparse and SalUn.
+"""Machine-unlearning study on scikit-learn's digits: choose each method's lr, then tabulate and plot the runs.
 
-One command runs everything and writes the result tables and figures:
+Reads what ``salguide-train`` leaves in each run directory (``run.sh``: the presets unlearn_digits and
+unlearn_digits_random over the methods' learning-rate grids): ``results.json`` (Original, Retrain and the
+method: UA, RA, TA, MIA, RTE, Avg.Gap) and ``.hydra/config.yaml`` (forget mode, method, lr, seed). Two steps::
 
-    python experiments/unlearning_digits/run.py [--quick] [--seeds 0 1 2] [--out experiments/unlearning_digits]
+    python summarise.py select  RUNS/study --out DIR   # prints LR_<mode>_<method>=<lr> (smallest mean Avg.Gap)
+    python summarise.py results RUNS       --out DIR   # RUNS/study (+ RUNS/confirm): the tables and figures
 
-Protocol (SalUn, Fan et al. ICLR 2024, on a small scale): per seed, one original SmallCNN trained on the
-full train split (shared by both forgetting modes: the train/test split depends only on the seed), then for
-each mode (class-wise: class 0; random: 10 % of the train set) one Retrain from scratch on the retain set and,
-for every other method, one run per learning rate of a small grid. Per (method, mode) the learning rate with
-the smallest mean Avg.Gap over the seeds is reported (SalUn's selection rule; optimistic because it selects
-on the seeds it reports). Two checks: the learning rate chosen on the first seed, reported on the remaining
-seeds; and every method re-run once at its chosen learning rate on fresh seeds (``--confirm-seeds``).
-See README.md next to this file.
+Protocol (SalUn, Fan et al. ICLR 2024, on a small scale): per (method, mode) the learning rate with the smallest
+mean Avg.Gap over the study's seeds is reported (SalUn's selection rule; optimistic because it selects on the
+seeds it reports). Two checks: the learning rate chosen on the first seed, reported on the remaining seeds; and
+every method re-run once at its chosen learning rate on fresh seeds (``RUNS/confirm``). See README.md.
 """
 
 from __future__ import annotations
 
-import argparse
-import copy
-import importlib.util
-import json
-import logging
 import math
 import os
 import platform
-import time
-import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from salguide._lightning import pl
-from salguide.data import DigitsDataModule
+from figures import plot_avg_gap, plot_sweep  # this script's folder (sys.path[0] when run as a script)
 from salguide.io import atomic_write_json, atomic_write_text
-from salguide.models import SmallCNN
-from salguide.unlearning import avg_gap, method_spec, train_original, unlearn, unlearning_metrics
+from salguide.studies import job_results, log_results_table, summary_arguments
 from salguide.unlearning.report import aggregate
 from salguide.viz import plot_metrics_vs_retrain
-from salguide.weights import WeightMask, saliency_scores
-
-HERE = Path(__file__).resolve().parent
-
-
-def _load_figures() -> Any:
-    """Import the sibling ``figures.py`` under a unique name (this folder is not a package)."""
-    spec = importlib.util.spec_from_file_location("salguide_unlearning_digits_figures", HERE / "figures.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_figures = _load_figures()
-plot_avg_gap, plot_sweep = _figures.plot_avg_gap, _figures.plot_sweep
 
 METRICS = ("UA", "RA", "TA", "MIA")
 GAP = "Avg.Gap"
 METHODS = ("ft", "ga", "rl", "l1_sparse", "salun")  # Retrain is the reference, run once per (seed, mode)
+NAMES = {"ft": "FT", "ga": "GA", "rl": "RL", "l1_sparse": "l1-sparse", "salun": "SalUn"}
 MODES = {"class": "classwise", "random": "random"}  # forget mode -> result-file suffix
 TITLES = {"class": "class-wise (class 0)", "random": "random 10 %"}
-MASK_RATIO = 0.5  # SalUn: keep the 50 % most salient weights (global top-k)
-
-# Learning-rate grids per (mode, method), chosen after a one-seed look so that each brackets its best value.
-# RL and SalUn share a grid in each mode; their good learning rates differ ~40x between the two modes.
-FULL = {
-    "seeds": [0, 1, 2],
-    "confirm_seeds": [3, 4, 5, 6, 7],  # fresh seeds: each method at its chosen lr only (out-of-sample check)
-    "width": 32,
-    "batch_size": 64,
-    "original": {"epochs": 15, "lr": 0.05, "optimizer": "sgd", "momentum": 0.9, "weight_decay": 5e-4,
-                 "scheduler": "cosine"},
-    "epochs": {},  # method_spec defaults: Retrain 15 (cosine), FT 5, GA 3, RL 5, l1-sparse 5, SalUn 5
-    "grids": {
-        "class": {
-            "ft": [0.2, 0.4, 0.8],
-            "ga": [1e-3, 3e-3, 1e-2],
-            "rl": [0.01, 0.02, 0.03],
-            "l1_sparse": [0.2, 0.4, 0.8],
-            "salun": [0.01, 0.02, 0.03],
-        },
-        "random": {
-            "ft": [0.02, 0.05, 0.1],
-            "ga": [0.02, 0.05, 0.1],
-            "rl": [2.5e-4, 5e-4, 1e-3],
-            "l1_sparse": [0.02, 0.05, 0.1],
-            "salun": [2.5e-4, 5e-4, 1e-3],
-        },
-    },
-}
-# --quick: a tiny configuration that exercises every code path (smoke test, < 1 min); numbers are meaningless.
-QUICK = {
-    **FULL,
-    "seeds": [0],
-    "confirm_seeds": [],
-    "width": 8,
-    "original": {**FULL["original"], "epochs": 2},
-    "epochs": {"retrain": 2, "ft": 1, "ga": 1, "rl": 1, "l1_sparse": 1, "salun": 1},
-    "grids": {mode: {m: grid[:1] + grid[-1:] for m, grid in g.items()} for mode, g in FULL["grids"].items()},
-}
-TRAINER = dict(
-    accelerator="cpu", devices=1, enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0
-)
 
 
-def _quiet() -> None:
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning", "lightning_fabric"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", module=r"(lightning|pytorch_lightning|lightning_fabric)(\..*)?")
-    warnings.filterwarnings("ignore", message=r".*(does not have many workers|LeafSpec|eval mode).*")
+def load_records(root: Path) -> list[dict[str, Any]]:
+    """One record per run and stage: the method's row of every run below ``root``, and the Original and
+    Retrain rows once per (seed, mode) (every run of a seed reports the same cached models)."""
+    records: list[dict[str, Any]] = []
+    refs: dict[tuple[int, str], dict[str, dict[str, Any]]] = {}
+    for run, cfg, rows in job_results(root):
+        mode, seed, key = str(cfg["data"]["forget"]), int(cfg["seed"]), str(cfg["unlearning"]["method"])
+        if mode not in MODES or key not in METHODS:
+            raise ValueError(f"{run}: forget={mode!r} / unlearning={key!r} is not part of this study "
+                             f"(modes {list(MODES)}, methods {list(METHODS)})")
+        by_name = {r["method"]: r for r in rows}
+        if not {"Original", "Retrain"} <= set(by_name) or len(by_name) != 3:
+            raise ValueError(f"{run}: results.json must hold the Original, Retrain and method rows, got {list(by_name)}")
+        method = next(r for name, r in by_name.items() if name not in ("Original", "Retrain"))
+        base = {"seed": seed, "mode": mode, "diverged": False, "run": str(run)}
+        records.append({**base, "method": NAMES[key], "key": key, "lr": float(cfg["unlearning"]["lr"]),
+                        "epochs": int(cfg["unlearning"]["epochs"]), "RTE": method["RTE"],
+                        **{k: method[k] for k in (*METRICS, GAP)}})
+        for name, stage in (("Original", "original"), ("Retrain", "retrain")):
+            r = by_name[name]
+            rec = {**base, "method": name, "key": stage, "RTE": r.get("RTE"), **{k: r[k] for k in (*METRICS, GAP)},
+                   "lr": None if stage == "original" else float(cfg["original"]["lr"]),
+                   "epochs": int(cfg["original"]["epochs"])}
+            seen = refs.setdefault((seed, mode), {})
+            if name not in seen:
+                seen[name] = rec
+                records.append(rec)
+            elif any(abs(seen[name][k] - rec[k]) > 1e-6 for k in METRICS):
+                raise ValueError(f"{run}: its {name} model differs from another run's of seed {seed}, {mode} "
+                                 "(runs of one study must share the original recipe)")
+    if not records:
+        raise FileNotFoundError(f"no results.json below {root}")
+    return records
 
 
-def _finite_model(model: torch.nn.Module) -> bool:
-    return all(bool(torch.isfinite(t).all()) for t in [*model.parameters(), *model.buffers()] if t.is_floating_point())
-
-
-def _evaluate(model: torch.nn.Module, dm: DigitsDataModule, seed: int) -> dict[str, float] | None:
-    """UA/RA/TA/MIA, or ``None`` when the run diverged (non-finite weights or logits)."""
-    if not _finite_model(model):
-        return None
-    try:
-        return unlearning_metrics(model, dm, seed=seed)
-    except ValueError as err:
-        if "NaN" in str(err) or "inf" in str(err):
-            return None
-        raise
+def public(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Records without their machine-specific run directory."""
+    return [{k: v for k, v in r.items() if k != "run"} for r in records]
 
 
 def _cpu_model() -> str:
@@ -139,79 +89,25 @@ def _cpu_model() -> str:
 
 
 def _machine() -> dict[str, Any]:
-    return {
-        "cpu_model": _cpu_model(),
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "lightning": pl.__version__,
-    }
+    return {"cpu_model": _cpu_model(), "platform": platform.platform(), "cpu_count": os.cpu_count(),
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "python": platform.python_version(),
+            "torch": torch.__version__}
 
 
-def run_study(cfg: dict[str, Any], progress: bool = True, desc: str = "unlearning study") -> dict[str, Any]:
-    """Run every (seed, mode, method, lr) of ``cfg``; return the raw records (one dict per run)."""
-    seeds, grids, epochs = list(cfg["seeds"]), cfg["grids"], cfg["epochs"]
-    width = cfg["width"]
-    n_runs = len(seeds) * (1 + sum(1 + sum(len(grids[m].get(k, [])) for k in METHODS) for m in MODES))
-    bar = tqdm(total=n_runs, desc=desc, unit="run", disable=not progress, dynamic_ncols=True)
-    records: list[dict[str, Any]] = []
-
-    def factory() -> torch.nn.Module:
-        return SmallCNN(num_classes=10, in_channels=1, width=width)
-
-    for seed in seeds:
-        dms = {}
-        for mode in MODES:
-            dm = DigitsDataModule(batch_size=cfg["batch_size"], seed=seed, forget=mode, forget_class=0, forget_ratio=0.1)
-            dm.setup("fit")
-            dms[mode] = dm
-        if not torch.equal(dms["class"].train_x, dms["random"].train_x):
-            raise RuntimeError("the two forgetting modes must share the train split to share the original model")
-
-        bar.set_postfix_str(f"seed {seed}: original")
-        pl.seed_everything(seed, workers=True, verbose=False)
-        t0 = time.perf_counter()
-        original = train_original(factory(), dms["class"], seed=seed, trainer_kwargs=TRAINER, **cfg["original"])
-        original_seconds = time.perf_counter() - t0
-        bar.update()
-
-        for mode, dm in dms.items():
-            base = {"seed": seed, "mode": mode, "n_forget": len(dm.forget_dataset), "n_retain": len(dm.retain_dataset)}
-            met = _evaluate(original, dm, seed)
-            records.append({**base, "method": "Original", "key": "original", "lr": None, "RTE": None,
-                            "train_seconds": original_seconds, "diverged": met is None, **(met or {})})
-
-            jobs = [("retrain", None)] + [(m, lr) for m in METHODS for lr in grids[mode].get(m, [])]
-            for key, lr in jobs:
-                overrides: dict[str, Any] = {}
-                if key in epochs:
-                    overrides["epochs"] = epochs[key]
-                if lr is not None:
-                    overrides["lr"] = lr
-                spec = method_spec(key, **overrides)
-                bar.set_postfix_str(f"seed {seed} {mode}: {spec.name} lr={spec.lr:g}")
-                mask_fn = None
-                if spec.weight_mask:
-                    def mask_fn(net: torch.nn.Module, dm: DigitsDataModule = dm) -> WeightMask:
-                        scores = saliency_scores(net, dm.forget_dataloader(), progress=False)
-                        return WeightMask.from_scores(scores, ratio=MASK_RATIO)
-                result = unlearn(
-                    original, dm, spec, mask_fn=mask_fn, model_factory=factory, seed=seed,
-                    trainer_kwargs=TRAINER, logger=False,
-                )
-                met = _evaluate(result.model, dm, seed)
-                records.append({**base, "method": spec.name, "key": key, "lr": spec.lr, "epochs": spec.epochs,
-                                "RTE": result.seconds, "diverged": met is None, **(met or {})})
-                if key == "retrain" and met is None:
-                    raise RuntimeError(f"Retrain diverged (seed {seed}, {mode}): no reference to measure gaps to")
-                bar.update()
-        del original
-    bar.close()
-    _add_gaps(records)
-    return {"records": records}
+def study_config(records: Sequence[dict[str, Any]], confirm: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The settings read back from the runs: seeds, epochs per method, lr grids per (mode, method)."""
+    grids: dict[str, dict[str, list[float]]] = {}
+    for r in records:
+        if r["key"] in METHODS:
+            grids.setdefault(r["mode"], {}).setdefault(r["key"], [])
+            if r["lr"] not in grids[r["mode"]][r["key"]]:
+                grids[r["mode"]][r["key"]].append(r["lr"])
+    for g in grids.values():
+        for lrs in g.values():
+            lrs.sort()
+    return {"seeds": sorted({r["seed"] for r in records}), "confirm_seeds": sorted({r["seed"] for r in confirm}),
+            "epochs": {r["key"]: r["epochs"] for r in records if r["key"] != "original"},
+            "original_epochs": next(r["epochs"] for r in records if r["key"] == "original"), "grids": grids}
 
 
 def _add_gaps(records: list[dict[str, Any]]) -> None:
@@ -264,13 +160,13 @@ def summarise(records: Sequence[dict[str, Any]], mode: str, select_seeds: Sequen
     lean = [{"method": r["method"], "seed": r["seed"], **{k: r[k] for k in METRICS},
              **({"RTE": r["RTE"]} if r["RTE"] is not None else {})} for r in rows]
     summary = aggregate(lean)
-    lr_of = {method_spec(k).name: lr for k, lr in chosen.items()}
+    lr_of = {NAMES[k]: lr for k, lr in chosen.items()}
     for entry in summary:
         entry["seed_gaps"] = [r[GAP] for r in rows if r["method"] == entry["method"]]
         entry["lr"] = lr_of.get(entry["method"])
         if entry["method"] == "Retrain":
-            entry["lr"] = method_spec("retrain").lr
-    return {"chosen_lr": {method_spec(k).name: lr for k, lr in chosen.items()}, "chosen_key": chosen, "summary": summary,
+            entry["lr"] = next(r["lr"] for r in rows if r["key"] == "retrain")
+    return {"chosen_lr": {NAMES[k]: lr for k, lr in chosen.items()}, "chosen_key": chosen, "summary": summary,
             "select_seeds": list(select_seeds), "report_seeds": list(report_seeds)}
 
 
@@ -370,12 +266,12 @@ def _json_safe(obj: Any) -> Any:
     return obj
 
 
-def write_outputs(out: Path, cfg: dict[str, Any], records: list[dict[str, Any]], wall: float,
+def write_outputs(out: Path, cfg: dict[str, Any], records: list[dict[str, Any]], wall: float | None,
                   confirm_records: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     seeds = list(cfg["seeds"])
     confirm_seeds = sorted({r["seed"] for r in confirm_records or []})
     gap_panels: dict[str, Sequence[dict[str, Any]]] = {}
-    names = {k: method_spec(k).name for k in METHODS}
+    names = NAMES
     results: dict[str, Any] = {}
     sweeps_for_plot: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for mode, suffix in MODES.items():
@@ -405,7 +301,7 @@ def write_outputs(out: Path, cfg: dict[str, Any], records: list[dict[str, Any]],
         atomic_write_json(out / f"results_{suffix}.json", _json_safe(doc))
 
         md = [f"# Unlearning on digits: {TITLES[mode]} forgetting\n",
-              f"SmallCNN (width {cfg['width']}), seeds {seeds}; mean ± std over the seeds. Each method's lr is the "
+              f"SmallCNN, original {cfg['original_epochs']} epochs, seeds {seeds}; mean ± std over the seeds. Each method's lr is the "
               "one with the smallest mean Avg.Gap over these same seeds (SalUn's rule: optimistic). "
               "Gaps are to the Retrain model of the same seed. RTE = wall-clock seconds of the unlearning run "
               "(SalUn's mask included) on a shared 2-core CPU.\n",
@@ -437,69 +333,33 @@ def write_outputs(out: Path, cfg: dict[str, Any], records: list[dict[str, Any]],
     plot_avg_gap(gap_panels, out / "avg_gap.png")
     plot_sweep(sweeps_for_plot, out / "lr_sweep.png")
     atomic_write_json(out / "sweep.json", _json_safe({
-        "config": cfg, "mask_ratio": MASK_RATIO, "wall_seconds": wall, "machine": _machine(),
-        "runs": records, "confirm_runs": confirm_records or [],
+        "config": cfg, "wall_seconds": wall, "machine": _machine(), "runs": public(records),
+        "confirm_runs": public(confirm_records or []),
     }))
     return results
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true", help="tiny smoke configuration (about a minute; numbers meaningless)")
-    p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default 0 1 2; --quick: 0)")
-    p.add_argument("--confirm-seeds", type=int, nargs="*", default=None,
-                   help="fresh seeds on which each method is re-run once at its chosen lr (default 3 4 5 6 7; "
-                        "--quick: none; pass the flag with no value to skip)")
-    p.add_argument("--out", type=Path, default=None,
-                   help="output folder (default: this folder; --quick: outputs/unlearning_digits_quick)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads (default 1: the tiny CNN gains little from more, and a shared machine "
-                        "loses a lot to oversubscription)")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p.add_argument("--replot", action="store_true",
-                   help="re-write tables and figures from <out>/sweep.json without training anything")
-    return p.parse_args(argv)
-
-
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    args = parse_args(argv)
-    _quiet()
-    if args.threads < 1:
-        raise SystemExit(f"--threads must be >= 1, got {args.threads}")
-    torch.set_num_threads(args.threads)
-    cfg = copy.deepcopy(QUICK if args.quick else FULL)
-    if args.seeds is not None:
-        if len(set(args.seeds)) != len(args.seeds):
-            raise SystemExit(f"--seeds must be distinct, got {args.seeds}")
-        cfg["seeds"] = list(args.seeds)
-    if args.confirm_seeds is not None:
-        cfg["confirm_seeds"] = list(args.confirm_seeds)
-    if set(cfg["confirm_seeds"]) & set(cfg["seeds"]) or len(set(cfg["confirm_seeds"])) != len(cfg["confirm_seeds"]):
-        raise SystemExit(f"--confirm-seeds must be distinct and disjoint from --seeds {cfg['seeds']}")
-    out = args.out if args.out is not None else (Path("outputs/unlearning_digits_quick") if args.quick else HERE)
-    out.mkdir(parents=True, exist_ok=True)
-    if args.replot:
-        saved = json.loads((out / "sweep.json").read_text())
-        cfg, wall = saved["config"], saved["wall_seconds"]
-        records, confirm_records = saved["runs"], saved.get("confirm_runs", [])
-    else:
-        start = time.perf_counter()
-        records = run_study(cfg, progress=not args.no_progress)["records"]
-        confirm_records = []
-        if cfg["confirm_seeds"]:
-            grids = {}
-            for mode in MODES:
-                chosen = summarise(records, mode, cfg["seeds"], cfg["seeds"])["chosen_key"]
-                grids[mode] = {k: [lr] for k, lr in chosen.items() if lr is not None}
-            confirm_cfg = {**cfg, "seeds": cfg["confirm_seeds"], "grids": grids}
-            confirm_records = run_study(confirm_cfg, progress=not args.no_progress, desc="fresh seeds")["records"]
-        wall = time.perf_counter() - start
-    results = write_outputs(out, cfg, records, wall, confirm_records)
-    print(f"\nwall time {wall / 60:.1f} min; results in {out}")
-    for mode, suffix in MODES.items():
+def main() -> None:
+    args = summary_arguments(__doc__.splitlines()[0], Path(__file__).parent, steps=("select", "results"))
+    if args.step == "select":
+        records = load_records(args.runs)
+        seeds = sorted({r["seed"] for r in records})
+        for mode in MODES:
+            for key in METHODS:
+                lr = choose_lr(sweep_table(records, mode, key, seeds))
+                if lr is None:
+                    raise SystemExit(f"{mode} {key}: every learning rate diverged; widen or lower the grid")
+                print(f"LR_{mode}_{key}={lr:g}")  # for run.sh: eval "$(python summarise.py select ...)"
+        return
+    study = args.runs / "study"
+    records = load_records(study if study.is_dir() else args.runs)
+    confirm_dir = args.runs / "confirm"
+    confirm = load_records(confirm_dir) if confirm_dir.is_dir() else []
+    cfg = study_config(records, confirm)
+    results = write_outputs(args.out, cfg, records, args.wall_seconds, confirm)
+    log_results_table(public(records + confirm), args.runs, "unlearning_digits")
+    for mode in MODES:
         print(f"\n{TITLES[mode]}:\n" + format_summary(results[mode]["rows"]))
-    return {"out": out, "wall_seconds": wall, "results": results, "records": records,
-            "confirm_records": confirm_records}
 
 
 if __name__ == "__main__":
