@@ -110,14 +110,6 @@ def study_config(records: Sequence[dict[str, Any]], confirm: Sequence[dict[str, 
             "original_epochs": next(r["epochs"] for r in records if r["key"] == "original"), "grids": grids}
 
 
-def _add_gaps(records: list[dict[str, Any]]) -> None:
-    """Avg.Gap of every run to the Retrain run of its (seed, mode); ``None`` for diverged runs."""
-    refs = {(r["seed"], r["mode"]): r for r in records if r["key"] == "retrain"}
-    for r in records:
-        ref = refs[(r["seed"], r["mode"])]
-        r[GAP] = None if r["diverged"] else avg_gap(r, ref)
-
-
 def sweep_table(records: Sequence[dict[str, Any]], mode: str, key: str, seeds: Sequence[int]) -> list[dict[str, Any]]:
     """Per learning rate: mean/std Avg.Gap over ``seeds`` (``inf`` mean when any seed diverged)."""
     rows = [r for r in records if r["mode"] == mode and r["key"] == key and r["seed"] in seeds]
