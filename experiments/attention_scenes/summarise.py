@@ -131,7 +131,7 @@ def selection_markdown(rows: list[dict[str, Any]], chosen: dict[str, float]) -> 
     for r in rows:
         w = "" if r["weight"] is None else f"{r['weight']:g}"
         delta = "" if base is None or r["variant"] == "vanilla" else f"{r['acc_val_shuffled'] - base:+.1f}"
-        mark = " (chosen)" if chosen.get(r["variant"]) == r["weight"] else ""
+        mark = " (chosen)" if r["variant"] in chosen and chosen[r["variant"]] == r["weight"] else ""
         lines.append(f"| {r['variant']}{mark} | {w} | {r['acc_val_shuffled']:.1f} | {delta} | "
                      f"{r['val_object_mass']:.3f} | {r['val_object_mass_layers']:.3f} | {r['train_seconds']:.0f} |")
     lines += ["", "Chosen: " + ", ".join(f"{k} weight {v:g}" for k, v in chosen.items()) + "."]

@@ -85,7 +85,8 @@ def test_select_then_results(tmp_path):
     best = min(conc, key=lambda w: (-conc[w], w))
     assert doc["chosen"] == {"concentration": best, "bas": 5.0} and doc["split"] == "val"
     assert done.stdout.split() == [f"CONC_ARGS='attention_loss.weight={best:g}'", "BAS_ARGS='attention_loss.weight=5'"]
-    assert "(chosen)" in (out / "selection.md").read_text()
+    sel_md = (out / "selection.md").read_text()
+    assert "| vanilla |" in sel_md and sel_md.count("(chosen)") == 2
 
     accs = {}
     for seed in (0, 1):
