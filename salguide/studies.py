@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import yaml
+from omegaconf import DictConfig, OmegaConf
 
 
 def summary_arguments(description: str, default_out: Path, steps: Sequence[str] = ()) -> argparse.Namespace:
@@ -41,3 +42,36 @@ def log_results_table(rows: Sequence[dict[str, Any]], root: Path, study: str) ->
     cols = [k for k in rows[0] if k != "run"]
     run.log({"results": wandb.Table(columns=list[str | int](cols), data=[[r[c] for c in cols] for r in rows])})
     run.finish()
+
+
+def run_config(run: Path) -> DictConfig:
+    """A run folder's composed config (``.hydra/config.yaml``) with ``paths`` dropped: the rest (``data``,
+    ``model``, ``seed``) resolves outside Hydra."""
+    path = Path(run) / ".hydra" / "config.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run} is not a salguide-train run folder: no {path}")
+    cfg = OmegaConf.load(path)
+    cfg.pop("paths", None)
+    return cfg  # type: ignore[return-value]
+
+
+def run_model(run: Path, stage: str) -> Any:
+    """The network of ``run``'s config (``model:``) with the weights its stage saved
+    (``models/<stage>.safetensors``)."""
+    from hydra.utils import instantiate
+
+    from salguide.weights_io import load_weights
+
+    path = Path(run) / "models" / f"{stage}.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(f"no saved weights {path} (stage {stage!r})")
+    return load_weights(instantiate(run_config(run).model), path)
+
+
+def run_datamodule(run: Path) -> Any:
+    """``run``'s datamodule (``data:``, the run's seed), set up: the same splits the run trained and tested on."""
+    from hydra.utils import instantiate
+
+    dm = instantiate(run_config(run).data)
+    dm.setup("fit")
+    return dm

@@ -88,7 +88,9 @@ class SyntheticScenesDataModule(AnnotatedDigitsDataModule):
     """Scenes train/val/test splits of (x, y, object mask); background class = label with probability
     ``correlation`` in training and ``eval_correlation`` at validation and test (0: random), otherwise a
     uniformly random class. ``tile``: None (digit composited on the background) or the patch size the
-    digit's own dark tile is aligned to (see the module docstring)."""
+    digit's own dark tile is aligned to (see the module docstring). ``erase_background``: every split's
+    images multiplied by their object mask (the background removed: an oracle, an upper bound for what the
+    digits alone allow a model to reach)."""
 
     mask_semantics = "relevant"
 
@@ -104,13 +106,17 @@ class SyntheticScenesDataModule(AnnotatedDigitsDataModule):
         num_workers: int = 0,
         tile: int | None = None,
         eval_correlation: float = 0.0,
+        erase_background: bool = False,
     ) -> None:
         super().__init__(batch_size, image_size, digit_size, seed, test_fraction, val_fraction, num_workers)
         for name, v in (("correlation", correlation), ("eval_correlation", eval_correlation)):
             if not 0.0 <= float(v) <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {v}")
         _check_tile(tile, self.image_size, self.digit_size)
+        if not isinstance(erase_background, bool):
+            raise TypeError(f"erase_background must be a bool, got {erase_background!r}")
         self.correlation, self.eval_correlation, self.tile = float(correlation), float(eval_correlation), tile
+        self.erase_background = erase_background
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -120,7 +126,7 @@ class SyntheticScenesDataModule(AnnotatedDigitsDataModule):
         random_bg = torch.randint(0, NUM_CLASSES, (len(labels),), generator=gen)
         keep = torch.rand(len(labels), generator=gen) < corr
         x, mask = compose_scenes(digits, torch.where(keep, labels, random_bg), self.image_size, gen, tile=self.tile)
-        return TensorDataset(x, labels, mask)
+        return TensorDataset(x * mask if self.erase_background else x, labels, mask)
 
     def _build(self, digits, labels, splits, gen):  # type: ignore[override]
         tr, va, te = splits

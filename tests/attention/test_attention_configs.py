@@ -29,7 +29,7 @@ def _compose(*overrides: str):
 def test_every_option_has_a_yaml_and_presets_exist() -> None:
     assert {p.stem for p in (CONFIGS / "attention_loss").glob("*.yaml")} == {"none", *ATTENTION_LOSSES}
     assert {p.stem for p in (CONFIGS / "token_policy").glob("*.yaml")} == {"none", *POLICIES}
-    assert len(PRESETS) == 10
+    assert len(PRESETS) == 11  # attn_scenes_{vanilla,concentration,bas,oracle}, mim_digits, prune_{digits,fashion_mnist}_*
     assert MASK_OPTIONS == ["acmil", "attmask_high", "attmask_hint", "attmask_low", "none", "random"]
 
 
@@ -51,6 +51,8 @@ def test_presets(preset: str) -> None:
     if preset.startswith("prune_"):
         assert cfg.token_policy.name == preset.split("_")[-1] and cfg.data.forget is None
     assert cfg.attention_masking.name == ("high" if preset == "mim_digits" else "none")
+    if preset.startswith("attn_scenes_"):  # the oracle alone sees no background
+        assert cfg.data.get("erase_background", False) is (preset == "attn_scenes_oracle")
 
 
 @pytest.mark.parametrize("option", MASK_OPTIONS)

@@ -88,10 +88,7 @@ def vit_module() -> ClassifierModule:
 
 
 def mim_module() -> nn.Module:
-    try:  # the MIM module's home before and after it leaves salguide.attention
-        from salguide.models.mim import MaskedReconstructionModule
-    except ImportError:
-        from salguide.attention.mim import MaskedReconstructionModule
+    from salguide.models.mim import MaskedReconstructionModule
 
     return MaskedReconstructionModule(vit(), lr=1e-2)
 
