@@ -267,8 +267,11 @@ def goals(table: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--smoke", action="store_true",
-                        help="tiny shapes (sanity check; on the GPU when there is one, else on CPU in fp32)")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny shapes (sanity check; on the GPU when there is one, else on CPU in fp32)",
+    )
     parser.add_argument("--case", type=int, action="append", help=f"case index 0..{len(CASES) - 1} (repeatable)")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="bf16")
     parser.add_argument("--repeats", type=int, default=100)

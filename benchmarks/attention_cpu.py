@@ -127,8 +127,9 @@ MEMORY_METHODS = {
     "salguide + mass + colsum + lse": lambda x: [
         *attention_stats(x["q"], x["k"], x["v"], target=x["w"], return_colsum=True, return_lse=True)[:2]
     ],
-    "dense reference + mass": lambda x: list(attention_stats(x["q"], x["k"], x["v"], target=x["w"],
-                                                             backend="reference")[:2]),  # fmt: skip
+    "dense reference + mass": lambda x: list(
+        attention_stats(x["q"], x["k"], x["v"], target=x["w"], backend="reference")[:2]
+    ),  # fmt: skip
 }
 
 
@@ -191,8 +192,8 @@ def train_step(model: nn.Module, x: Tensor, y: Tensor, loss: Callable[..., Tenso
 def training_table(rounds: int, batch: int, vit: dict[str, int]) -> list[str]:
     import transformers
 
-    from salguide.attention.loss_modules import ConcentrationLoss
     from salguide.attention import route
+    from salguide.attention.loss_modules import ConcentrationLoss
     from salguide.models.vit import vit_small_patch16
 
     torch.manual_seed(0)
@@ -204,8 +205,14 @@ def training_table(rounds: int, batch: int, vit: dict[str, int]) -> list[str]:
     for blk in own.blocks:
         blk.attn.forward = sdpa_attention_forward.__get__(blk.attn)
     cfg = transformers.ViTConfig(
-        hidden_size=vit["hidden"], num_hidden_layers=vit["depth"], num_attention_heads=vit["heads"],
-        intermediate_size=4 * vit["hidden"], image_size=size, patch_size=16, num_labels=10, attn_implementation="sdpa",
+        hidden_size=vit["hidden"],
+        num_hidden_layers=vit["depth"],
+        num_attention_heads=vit["heads"],
+        intermediate_size=4 * vit["hidden"],
+        image_size=size,
+        patch_size=16,
+        num_labels=10,
+        attn_implementation="sdpa",
     )
     hf = transformers.ViTForImageClassification(cfg)
     hf_routed = route(copy.deepcopy(hf))

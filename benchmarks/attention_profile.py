@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
-from torch.profiler import ProfilerActivity, profile
-
 from attention import Inputs, kernels_only, make_inputs, ours  # noqa: E402  (benchmarks/ is the script dir)
+from torch.profiler import ProfilerActivity, profile
 
 
 def backward_step(fn: Callable[[], list[torch.Tensor]], x: Inputs) -> Callable[[], None]:

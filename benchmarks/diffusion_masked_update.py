@@ -31,7 +31,9 @@ def model() -> DiffusionModule:
     return DiffusionModule(num_classes=10, sample_size=16, block_out_channels=(32, 64), num_train_timesteps=200)
 
 
-def make_step(m: DiffusionModule, loss_fn: Callable[[DiffusionModule], torch.Tensor]) -> tuple[torch.optim.Optimizer, Callable[[], float]]:
+def make_step(
+    m: DiffusionModule, loss_fn: Callable[[DiffusionModule], torch.Tensor]
+) -> tuple[torch.optim.Optimizer, Callable[[], float]]:
     opt = torch.optim.AdamW(m.parameters(), lr=1e-3, weight_decay=0.01)
 
     def step() -> float:

@@ -16,7 +16,7 @@ import argparse
 import platform
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -35,7 +35,9 @@ def step_fn(model: nn.Module, variant: str, batch: tuple[torch.Tensor, ...]) -> 
     x, y, mask = batch
     opt = torch.optim.SGD(model.parameters(), lr=1e-3)
     losses = {
-        "rrr": RRRLoss(10.0), "sgt": SGTLoss(1.0, seed=0), "energy (gradient)": EnergyLoss(1.0),
+        "rrr": RRRLoss(10.0),
+        "sgt": SGTLoss(1.0, seed=0),
+        "energy (gradient)": EnergyLoss(1.0),
         "energy (Grad-CAM)": EnergyLoss(1.0, saliency="gradcam", layer="features.3"),
     }
 
@@ -48,7 +50,9 @@ def step_fn(model: nn.Module, variant: str, batch: tuple[torch.Tensor, ...]) -> 
     return step
 
 
-def bench(name: str, make: Callable[[], nn.Module], batch_size: int, variants: list[str], steps: int, warmup: int) -> list[dict]:
+def bench(
+    name: str, make: Callable[[], nn.Module], batch_size: int, variants: list[str], steps: int, warmup: int
+) -> list[dict]:
     g = torch.Generator().manual_seed(0)
     x = torch.rand(batch_size, 1, 20, 20, generator=g)
     y = torch.randint(0, 10, (batch_size,), generator=g)
@@ -66,8 +70,15 @@ def bench(name: str, make: Callable[[], nn.Module], batch_size: int, variants: l
             if i >= warmup:
                 times[v].append(time.perf_counter() - t0)
     plain = statistics.median(times["plain"])
-    return [{"model": name, "variant": v, "ms": 1e3 * statistics.median(times[v]), "ratio": statistics.median(times[v]) / plain}
-            for v in variants]
+    return [
+        {
+            "model": name,
+            "variant": v,
+            "ms": 1e3 * statistics.median(times[v]),
+            "ratio": statistics.median(times[v]) / plain,
+        }
+        for v in variants
+    ]
 
 
 def main() -> None:
@@ -83,9 +94,13 @@ def main() -> None:
     if "mlp" in args.models:
         rows += bench("MLP 400-50-50-10, B=64", mlp, 64, base, args.steps, args.warmup)
     if "cnn" in args.models:
-        rows += bench("SmallCNN(16), B=32", lambda: SmallCNN(width=16), 32, base + ["energy (Grad-CAM)"], args.steps, args.warmup)
-    print(f"Machine: {platform.machine()}, {args.threads} torch thread(s), torch {torch.__version__}; "
-          f"median of {args.steps} steps.\n")
+        rows += bench(
+            "SmallCNN(16), B=32", lambda: SmallCNN(width=16), 32, base + ["energy (Grad-CAM)"], args.steps, args.warmup
+        )
+    print(
+        f"Machine: {platform.machine()}, {args.threads} torch thread(s), torch {torch.__version__}; "
+        f"median of {args.steps} steps.\n"
+    )
     print("| model | loss | ms / step | x plain |\n|---|---|---|---|")
     for r in rows:
         print(f"| {r['model']} | {r['variant']} | {r['ms']:.2f} | {r['ratio']:.2f} |")

@@ -55,8 +55,16 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def throughput(model: torch.nn.Module, shape: tuple, batch: int, device: str, dtype: torch.dtype, train: bool,
-               steps: int, warmup: int) -> float:
+def throughput(
+    model: torch.nn.Module,
+    shape: tuple,
+    batch: int,
+    device: str,
+    dtype: torch.dtype,
+    train: bool,
+    steps: int,
+    warmup: int,
+) -> float:
     """Images per second of a training step (train=True) or an inference forward."""
     x = torch.randn(batch, *shape, device=device)
     y = torch.randint(0, 10, (batch,), device=device)
@@ -85,9 +93,18 @@ def throughput(model: torch.nn.Module, shape: tuple, batch: int, device: str, dt
     return batch * steps / (time.perf_counter() - start)
 
 
-def run(model_name: str, device: str, dtype: torch.dtype, batch: int, steps: int, warmup: int,
-        keeps: tuple[float, ...] = (1.0, 0.7, 0.5), repeats: int = 3, policies: tuple[str, ...] = tuple(POLICIES),
-        compile: bool = False) -> list[dict]:
+def run(
+    model_name: str,
+    device: str,
+    dtype: torch.dtype,
+    batch: int,
+    steps: int,
+    warmup: int,
+    keeps: tuple[float, ...] = (1.0, 0.7, 0.5),
+    repeats: int = 3,
+    policies: tuple[str, ...] = tuple(POLICIES),
+    compile: bool = False,
+) -> list[dict]:
     """One row per (policy, keep). Each pruned measurement is paired with a measurement of the unpruned
     model taken just before it, ``repeats`` times; the ratio is the median of the paired ratios (robust
     to a shared machine's drift), the images/s the median of the pruned runs."""
@@ -111,9 +128,13 @@ def run(model_name: str, device: str, dtype: torch.dtype, batch: int, steps: int
         for keep in keeps:
             policy = cls(layers, keep)
             use_policy(model, policy)
-            row = {"policy": name, "keep": keep,
-                   "tokens": [m for _, _, m in token_counts(policy, model.patch_embed.num_patches, len(model.blocks),
-                                                            False)]}
+            row = {
+                "policy": name,
+                "keep": keep,
+                "tokens": [
+                    m for _, _, m in token_counts(policy, model.patch_embed.num_patches, len(model.blocks), False)
+                ],
+            }
             for train in (True, False):
                 key = "train" if train else "infer"
                 if keep == 1.0:
@@ -131,11 +152,19 @@ def run(model_name: str, device: str, dtype: torch.dtype, batch: int, steps: int
 
 def markdown(rows: list[dict], header: str) -> str:
     """Measured images/s and speed-ups, next to the FLOP bound (unpruned FLOPs / pruned FLOPs)."""
-    lines = [header, "", "| policy | keep | tokens after each block | train img/s | train x | train FLOP x | "
-             "infer img/s | infer x | infer FLOP x |", "|---|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['policy']} | {r['keep']} | {r['tokens']} | {r['train_img_s']:.0f} | {r['train_ratio']:.2f} | "
-              f"{r['train_flop_ratio']:.2f} | {r['infer_img_s']:.0f} | {r['infer_ratio']:.2f} | "
-              f"{r['infer_flop_ratio']:.2f} |" for r in rows]
+    lines = [
+        header,
+        "",
+        "| policy | keep | tokens after each block | train img/s | train x | train FLOP x | "
+        "infer img/s | infer x | infer FLOP x |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['policy']} | {r['keep']} | {r['tokens']} | {r['train_img_s']:.0f} | {r['train_ratio']:.2f} | "
+        f"{r['train_flop_ratio']:.2f} | {r['infer_img_s']:.0f} | {r['infer_ratio']:.2f} | "
+        f"{r['infer_flop_ratio']:.2f} |"
+        for r in rows
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -161,16 +190,21 @@ def main() -> None:
     for keep in a.keeps:
         if not 0 < keep <= 1:
             ap.error(f"--keeps: each keep rate must be in (0, 1], got {keep}")
-    rows = run(a.model, a.device, dtype, a.batch, a.steps, a.warmup, tuple(a.keeps), a.repeats, tuple(a.policies),
-               a.compile)
+    rows = run(
+        a.model, a.device, dtype, a.batch, a.steps, a.warmup, tuple(a.keeps), a.repeats, tuple(a.policies), a.compile
+    )
     dev = torch.cuda.get_device_name() if a.device.startswith("cuda") else f"CPU ({torch.get_num_threads()} threads)"
-    text = markdown(rows, f"Token pruning throughput: {a.model}{', torch.compile' if a.compile else ''}, batch {a.batch}, {a.dtype}, {dev}, torch {torch.__version__}")
+    text = markdown(
+        rows,
+        f"Token pruning throughput: {a.model}{', torch.compile' if a.compile else ''}, batch {a.batch}, {a.dtype}, {dev}, torch {torch.__version__}",
+    )
     print(text)
     if a.output:
         atomic_write_text(a.output, text)
     if a.json:
-        settings = {k: getattr(a, k) for k in ("model", "device", "dtype", "batch", "steps", "warmup", "repeats",
-                                                  "compile")}
+        settings = {
+            k: getattr(a, k) for k in ("model", "device", "dtype", "batch", "steps", "warmup", "repeats", "compile")
+        }
         atomic_write_json(a.json, {**settings, "device_name": dev, "torch": torch.__version__, "rows": rows})
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 
 def build_optional(registry: Mapping[str, Any], what: str, name: str | None, **kwargs: Any) -> Any:

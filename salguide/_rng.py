@@ -15,7 +15,7 @@ import torch
 class Generator(torch.Generator):
     """A CPU ``torch.Generator`` that pickles (and deep-copies) as its current state."""
 
-    def __new__(cls, seed: int | None = None) -> "Generator":
+    def __new__(cls, seed: int | None = None) -> Generator:
         return super().__new__(cls)  # torch.Generator.__new__ would read ``seed`` as a device
 
     def __init__(self, seed: int | None = None) -> None:

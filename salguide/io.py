@@ -15,9 +15,10 @@ import re
 import socket
 import tempfile
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 _HOST = re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname()) or "host"
 _TMP = re.compile(r"^\..+\.(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)\.[^.]+\.tmp$")
@@ -68,7 +69,8 @@ def clean_stale_temporaries(directory: str | os.PathLike, max_age_s: float = STA
         m = _TMP.match(tmp.name)
         try:
             stale = (m is not None and m["host"] == _HOST and not _alive(int(m["pid"]))) or (
-                now - tmp.stat().st_mtime > max_age_s)
+                now - tmp.stat().st_mtime > max_age_s
+            )
             if stale:
                 tmp.unlink()
                 removed.append(tmp)

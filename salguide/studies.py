@@ -4,8 +4,9 @@ the runs below a study folder and the offline W&B table of their per-run rows.""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
@@ -37,8 +38,14 @@ def log_results_table(rows: Sequence[dict[str, Any]], root: Path, study: str) ->
     (``wandb sync`` uploads it)."""
     import wandb
 
-    run = wandb.init(project="salguide", name=f"{study}-summary", job_type="summary", mode="offline", dir=str(root),
-                     group=f"{study}_study")
+    run = wandb.init(
+        project="salguide",
+        name=f"{study}-summary",
+        job_type="summary",
+        mode="offline",
+        dir=str(root),
+        group=f"{study}_study",
+    )
     cols = [k for k in rows[0] if k != "run"]
     run.log({"results": wandb.Table(columns=list[str | int](cols), data=[[r[c] for c in cols] for r in rows])})
     run.finish()
@@ -51,8 +58,10 @@ def run_config(run: Path) -> DictConfig:
     if not path.is_file():
         raise FileNotFoundError(f"{run} is not a salguide-train run folder: no {path}")
     cfg = OmegaConf.load(path)
+    if not isinstance(cfg, DictConfig):
+        raise ValueError(f"{path} does not hold a config mapping")
     cfg.pop("paths", None)
-    return cfg  # type: ignore[return-value]
+    return cfg
 
 
 def run_model(run: Path, stage: str) -> Any:

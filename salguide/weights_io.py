@@ -35,8 +35,10 @@ def read_state(path: str | os.PathLike) -> dict[str, Tensor]:
             return load_file(str(path))
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # several types for damaged or pickled-object files
-        raise ValueError(f"cannot read weights from {path} ({type(err).__name__}: {err}); expected a safetensors "
-                         "file, a state dict or a Lightning checkpoint") from err
+        raise ValueError(
+            f"cannot read weights from {path} ({type(err).__name__}: {err}); expected a safetensors "
+            "file, a state dict or a Lightning checkpoint"
+        ) from err
     state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise ValueError(f"{path} holds no state dict of tensors")
@@ -48,13 +50,15 @@ def match_names(state: dict[str, Tensor], expected: set[str], source: str) -> di
     if set(state) == expected:
         return state
     for prefix in sorted({k.split(".", 1)[0] + "." for k in state if "." in k}):
-        inner = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        inner = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
         if set(inner) == expected:
             return inner
     missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
-    raise ValueError(f"{source} does not hold this model's weights: missing {missing[:5]}"
-                     f"{' ...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}"
-                     f"{' ...' if len(unexpected) > 5 else ''} ({len(missing)} missing, {len(unexpected)} unexpected)")
+    raise ValueError(
+        f"{source} does not hold this model's weights: missing {missing[:5]}"
+        f"{' ...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}"
+        f"{' ...' if len(unexpected) > 5 else ''} ({len(missing)} missing, {len(unexpected)} unexpected)"
+    )
 
 
 def load_weights(model: nn.Module, path: str | os.PathLike) -> nn.Module:

@@ -5,8 +5,11 @@ import pytest
 from salguide.cache import cached_seconds
 
 
-@pytest.mark.parametrize("content", ['{"seconds": 1.5', "", '{"secs": 2}', '{"seconds": "fast"}', "\udcff"],
-                         ids=["truncated", "empty", "no_key", "not_a_number", "bad_utf8"])
+@pytest.mark.parametrize(
+    "content",
+    ['{"seconds": 1.5', "", '{"secs": 2}', '{"seconds": "fast"}', "\udcff"],
+    ids=["truncated", "empty", "no_key", "not_a_number", "bad_utf8"],
+)
 def test_a_corrupt_timing_file_names_the_file(tmp_path, content):
     path = tmp_path / "retrain-0123.json"
     if content == "\udcff":

@@ -16,14 +16,24 @@ from hydra import compose, initialize_config_module
 from salguide.cache import cached_weights
 from salguide.pipelines import run_task
 
-FAST = ["original.epochs=1", "unlearning=ft", "unlearning.epochs=1", "compare_to_retrain=false", "callbacks=none",
-        "logger=none", "print_table=false", "+trainer.limit_train_batches=2"]
+FAST = [
+    "original.epochs=1",
+    "unlearning=ft",
+    "unlearning.epochs=1",
+    "compare_to_retrain=false",
+    "callbacks=none",
+    "logger=none",
+    "print_table=false",
+    "+trainer.limit_train_batches=2",
+]
 
 
 def _cfg(tmp_path: Path, *overrides: str):
     with initialize_config_module(config_module="salguide.configs", version_base="1.3"):
-        return compose(config_name="train", overrides=[f"paths.output_dir={tmp_path / 'out'}",
-                                                       f"paths.cache_dir={tmp_path / 'cache'}", *overrides])
+        return compose(
+            config_name="train",
+            overrides=[f"paths.output_dir={tmp_path / 'out'}", f"paths.cache_dir={tmp_path / 'cache'}", *overrides],
+        )
 
 
 def test_an_original_trained_with_other_trainer_settings_is_not_reused(tmp_path):
@@ -32,11 +42,22 @@ def test_an_original_trained_with_other_trainer_settings_is_not_reused(tmp_path)
     assert len(list((tmp_path / "cache").glob("original-*.safetensors"))) == 2
 
 
-@pytest.mark.parametrize("override", [
-    "+trainer.accumulate_grad_batches=4", "trainer.precision=bf16-mixed", "trainer=ddp", "trainer.devices=2",
-    "+trainer.gradient_clip_val=1.0", "+trainer.max_steps=5", "seed=1", "original.lr=0.1", "data.batch_size=32",
-    "+callbacks.swa._target_=lightning.pytorch.callbacks.StochasticWeightAveraging", "+callbacks.swa.swa_lrs=0.01",
-])
+@pytest.mark.parametrize(
+    "override",
+    [
+        "+trainer.accumulate_grad_batches=4",
+        "trainer.precision=bf16-mixed",
+        "trainer=ddp",
+        "trainer.devices=2",
+        "+trainer.gradient_clip_val=1.0",
+        "+trainer.max_steps=5",
+        "seed=1",
+        "original.lr=0.1",
+        "data.batch_size=32",
+        "+callbacks.swa._target_=lightning.pytorch.callbacks.StochasticWeightAveraging",
+        "+callbacks.swa.swa_lrs=0.01",
+    ],
+)
 def test_settings_that_change_weights_change_both_keys(tmp_path, override):
     from salguide.pipelines.unlearn import cache_paths
 
@@ -44,11 +65,18 @@ def test_settings_that_change_weights_change_both_keys(tmp_path, override):
     assert other[0] != base[0] and other[1] != base[1]
 
 
-@pytest.mark.parametrize("override,same", [
-    ("trainer.log_every_n_steps=1", (True, True)), ("callbacks=none", (True, True)), ("logger=csv", (True, True)),
-    ("data.num_workers=2", (True, True)), ("+trainer.enable_progress_bar=false", (True, True)),
-    ("unlearning=ft", (True, True)), ("data.forget_class=3", (True, False)),  # the original sees every class
-])
+@pytest.mark.parametrize(
+    "override,same",
+    [
+        ("trainer.log_every_n_steps=1", (True, True)),
+        ("callbacks=none", (True, True)),
+        ("logger=csv", (True, True)),
+        ("data.num_workers=2", (True, True)),
+        ("+trainer.enable_progress_bar=false", (True, True)),
+        ("unlearning=ft", (True, True)),
+        ("data.forget_class=3", (True, False)),  # the original sees every class
+    ],
+)
 def test_settings_that_do_not_change_weights_keep_the_keys(tmp_path, override, same):
     from salguide.pipelines.unlearn import cache_paths
 

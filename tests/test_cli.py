@@ -54,7 +54,11 @@ def test_default_config_builds_digits_and_cnn():
 def _run(tmp_path: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     env = dict(os.environ, SALGUIDE_CACHE_DIR=str(tmp_path / "cache"), WANDB_MODE="offline", WANDB_SILENT="true")
     proc = subprocess.run(
-        [sys.executable, "-m", "salguide.train", *args], cwd=tmp_path, env=env, capture_output=True, text=True,
+        [sys.executable, "-m", "salguide.train", *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=600,
     )
     if check and proc.returncode != 0:
@@ -110,7 +114,12 @@ def test_multirun_sweeps_methods(tmp_path):
     # one combined table for the sweep, and mean ± std per method
     sweep = results[0].parents[1]
     combined = json.loads((sweep / "results.json").read_text())
-    assert [(r["job"], r["method"]) for r in combined] == [("0", "Original"), ("0", "FT"), ("1", "Original"), ("1", "GA")]
+    assert [(r["job"], r["method"]) for r in combined] == [
+        ("0", "Original"),
+        ("0", "FT"),
+        ("1", "Original"),
+        ("1", "GA"),
+    ]
     summary = (sweep / "summary.md").read_text()
     assert "| FT | 1 |" in summary and "| GA | 1 |" in summary and "| Original | 1 |" in summary
 

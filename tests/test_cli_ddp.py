@@ -33,8 +33,17 @@ def test_mim_digits_under_ddp_spawn(tmp_path):
 
 @pytest.mark.slow
 def test_only_rank_zero_prints_and_writes_under_strategy_ddp(tmp_path):
-    proc = _run(tmp_path, "trainer=ddp", "trainer.strategy=ddp", "unlearning=ft", "original.epochs=1",
-                "unlearning.epochs=1", "compare_to_retrain=false", "callbacks=none", "logger=csv")
+    proc = _run(
+        tmp_path,
+        "trainer=ddp",
+        "trainer.strategy=ddp",
+        "unlearning=ft",
+        "original.epochs=1",
+        "unlearning.epochs=1",
+        "compare_to_retrain=false",
+        "callbacks=none",
+        "logger=csv",
+    )
     assert proc.stdout.count("| method |") == 1 and proc.stdout.count("results: ") == 1
     runs = list(tmp_path.glob("outputs/unlearn_digits/runs/*"))
     assert len(runs) == 1

@@ -128,7 +128,7 @@ def test_init_from_unlearns_the_users_own_model(tmp_path):
                        f"paths.cache_dir={tmp_path / 'cache'}", "print_table=false")  # fmt: skip
         run_task(cfg)
         rows[name] = json.loads((tmp_path / f"{name}.run" / "results.json").read_text())
-        saved = (tmp_path / f"{name}.run" / "models" / "original.safetensors")
+        saved = tmp_path / f"{name}.run" / "models" / "original.safetensors"
         from safetensors.torch import load_file
 
         assert all(torch.equal(load_file(str(saved))[k], v) for k, v in mine.state_dict().items())
@@ -158,9 +158,15 @@ def _row(method: str, seed: int, ua: float) -> dict:
 
 def test_sweep_table_combines_jobs_and_summarises_methods(tmp_path):
     for i, (method, seed, ua) in enumerate([("FT", 0, 10.0), ("FT", 1, 30.0), ("GA", 0, 50.0), ("GA", 1, 70.0)]):
-        _job(tmp_path, i, [f"unlearning={method.lower()}", f"seed={seed}"],
-             [_row("Original", seed, 1.0), _row("Retrain", seed, 100.0), _row(method, seed, ua)])
-    _job(tmp_path, 10, ["seed=9"], [_row("Original", 9, 1.0), _row("Retrain", 9, 100.0), _row("FT", 9, 20.0)])  # job 10 sorts after job 4, not after job 1
+        _job(
+            tmp_path,
+            i,
+            [f"unlearning={method.lower()}", f"seed={seed}"],
+            [_row("Original", seed, 1.0), _row("Retrain", seed, 100.0), _row(method, seed, ua)],
+        )
+    _job(
+        tmp_path, 10, ["seed=9"], [_row("Original", 9, 1.0), _row("Retrain", 9, 100.0), _row("FT", 9, 20.0)]
+    )  # job 10 sorts after job 4, not after job 1
     md = write_sweep_results(tmp_path)
     rows = json.loads((tmp_path / "results.json").read_text())
     assert [r["job"] for r in rows] == ["0"] * 3 + ["1"] * 3 + ["2"] * 3 + ["3"] * 3 + ["10"] * 3
@@ -174,7 +180,10 @@ def test_sweep_summary_refuses_jobs_that_disagree():
     rows = [{"job": "0", **_row("Original", 0, 1.0)}, {"job": "1", **_row("Original", 0, 2.0)}]
     assert unlearning_summary(rows) is None  # the sweep varied something else: no per-method summary
     assert unlearning_summary([{"job": "0", "test_acc": 90.0}]) is None
-    assert unlearning_summary([{"job": "0", **_row("FT", 0, 1.0), "Avg.Gap": 1.0}, {"job": "1", **_row("FT", 1, 1.0)}]) is None
+    assert (
+        unlearning_summary([{"job": "0", **_row("FT", 0, 1.0), "Avg.Gap": 1.0}, {"job": "1", **_row("FT", 1, 1.0)}])
+        is None
+    )
 
 
 @pytest.mark.slow

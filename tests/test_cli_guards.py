@@ -14,8 +14,14 @@ import hydra.core.utils
 import pytest
 from hydra import compose, initialize_config_module
 
-FAST = ["original.epochs=1", "unlearning=ft", "unlearning.epochs=1", "compare_to_retrain=false", "callbacks=none",
-        "logger=none"]
+FAST = [
+    "original.epochs=1",
+    "unlearning=ft",
+    "unlearning.epochs=1",
+    "compare_to_retrain=false",
+    "callbacks=none",
+    "logger=none",
+]
 
 
 def _cmd(*args: str) -> list[str]:
@@ -31,10 +37,13 @@ def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 # ---- point 12: numbers are checked before anything trains ---------------------------------------------------
-@pytest.mark.parametrize("override,message", [
-    ("original.epochs=0", "original.epochs must be an integer >= 1, got 0"),
-    ("saliency.ratio=2", "saliency.ratio must be a number in (0, 1], got 2"),
-])
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("original.epochs=0", "original.epochs must be an integer >= 1, got 0"),
+        ("saliency.ratio=2", "saliency.ratio must be a number in (0, 1], got 2"),
+    ],
+)
 def test_bad_numbers_fail_before_anything_trains(tmp_path, override, message):
     proc = _cli(tmp_path, override, "logger=none")
     assert proc.returncode != 0 and message in proc.stderr
@@ -81,8 +90,17 @@ def test_runs_composed_in_the_same_instant_get_different_folders(monkeypatch):
 
 @pytest.mark.slow
 def test_two_runs_started_at_once_keep_both_results(tmp_path):
-    procs = [subprocess.Popen(_cmd(*FAST, f"seed={s}"), cwd=tmp_path, env=_env(tmp_path), stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for s in (0, 1)]
+    procs = [
+        subprocess.Popen(
+            _cmd(*FAST, f"seed={s}"),
+            cwd=tmp_path,
+            env=_env(tmp_path),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for s in (0, 1)
+    ]
     for p in procs:
         _, err = p.communicate(timeout=600)
         assert p.returncode == 0, err[-3000:]

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
+from test_cli import OPTIONS
 
 from salguide.configs import check_config, check_name
 from salguide.configs.checks import leaves, rule_for
-from test_cli import OPTIONS
 
 
 def _compose(*overrides: str):
@@ -16,36 +16,48 @@ def _compose(*overrides: str):
         return compose(config_name="train", overrides=list(overrides))
 
 
-@pytest.mark.parametrize("override,message", [
-    ("original.epochs=0", "original.epochs must be an integer >= 1, got 0"),
-    ("original.epochs=-1", "original.epochs must be an integer >= 1, got -1"),
-    ("original.epochs=2.5", "original.epochs must be an integer >= 1, got 2.5"),
-    ("unlearning.lr=abc", "unlearning.lr must be a number > 0, got 'abc'"),
-    ("unlearning.lr=nan", "unlearning.lr must be a number > 0, got nan"),
-    ("saliency.ratio=2", "saliency.ratio must be a number in (0, 1], got 2"),
-    ("saliency.ratio=0", "saliency.ratio must be a number in (0, 1], got 0"),
-    ("+retrain.epochs=0", "retrain.epochs must be an integer >= 1, got 0"),
-    ("data.batch_size=0", "data.batch_size must be an integer >= 1, got 0"),
-    ("data.forget_ratio=1.5", "data.forget_ratio must be a number in (0, 1), got 1.5"),
-    ("seed=-3", "seed must be an integer in [0, 4294967295], got -3"),
-    ("original.optimizer=sgdd", "original.optimizer must be one of 'sgd', 'adam', 'adamw', got 'sgdd'"),
-    ("compare_to_retrain=maybe", "compare_to_retrain must be one of True, False, got 'maybe'"),
-    ("+trainer.accumulate_grad_batches=0", "trainer.accumulate_grad_batches must be an integer >= 1, got 0"),
-    ("model.width=abc", "model.width must be an integer >= 1, got 'abc'"),
-])
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("original.epochs=0", "original.epochs must be an integer >= 1, got 0"),
+        ("original.epochs=-1", "original.epochs must be an integer >= 1, got -1"),
+        ("original.epochs=2.5", "original.epochs must be an integer >= 1, got 2.5"),
+        ("unlearning.lr=abc", "unlearning.lr must be a number > 0, got 'abc'"),
+        ("unlearning.lr=nan", "unlearning.lr must be a number > 0, got nan"),
+        ("saliency.ratio=2", "saliency.ratio must be a number in (0, 1], got 2"),
+        ("saliency.ratio=0", "saliency.ratio must be a number in (0, 1], got 0"),
+        ("+retrain.epochs=0", "retrain.epochs must be an integer >= 1, got 0"),
+        ("data.batch_size=0", "data.batch_size must be an integer >= 1, got 0"),
+        ("data.forget_ratio=1.5", "data.forget_ratio must be a number in (0, 1), got 1.5"),
+        ("seed=-3", "seed must be an integer in [0, 4294967295], got -3"),
+        ("original.optimizer=sgdd", "original.optimizer must be one of 'sgd', 'adam', 'adamw', got 'sgdd'"),
+        ("compare_to_retrain=maybe", "compare_to_retrain must be one of True, False, got 'maybe'"),
+        ("+trainer.accumulate_grad_batches=0", "trainer.accumulate_grad_batches must be an integer >= 1, got 0"),
+        ("model.width=abc", "model.width must be an integer >= 1, got 'abc'"),
+    ],
+)
 def test_bad_value_names_key_rule_and_value(override, message):
     with pytest.raises(ValueError) as err:
         check_config(_compose(override))
     assert message in str(err.value)
 
 
-@pytest.mark.parametrize("overrides,message", [
-    (["experiment=mim_digits", "attention_masking.ratio=1.0"], "attention_masking.ratio must be a number in [0, 1)"),
-    (["experiment=mim_digits", "classify.epochs=0"], "classify.epochs must be an integer >= 1, got 0"),
-    (["experiment=prune_digits_evit", "token_policy.keep=0"], "token_policy.keep must be a number in (0, 1], got 0"),
-    (["experiment=decoy_rrr", "input_loss.weight=-1"], "input_loss.weight must be a number >= 0, got -1"),
-    (["experiment=decoy_vanilla", "model._args_.1.in_features=0"], "model._args_.1.in_features must be an integer"),
-])
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (
+            ["experiment=mim_digits", "attention_masking.ratio=1.0"],
+            "attention_masking.ratio must be a number in [0, 1)",
+        ),
+        (["experiment=mim_digits", "classify.epochs=0"], "classify.epochs must be an integer >= 1, got 0"),
+        (
+            ["experiment=prune_digits_evit", "token_policy.keep=0"],
+            "token_policy.keep must be a number in (0, 1], got 0",
+        ),
+        (["experiment=decoy_rrr", "input_loss.weight=-1"], "input_loss.weight must be a number >= 0, got -1"),
+        (["experiment=decoy_vanilla", "model._args_.1.in_features=0"], "model._args_.1.in_features must be an integer"),
+    ],
+)
 def test_other_pipelines_settings_are_checked_too(overrides, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
         check_config(_compose(*overrides))

@@ -29,12 +29,21 @@ GROUPS = sorted(p.name for p in CONFIGS.iterdir() if p.is_dir() and not p.name.s
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONFIGS / g).glob("*.yaml"))]
 PRESETS = [o for g, o in OPTIONS if g == "experiment"]
 # groups that only presets put in the defaults list, and a preset that has each
-HOSTS = {"input_loss": "decoy_vanilla", "attention_loss": "attn_scenes_vanilla", "token_policy": "prune_digits_evit",
-         "attention_masking": "mim_digits", "diffusion_unlearning": "unlearn_ddpm_digits"}
+HOSTS = {
+    "input_loss": "decoy_vanilla",
+    "attention_loss": "attn_scenes_vanilla",
+    "token_policy": "prune_digits_evit",
+    "attention_masking": "mim_digits",
+    "diffusion_unlearning": "unlearn_ddpm_digits",
+}
 # what keeps each task's preset run at seconds, beyond fast_dev_run (evaluation sizes, not the recipe)
 TASK_OVERRIDES = {
-    "unlearn_diffusion": ["generation.per_class=2", "generation.steps=2", "generation.grid_per_class=1",
-                          "judge.epochs=1"],
+    "unlearn_diffusion": [
+        "generation.per_class=2",
+        "generation.steps=2",
+        "generation.grid_per_class=1",
+        "judge.epochs=1",
+    ],
     "classify": ["classify.explain_samples=8", "classify.overlay_images=2"],
 }
 
@@ -50,9 +59,12 @@ def _write_cifar(root: Path) -> Path:
     folder.mkdir(parents=True)
     rng = np.random.default_rng(0)
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        batch = {b"batch_label": name.encode(), b"labels": list(range(10)),
-                 b"data": rng.integers(0, 256, size=(10, 3072), dtype=np.uint8),
-                 b"filenames": [f"{name}_{i}.png".encode() for i in range(10)]}
+        batch = {
+            b"batch_label": name.encode(),
+            b"labels": list(range(10)),
+            b"data": rng.integers(0, 256, size=(10, 3072), dtype=np.uint8),
+            b"filenames": [f"{name}_{i}.png".encode() for i in range(10)],
+        }
         with open(folder / name, "wb") as f:
             pickle.dump(batch, f, protocol=2)
     return root
@@ -69,8 +81,11 @@ def data_overrides(preset: str, dirs: dict[str, Path]) -> list[str]:
     """``data.data_dir=`` the generated files for presets whose data module reads files."""
     data = _compose(f"experiment={preset}").data
     target = data._target_
-    out = [f"data.data_dir={d}" for key, d in dirs.items()
-           if target.endswith((f".{key}DataModule", f".Decoy{key}DataModule"))]
+    out = [
+        f"data.data_dir={d}"
+        for key, d in dirs.items()
+        if target.endswith((f".{key}DataModule", f".Decoy{key}DataModule"))
+    ]
     out += [f"data.{k}=null" for k in ("train_size", "test_size") if data.get(k) is not None]  # all of the tiny files
     return out + (["data.num_workers=0", "data.batch_size=8"] if "CIFAR" in target else [])
 
@@ -130,8 +145,11 @@ def build_group(group: str, cfg: Any) -> list[Any]:
 @pytest.mark.parametrize("group,option", [o for o in OPTIONS if o[0] != "experiment"])
 def test_every_group_option_composes_and_builds(group, option, data_dirs, tmp_path):
     host = [f"experiment={HOSTS[group]}"] if group in HOSTS else []
-    extra = [f"data.data_dir={data_dirs['CIFAR10' if option == 'cifar10' else 'FashionMNIST']}"] \
-        if group == "data" and option in ("cifar10", "fashion_mnist", "mnist") else []
+    extra = (
+        [f"data.data_dir={data_dirs['CIFAR10' if option == 'cifar10' else 'FashionMNIST']}"]
+        if group == "data" and option in ("cifar10", "fashion_mnist", "mnist")
+        else []
+    )
     cfg = _compose(*host, f"{group}={option}", *extra, f"paths.output_dir={tmp_path}")
     built = build_group(group, cfg)
     assert built or option in ("none", "retrain"), f"{group}={option} built nothing"
@@ -168,8 +186,13 @@ def test_every_preset_runs_with_fast_dev_run(preset, data_dirs, tmp_path, monkey
     monkeypatch.setenv("SALGUIDE_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("SALGUIDE_OUTPUT_DIR", str(tmp_path / "outputs"))
     monkeypatch.setenv("HYDRA_FULL_ERROR", "1")  # raise, not sys.exit(1), on a failure
-    args = [f"experiment={preset}", "trainer.fast_dev_run=true", "logger=csv",
-            *data_overrides(preset, data_dirs), *TASK_OVERRIDES.get(task, [])]
+    args = [
+        f"experiment={preset}",
+        "trainer.fast_dev_run=true",
+        "logger=csv",
+        *data_overrides(preset, data_dirs),
+        *TASK_OVERRIDES.get(task, []),
+    ]
     monkeypatch.setattr(sys, "argv", ["salguide-train", *args])
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level

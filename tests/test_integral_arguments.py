@@ -24,8 +24,9 @@ def test_saliency_counts_accept_integral_types(steps):
     model, x = mlp(), torch.randn(2, 1, 3, 4, dtype=torch.float64)
     torch.testing.assert_close(integrated_gradients(model, x, steps=steps), integrated_gradients(model, x, steps=8))
     noise = torch.randn(8, *x.shape, dtype=torch.float64)
-    torch.testing.assert_close(smoothgrad(model, x, 1, n_samples=steps, noise=noise),
-                               smoothgrad(model, x, 1, n_samples=8, noise=noise))
+    torch.testing.assert_close(
+        smoothgrad(model, x, 1, n_samples=steps, noise=noise), smoothgrad(model, x, 1, n_samples=8, noise=noise)
+    )
     assert DeletionAUC(steps=steps).steps == 8 and type(DeletionAUC(steps=steps).steps) is int
 
 

@@ -10,7 +10,7 @@ import sys
 import torch
 import triton.testing
 
-from salguide.kernels import attention, attention_reference
+from salguide.kernels import attention_reference, attention_stats
 
 B, H, N, D = (int(x) for x in (sys.argv[1:] or ["16", "12", "197", "64"]))
 torch.manual_seed(0)
@@ -21,15 +21,15 @@ tag = " ".join(f"{k[len('SALGUIDE_TRITON_CONFIG_'):]}={v}" for k, v in os.enviro
                if k.startswith("SALGUIDE_TRITON_CONFIG_"))  # fmt: skip
 for keys in ({}, {"key_index": index}):
     grads = []
-    for fn in (lambda: attention(q, k, v, target=w, backend="triton", validate=False, **keys),
-               lambda: attention_reference(q.float(), k.float(), v.float(), target=w, **keys)):  # fmt: skip
+    for fn in (lambda keys=keys: attention_stats(q, k, v, target=w, backend="triton", validate=False, **keys),
+               lambda keys=keys: attention_reference(q.float(), k.float(), v.float(), target=w, **keys)):  # fmt: skip
         r = fn()
         g = torch.autograd.grad([r.out.float().sum(), r.mass.sum()], [q, k, v, w])
         grads.append([r.out.float(), r.mass] + [x.float() for x in g])
     err = max(((a - b).abs().max() / (b.abs().max() + 1e-6)).item() for a, b in zip(*grads))
 
-    def step():
-        r = attention(q, k, v, target=w, backend="triton", validate=False, **keys)
+    def step(keys=keys):
+        r = attention_stats(q, k, v, target=w, backend="triton", validate=False, **keys)
         torch.autograd.grad([r.out.float().sum(), r.mass.sum()], [q, k, v, w])
 
     ms = triton.testing.do_bench(step, warmup=5, rep=50, return_mode="median")

@@ -30,17 +30,25 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
 
-from salguide.attention.masking import attention_guided_mask, mask_patches  # noqa: E402
-from salguide.attention.masking import cls_attention_scores  # noqa: E402
-from salguide.models.mim import MaskedReconstructionModule, evaluate_masked  # noqa: E402
+from salguide.attention.masking import (  # noqa: E402
+    attention_guided_mask,
+    cls_attention_scores,  # noqa: E402
+    mask_patches,
+)
 from salguide.callbacks.attention_masking import load_teacher  # noqa: E402
 from salguide.io import atomic_write_json, atomic_write_text  # noqa: E402
+from salguide.models.mim import MaskedReconstructionModule, evaluate_masked  # noqa: E402
 from salguide.pipelines.classify import test_split  # noqa: E402
 from salguide.studies import job_results, log_results_table, run_config, run_datamodule, summary_arguments  # noqa: E402
 from salguide.weights_io import read_state  # noqa: E402
 
-MODE_NAMES = {"random": "random", "high": "attmask_high", "low": "attmask_low", "hint": "attmask_hint",
-              "acmil": "acmil"}  # callback mode -> attention_masking option
+MODE_NAMES = {
+    "random": "random",
+    "high": "attmask_high",
+    "low": "attmask_low",
+    "hint": "attmask_hint",
+    "acmil": "acmil",
+}  # callback mode -> attention_masking option
 SCHEDULE_KEYS = ("name", "ratio", "ratio_start", "ratio_steps", "layer", "ema", "recon_weight")
 METRICS = {  # key -> (column title, format, higher is better)
     "recon_own": ("recon MSE, own masks", "{:.3f}", False),
@@ -73,22 +81,30 @@ class Run:
 
     def own_mask(self, scores: torch.Tensor) -> torch.Tensor:
         """The final teacher's masks with the run's own mode at the final ratio."""
-        return attention_guided_mask(scores, self.ratio, self.mode,
-                                     generator=torch.Generator().manual_seed(1000 + self.seed), **self.kwargs)
+        return attention_guided_mask(
+            scores, self.ratio, self.mode, generator=torch.Generator().manual_seed(1000 + self.seed), **self.kwargs
+        )
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
         x, y, module = self.x, self.y, self.module
-        shared = attention_guided_mask(torch.zeros(len(x), module.grid[0] * module.grid[1]), self.ratio, "random",
-                                       generator=torch.Generator().manual_seed(10_000 + self.seed))
+        shared = attention_guided_mask(
+            torch.zeros(len(x), module.grid[0] * module.grid[1]),
+            self.ratio,
+            "random",
+            generator=torch.Generator().manual_seed(10_000 + self.seed),
+        )
         scores = cls_attention_scores(self.teacher, x, self.layer)
         own = self.own_mask(scores)
         att = scores / scores.sum(1, keepdim=True)
-        return {"recon_own": evaluate_masked(module, x, y, own)["recon_mse"],
-                "recon_shared": evaluate_masked(module, x, y, shared)["recon_mse"],
-                "acc_clean": evaluate_masked(module, x, y, torch.zeros_like(shared))["acc"],
-                "acc_hidden50": evaluate_masked(module, x, y, shared)["acc"],
-                "att_hidden": float((att * own).sum(1).mean()), "hidden_own": float(own.float().sum(1).mean())}
+        return {
+            "recon_own": evaluate_masked(module, x, y, own)["recon_mse"],
+            "recon_shared": evaluate_masked(module, x, y, shared)["recon_mse"],
+            "acc_clean": evaluate_masked(module, x, y, torch.zeros_like(shared))["acc"],
+            "acc_hidden50": evaluate_masked(module, x, y, shared)["acc"],
+            "att_hidden": float((att * own).sum(1).mean()),
+            "hidden_own": float(own.float().sum(1).mean()),
+        }
 
 
 def load_runs(root: Path) -> tuple[list[dict[str, Any]], dict[int, dict[str, Run]]]:
@@ -97,11 +113,21 @@ def load_runs(root: Path) -> tuple[list[dict[str, Any]], dict[int, dict[str, Run
     for path, cfg, r in job_results(root):
         run = Run(path)
         name = MODE_NAMES[run.mode]
-        rows.append({"mode": name, "seed": run.seed, **run.evaluate(), "seconds": float(r["seconds"]),
-                     "epochs": int(cfg["classify"]["epochs"]), "batch_size": int(cfg["data"]["batch_size"]),
-                     "ratio": run.ratio, "ratio_start": cfg["attention_masking"]["ratio_start"],
-                     "ratio_steps": int(cfg["attention_masking"]["ratio_steps"]),
-                     "ema": float(cfg["attention_masking"]["ema"]), "run": str(path)})
+        rows.append(
+            {
+                "mode": name,
+                "seed": run.seed,
+                **run.evaluate(),
+                "seconds": float(r["seconds"]),
+                "epochs": int(cfg["classify"]["epochs"]),
+                "batch_size": int(cfg["data"]["batch_size"]),
+                "ratio": run.ratio,
+                "ratio_start": cfg["attention_masking"]["ratio_start"],
+                "ratio_steps": int(cfg["attention_masking"]["ratio_steps"]),
+                "ema": float(cfg["attention_masking"]["ema"]),
+                "run": str(path),
+            }
+        )
         runs.setdefault(run.seed, {})[name] = run
     if not rows:
         raise FileNotFoundError(f"no results.json below {root}")
@@ -121,15 +147,20 @@ def per_seed(rows: list[dict[str, Any]]) -> dict[str, dict[str, list[float]]]:
 def table(rows: list[dict[str, Any]], res: dict[str, dict[str, list[float]]], wall: float | None) -> str:
     r0, cols = rows[0], list(METRICS)
     seeds = sorted({r["seed"] for r in rows})
-    lines = ["# Attention-guided masking on digits (masked reconstruction + CLS cross-entropy)", "",
-             f"Digits ViT (32 px, 64 patches), {r0['epochs']} epochs AdamW lr 1e-3, batch {r0['batch_size']}, mask "
-             f"ratio {r0['ratio_start']} -> {r0['ratio']} (linear over {r0['ratio_steps']} steps, the first third), "
-             f"EMA teacher decay {r0['ema']}; seeds {seeds}; mean +- std over seeds"
-             + (f"; CPU, 1 thread, {wall / 60:.1f} min in all" if wall is not None else "")
-             + ". Test split: 360 digits. 'own masks': the final teacher's masks with the run's own mode at ratio "
-             f"{r0['ratio']}; 'shared random masks': the same random {r0['ratio']:.0%} masks for every mode; 'teacher "
-             "attention hidden': share of the final teacher's CLS attention on the patches its own mode hides.", "",
-             "| mode | " + " | ".join(METRICS[c][0] for c in cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    lines = [
+        "# Attention-guided masking on digits (masked reconstruction + CLS cross-entropy)",
+        "",
+        f"Digits ViT (32 px, 64 patches), {r0['epochs']} epochs AdamW lr 1e-3, batch {r0['batch_size']}, mask "
+        f"ratio {r0['ratio_start']} -> {r0['ratio']} (linear over {r0['ratio_steps']} steps, the first third), "
+        f"EMA teacher decay {r0['ema']}; seeds {seeds}; mean +- std over seeds"
+        + (f"; CPU, 1 thread, {wall / 60:.1f} min in all" if wall is not None else "")
+        + ". Test split: 360 digits. 'own masks': the final teacher's masks with the run's own mode at ratio "
+        f"{r0['ratio']}; 'shared random masks': the same random {r0['ratio']:.0%} masks for every mode; 'teacher "
+        "attention hidden': share of the final teacher's CLS attention on the patches its own mode hides.",
+        "",
+        "| mode | " + " | ".join(METRICS[c][0] for c in cols) + " |",
+        "|---" * (len(cols) + 1) + "|",
+    ]
     for mode, r in res.items():
         cells = []
         for c in cols:
@@ -192,8 +223,9 @@ def plot_masks(runs: dict[str, Run], path: Path, seed: int, n: int = 4) -> None:
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle(f"final EMA teachers (seed {seed}): last-layer CLS attention (head mean) and hidden patches (red)",
-                 fontsize=9)
+    fig.suptitle(
+        f"final EMA teachers (seed {seed}): last-layer CLS attention (head mean) and hidden patches (red)", fontsize=9
+    )
     save_png(fig, path)
 
 
@@ -211,10 +243,21 @@ def main() -> None:
     md = table(rows, res, args.wall_seconds)
     seeds = sorted(runs)
     atomic_write_text(args.out / "results.md", md)
-    atomic_write_json(args.out / "results.json", {
-        "epochs": rows[0]["epochs"], "seeds": seeds, "ratio": rows[0]["ratio"], "ratio_start": rows[0]["ratio_start"],
-        "ratio_steps": rows[0]["ratio_steps"], "ema": rows[0]["ema"], "batch_size": rows[0]["batch_size"],
-        "seconds": args.wall_seconds, "per_seed": res, "rows": [{k: v for k, v in r.items() if k != "run"} for r in rows]})
+    atomic_write_json(
+        args.out / "results.json",
+        {
+            "epochs": rows[0]["epochs"],
+            "seeds": seeds,
+            "ratio": rows[0]["ratio"],
+            "ratio_start": rows[0]["ratio_start"],
+            "ratio_steps": rows[0]["ratio_steps"],
+            "ema": rows[0]["ema"],
+            "batch_size": rows[0]["batch_size"],
+            "seconds": args.wall_seconds,
+            "per_seed": res,
+            "rows": [{k: v for k, v in r.items() if k != "run"} for r in rows],
+        },
+    )
     plot_bars(res, args.out / "results_bars.png", rows[0]["epochs"])
     order = [m for m in MODE_NAMES.values() if m in runs[seeds[0]]]
     plot_masks({m: runs[seeds[0]][m] for m in order}, args.out / "masks.png", seeds[0])

@@ -29,7 +29,14 @@ from salguide.viz.saliency import plot_accuracy_bars, plot_saliency_overlays
 PAPER = {"vanilla": 51.55, "rrr": 96.07, "clean": 96.11}  # RRR, DecoyMNIST test accuracy (%)
 VARIANTS = ("vanilla", "rrr", "sgt", "clean")
 PREFIX = "decoy_"
-METRICS = ("test_acc", "test_energy_in_mask", "test_pointing_game", "test_deletion_auc", "test_insertion_auc", "seconds")
+METRICS = (
+    "test_acc",
+    "test_energy_in_mask",
+    "test_pointing_game",
+    "test_deletion_auc",
+    "test_insertion_auc",
+    "seconds",
+)
 
 
 def load_runs(root: Path) -> list[dict[str, Any]]:
@@ -37,11 +44,18 @@ def load_runs(root: Path) -> list[dict[str, Any]]:
     rows = []
     for run, cfg, r in job_results(root):
         name = str(cfg["name"])
-        variant = name[len(PREFIX):]
+        variant = name[len(PREFIX) :]
         if not name.startswith(PREFIX) or variant not in VARIANTS:
             raise ValueError(f"{run}: run {name!r} is not one of the presets {[PREFIX + v for v in VARIANTS]}")
-        rows.append({"variant": variant, "seed": int(cfg["seed"]), "epochs": int(cfg["classify"]["epochs"]),
-                     **{m: float(r[m]) for m in METRICS}, "run": str(run)})
+        rows.append(
+            {
+                "variant": variant,
+                "seed": int(cfg["seed"]),
+                "epochs": int(cfg["classify"]["epochs"]),
+                **{m: float(r[m]) for m in METRICS},
+                "run": str(run),
+            }
+        )
     if not rows:
         raise FileNotFoundError(f"no results.json below {root}")
     return rows
@@ -76,8 +90,11 @@ def table(rows: list[dict[str, Any]], summary: dict[str, dict[str, list[float]]]
             f"{s['seconds'][0]:.1f} |"
         )
     if wall is not None:
-        lines += ["", f"Wall time of `run.sh`: {wall / 60:.1f} min with OMP_NUM_THREADS="
-                  f"{os.environ.get('OMP_NUM_THREADS', 'unset')} and nice 19 on a CPU shared with other jobs."]
+        lines += [
+            "",
+            f"Wall time of `run.sh`: {wall / 60:.1f} min with OMP_NUM_THREADS="
+            f"{os.environ.get('OMP_NUM_THREADS', 'unset')} and nice 19 on a CPU shared with other jobs.",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -92,8 +109,9 @@ def saliency_figure(rows: list[dict[str, Any]], path: Path, n: int = 8) -> None:
         if v in runs:
             model = run_model(runs[v], "classify").eval()
             maps[v] = explain(model, x, y, "gradient")
-    plot_saliency_overlays(x, maps, path, labels=y.tolist(),
-                           title=f"input gradients on test images (seed {seed0}); rows: training variant")
+    plot_saliency_overlays(
+        x, maps, path, labels=y.tolist(), title=f"input gradients on test images (seed {seed0}); rows: training variant"
+    )
 
 
 def public(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -108,11 +126,17 @@ def main() -> None:
     summary = summarise(rows)
     md = table(rows, summary, args.wall_seconds)
     atomic_write_text(args.out / "results.md", md)
-    atomic_write_json(args.out / "results.json", {"rows": public(rows), "summary": summary, "paper": PAPER,
-                                                   "epochs": rows[0]["epochs"]})
+    atomic_write_json(
+        args.out / "results.json",
+        {"rows": public(rows), "summary": summary, "paper": PAPER, "epochs": rows[0]["epochs"]},
+    )
     figs = args.out / "figures"
-    plot_accuracy_bars({v: [r["test_acc"] for r in rows if r["variant"] == v] for v in summary}, figs / "accuracy.png",
-                       title="DecoyDigits test accuracy", reference=PAPER)
+    plot_accuracy_bars(
+        {v: [r["test_acc"] for r in rows if r["variant"] == v] for v in summary},
+        figs / "accuracy.png",
+        title="DecoyDigits test accuracy",
+        reference=PAPER,
+    )
     saliency_figure(rows, figs / "saliency.png")
     log_results_table(public(rows), args.runs, "decoy_digits")
     print(md)

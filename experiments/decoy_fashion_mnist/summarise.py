@@ -61,15 +61,25 @@ def load_runs(root: Path) -> list[dict[str, Any]]:
         if not name.startswith(PREFIX):
             raise ValueError(f"{run}: run {name!r} is not a {PREFIX}* preset")
         loss = {k: v for k, v in (cfg.get("input_loss") or {}).items() if k in ("weight", "fraction")}
-        rows.append({
-            "variant": name[len(PREFIX):], "seed": int(cfg["seed"]),
-            "setting": " ".join(f"{k}={v}" for k, v in sorted(loss.items())) or "-",
-            "test_acc": r["test_acc"], "patch_energy": 100.0 * (1.0 - r["test_energy_in_mask"]),
-            "pointing_game": r["test_pointing_game"], "deletion_auc": r["test_deletion_auc"],
-            "insertion_auc": r["test_insertion_auc"], "seconds": r["seconds"], **last_val(run),
-            "train_size": cfg["data"]["train_size"], "val_fraction": cfg["data"]["val_fraction"],
-            "test_size": cfg["data"]["test_size"], "epochs": cfg["classify"]["epochs"], "run": str(run),
-        })
+        rows.append(
+            {
+                "variant": name[len(PREFIX) :],
+                "seed": int(cfg["seed"]),
+                "setting": " ".join(f"{k}={v}" for k, v in sorted(loss.items())) or "-",
+                "test_acc": r["test_acc"],
+                "patch_energy": 100.0 * (1.0 - r["test_energy_in_mask"]),
+                "pointing_game": r["test_pointing_game"],
+                "deletion_auc": r["test_deletion_auc"],
+                "insertion_auc": r["test_insertion_auc"],
+                "seconds": r["seconds"],
+                **last_val(run),
+                "train_size": cfg["data"]["train_size"],
+                "val_fraction": cfg["data"]["val_fraction"],
+                "test_size": cfg["data"]["test_size"],
+                "epochs": cfg["classify"]["epochs"],
+                "run": str(run),
+            }
+        )
     if not rows:
         raise FileNotFoundError(f"no results.json below {root}")
     return rows
@@ -99,10 +109,12 @@ def select(rows: list[dict[str, Any]], out: Path) -> dict[str, str]:
             energy = r.get("val_patch_energy", float("nan"))
             mark = "**yes**" if r is best else ""
             lines.append(f"| {v} | {r['setting']} | {r['val_acc']:.2f} | {energy:.2f} | {mark} |")
-    head = (f"Selection on the validation split (seed {rows[0]['seed']}, {rows[0]['epochs']} epochs, "
-            f"train_size {rows[0]['train_size']}, val share {rows[0]['val_fraction']}): final-epoch accuracy "
-            "on held-out training images whose patch has a random class's shade (no shortcut). Only validation "
-            "numbers are read here (the pipeline also scores every run on the test split; that is not used).\n\n")
+    head = (
+        f"Selection on the validation split (seed {rows[0]['seed']}, {rows[0]['epochs']} epochs, "
+        f"train_size {rows[0]['train_size']}, val share {rows[0]['val_fraction']}): final-epoch accuracy "
+        "on held-out training images whose patch has a random class's shade (no shortcut). Only validation "
+        "numbers are read here (the pipeline also scores every run on the test split; that is not used).\n\n"
+    )
     atomic_write_text(out / "selection.md", head + "\n".join(lines) + "\n")
     atomic_write_json(out / "selection.json", {"chosen": chosen, "runs": public(rows)})
     return chosen
@@ -114,8 +126,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, list[float]]]:
     for v in VARIANTS:
         vals = [r for r in rows if r["variant"] == v]
         if vals:
-            out[v] = {m: [statistics.fmean(r[m] for r in vals), statistics.pstdev(r[m] for r in vals)]
-                      for m in METRICS}
+            out[v] = {m: [statistics.fmean(r[m] for r in vals), statistics.pstdev(r[m] for r in vals)] for m in METRICS}
     return out
 
 
@@ -143,15 +154,22 @@ def table(rows: list[dict[str, Any]], summary: dict[str, dict[str, list[float]]]
             f"{s['seconds'][0]:.0f} |"
         )
     if wall is not None:
-        lines += ["", f"Wall time of `run.sh` (tuning + final runs): {wall / 60:.1f} min with OMP_NUM_THREADS="
-                  f"{os.environ.get('OMP_NUM_THREADS', 'unset')} and nice 19 on a 2-core CPU shared with other jobs."]
+        lines += [
+            "",
+            f"Wall time of `run.sh` (tuning + final runs): {wall / 60:.1f} min with OMP_NUM_THREADS="
+            f"{os.environ.get('OMP_NUM_THREADS', 'unset')} and nice 19 on a 2-core CPU shared with other jobs.",
+        ]
     return "\n".join(lines) + "\n"
 
 
 def figures(rows: list[dict[str, Any]], summary: dict[str, dict[str, list[float]]], out: Path) -> None:
     figs = out / "figures"
-    plot_accuracy_bars({v: [r["test_acc"] for r in rows if r["variant"] == v] for v in summary}, figs / "accuracy.png",
-                       title="Decoy Fashion-MNIST test accuracy (red: RRR's DecoyMNIST)", reference=PAPER)
+    plot_accuracy_bars(
+        {v: [r["test_acc"] for r in rows if r["variant"] == v] for v in summary},
+        figs / "accuracy.png",
+        title="Decoy Fashion-MNIST test accuracy (red: RRR's DecoyMNIST)",
+        reference=PAPER,
+    )
     fig, axes = plt.subplots(1, 2, figsize=(8, 3))
     bars = (("patch_energy", "gradient energy on the patch (%)"), ("pointing_game", "pointing game (off patch)"))
     for ax, (m, label) in zip(axes, bars):

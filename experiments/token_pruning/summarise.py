@@ -41,10 +41,20 @@ def load_runs(root: Path) -> list[dict[str, Any]]:
             raise ValueError(f"{run}: unknown token policy {policy!r}")
         tp = cfg.get("token_policy") or {}
         keep = 1.0 if policy == "none" else float(tp["keep"])
-        rows.append({"run_name": f"{policy}@{keep}", "policy": policy, "keep": keep, "seed": int(r["seed"]),
-                     "test_acc": float(r["test_acc"]), "seconds": float(r["seconds"]),
-                     "epochs": int(cfg["classify"]["epochs"]), "layers": tp.get("layers"),
-                     "warmup_steps": tp.get("warmup_steps"), "run": str(run)})
+        rows.append(
+            {
+                "run_name": f"{policy}@{keep}",
+                "policy": policy,
+                "keep": keep,
+                "seed": int(r["seed"]),
+                "test_acc": float(r["test_acc"]),
+                "seconds": float(r["seconds"]),
+                "epochs": int(cfg["classify"]["epochs"]),
+                "layers": tp.get("layers"),
+                "warmup_steps": tp.get("warmup_steps"),
+                "run": str(run),
+            }
+        )
     if not rows:
         raise FileNotFoundError(f"no results.json below {root}")
     return rows
@@ -70,19 +80,36 @@ def summarise(acc: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
         seeds = sorted((s for s in per_seed if s in base), key=int)
         vals = [per_seed[s] for s in seeds]
         diff = [per_seed[s] - base[s] for s in seeds]
-        rows.append({"run": name, "seeds": [int(s) for s in seeds], "acc": vals, "mean": statistics.mean(vals),
-                     "std": statistics.stdev(vals) if len(vals) > 1 else 0.0, "diff": diff,
-                     "diff_mean": statistics.mean(diff), "diff_std": statistics.stdev(diff) if len(diff) > 1 else 0.0})
+        rows.append(
+            {
+                "run": name,
+                "seeds": [int(s) for s in seeds],
+                "acc": vals,
+                "mean": statistics.mean(vals),
+                "std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
+                "diff": diff,
+                "diff_mean": statistics.mean(diff),
+                "diff_std": statistics.stdev(diff) if len(diff) > 1 else 0.0,
+            }
+        )
     return rows
 
 
 def throughput_table(tp: list[dict[str, Any]], header: str) -> str:
     """Measured images/s and speed-ups next to the FLOP bound (benchmarks/token_pruning.py's table)."""
-    lines = [header, "", "| policy | keep | tokens after each block | train img/s | train x | train FLOP x | "
-             "infer img/s | infer x | infer FLOP x |", "|---|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['policy']} | {r['keep']} | {r['tokens']} | {r['train_img_s']:.0f} | {r['train_ratio']:.2f} | "
-              f"{r['train_flop_ratio']:.2f} | {r['infer_img_s']:.0f} | {r['infer_ratio']:.2f} | "
-              f"{r['infer_flop_ratio']:.2f} |" for r in tp]
+    lines = [
+        header,
+        "",
+        "| policy | keep | tokens after each block | train img/s | train x | train FLOP x | "
+        "infer img/s | infer x | infer FLOP x |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['policy']} | {r['keep']} | {r['tokens']} | {r['train_img_s']:.0f} | {r['train_ratio']:.2f} | "
+        f"{r['train_flop_ratio']:.2f} | {r['infer_img_s']:.0f} | {r['infer_ratio']:.2f} | "
+        f"{r['infer_flop_ratio']:.2f} |"
+        for r in tp
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -91,7 +118,8 @@ def write(acc: dict[str, dict[str, float]], bench: dict[str, Any], meta: dict[st
     rows = summarise(acc)
     n_test = meta["n_test"]
     lines = [
-        "# Token pruning on the digits ViT (CPU)", "",
+        "# Token pruning on the digits ViT (CPU)",
+        "",
         f"Digits ViT (64 patch tokens + CLS, width 64, depth 4, MLP 256), {meta['epochs']} epochs AdamW (lr 1e-3, "
         f"wd 0.05, cosine), batch 64, seeds {meta['seeds']}. EViT, DynamicViT-style masking and ToMe all act after "
         f"the attention of blocks {meta['layers']} at the same keep rate (share of the current patch tokens kept per "
@@ -99,32 +127,51 @@ def write(acc: dict[str, dict[str, float]], bench: dict[str, Any], meta: dict[st
         "active in training and at test (DynamicViT: masks keys in training, drops tokens at test). Test split: "
         f"{n_test} images (1 image = {100 / n_test:.2f} points). Accuracy (%): per seed, mean +- std (sample std over "
         "seeds) and paired difference to keep 1.0 (same seed, split and initialisation; negative = worse). "
-        f"Goal: drop <= {GOAL_DROP} point at keep 0.7.", "",
-        "| run | per seed | mean +- std | paired diff vs keep 1.0 | goal (keep 0.7) |", "|---|---|---|---|---|"]
+        f"Goal: drop <= {GOAL_DROP} point at keep 0.7.",
+        "",
+        "| run | per seed | mean +- std | paired diff vs keep 1.0 | goal (keep 0.7) |",
+        "|---|---|---|---|---|",
+    ]
     for r in rows:
         goal = ""
         if r["run"].endswith("@0.7"):
             goal = "met" if r["diff_mean"] >= -GOAL_DROP else f"missed by {-GOAL_DROP - r['diff_mean']:.2f}"
-        lines.append(f"| {r['run']} | {', '.join(f'{v:.2f}' for v in r['acc'])} | {r['mean']:.2f} +- {r['std']:.2f} "
-                     f"| {r['diff_mean']:+.2f} +- {r['diff_std']:.2f} | {goal} |")
+        lines.append(
+            f"| {r['run']} | {', '.join(f'{v:.2f}' for v in r['acc'])} | {r['mean']:.2f} +- {r['std']:.2f} "
+            f"| {r['diff_mean']:+.2f} +- {r['diff_std']:.2f} | {goal} |"
+        )
     if meta.get("wall_minutes") is not None:
-        lines += ["", f"Wall time of `run.sh`: {meta['wall_minutes']:.1f} min (OMP_NUM_THREADS="
-                  f"{os.environ.get('OMP_NUM_THREADS', 'unset')} for training, shared machine)."]
+        lines += [
+            "",
+            f"Wall time of `run.sh`: {meta['wall_minutes']:.1f} min (OMP_NUM_THREADS="
+            f"{os.environ.get('OMP_NUM_THREADS', 'unset')} for training, shared machine).",
+        ]
     lines.append("")
     if bench.get("rows"):
-        lines.append(throughput_table(
-            bench["rows"], f"Throughput (batch {bench['batch']}, {bench['steps']} timed steps after {bench['warmup']} "
-            f"warm-up, {bench['dtype']}, {bench['device_name']}; ratio = median of {bench['repeats']} paired runs, each "
-            f"right after an unpruned run; torch {bench['torch']}; goal >= {GOAL_SPEEDUP}x training at keep 0.7). "
-            "'FLOP x' = analytic bound (unpruned / pruned forward matmul FLOPs; DynamicViT training counts only "
-            "unmasked keys, which the CPU backend gathers and a key-skipping kernel skips)."))
+        lines.append(
+            throughput_table(
+                bench["rows"],
+                f"Throughput (batch {bench['batch']}, {bench['steps']} timed steps after {bench['warmup']} "
+                f"warm-up, {bench['dtype']}, {bench['device_name']}; ratio = median of {bench['repeats']} paired runs, each "
+                f"right after an unpruned run; torch {bench['torch']}; goal >= {GOAL_SPEEDUP}x training at keep 0.7). "
+                "'FLOP x' = analytic bound (unpruned / pruned forward matmul FLOPs; DynamicViT training counts only "
+                "unmasked keys, which the CPU backend gathers and a key-skipping kernel skips).",
+            )
+        )
     else:
         lines.append("Throughput: not measured in this run (run.sh with SKIP_THROUGHPUT=1).\n")
     text = "\n".join(lines)
     atomic_write_text(out / "results.md", text)
-    atomic_write_json(out / "results.json", {"accuracy": acc, "summary": rows, "throughput": bench.get("rows"),
-                                             "throughput_settings": {k: v for k, v in bench.items() if k != "rows"},
-                                             **meta})
+    atomic_write_json(
+        out / "results.json",
+        {
+            "accuracy": acc,
+            "summary": rows,
+            "throughput": bench.get("rows"),
+            "throughput_settings": {k: v for k, v in bench.items() if k != "rows"},
+            **meta,
+        },
+    )
     plot(rows, out / "results_accuracy.png", meta)
     return text
 
@@ -161,14 +208,19 @@ def main() -> None:
     bench_path = args.runs / "throughput.json"
     bench = json.loads(bench_path.read_text()) if bench_path.exists() else {}
     pruned = [r for r in rows if r["policy"] != "none"] or rows
-    meta = {"epochs": rows[0]["epochs"], "seeds": sorted({r["seed"] for r in rows}),
-            "keeps": sorted({r["keep"] for r in pruned if r["keep"] != 1.0}, reverse=True),
-            "layers": pruned[0]["layers"], "warmup_steps": pruned[0]["warmup_steps"],
-            "n_test": len(run_datamodule(Path(rows[0]["run"])).test_dataloader().dataset),
-            "wall_minutes": None if args.wall_seconds is None else args.wall_seconds / 60}
+    meta = {
+        "epochs": rows[0]["epochs"],
+        "seeds": sorted({r["seed"] for r in rows}),
+        "keeps": sorted({r["keep"] for r in pruned if r["keep"] != 1.0}, reverse=True),
+        "layers": pruned[0]["layers"],
+        "warmup_steps": pruned[0]["warmup_steps"],
+        "n_test": len(run_datamodule(Path(rows[0]["run"])).test_dataloader().dataset),
+        "wall_minutes": None if args.wall_seconds is None else args.wall_seconds / 60,
+    }
     md = write(accuracy_table(rows), bench, meta, args.out)
-    log_results_table([{k: v for k, v in r.items() if k not in ("run", "layers")} for r in rows], args.runs,
-                      "token_pruning")
+    log_results_table(
+        [{k: v for k, v in r.items() if k not in ("run", "layers")} for r in rows], args.runs, "token_pruning"
+    )
     print(md)
 
 

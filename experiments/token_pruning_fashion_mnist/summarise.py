@@ -41,11 +41,23 @@ def load_runs(root: Path) -> list[dict[str, Any]]:
         policy = str(r["token_policy"])
         keep = 1.0 if policy == "none" else float(cfg["token_policy"]["keep"])
         n, epochs = int(cfg["data"]["train_size"]), int(cfg["classify"]["epochs"])
-        rows.append({"mode": run_mode(cfg), "policy": policy, "keep": keep, "seed": int(r["seed"]),
-                     "test_acc": float(r["test_acc"]),
-                     "fit_seconds": float(r["seconds"]), "train_img_s": n * epochs / float(r["seconds"]),
-                     "train_size": n, "test_size": cfg["data"]["test_size"], "epochs": epochs,
-                     "batch_size": cfg["data"]["batch_size"], "lr": cfg["classify"]["lr"], "run": str(run)})
+        rows.append(
+            {
+                "mode": run_mode(cfg),
+                "policy": policy,
+                "keep": keep,
+                "seed": int(r["seed"]),
+                "test_acc": float(r["test_acc"]),
+                "fit_seconds": float(r["seconds"]),
+                "train_img_s": n * epochs / float(r["seconds"]),
+                "train_size": n,
+                "test_size": cfg["data"]["test_size"],
+                "epochs": epochs,
+                "batch_size": cfg["data"]["batch_size"],
+                "lr": cfg["classify"]["lr"],
+                "run": str(run),
+            }
+        )
     if not rows:
         raise FileNotFoundError(f"no results.json below {root}")
     return rows
@@ -72,23 +84,52 @@ def summarise(rows: list[dict[str, Any]], bench: dict[str, Any]) -> list[dict[st
         base = {r["seed"]: r for r in rows if r["mode"] == mode and r["policy"] == "none"}
         if not base:
             raise ValueError(f"no unpruned {mode} run (token_policy=none): nothing to pair the pruned runs with")
-        out.append({"mode": mode, "policy": "none", "keep": 1.0, "n": len(base),
-                    "test_acc": _mean_std([r["test_acc"] for r in base.values()]), "acc_diff": [0.0, 0.0],
-                    "run_train_ratio": [1.0, 0.0], "train_ratio": 1.0, "infer_ratio": 1.0, "train_flop_ratio": 1.0,
-                    "infer_flop_ratio": 1.0, "train_img_s": _base_bench(bench, "train"),
-                    "infer_img_s": _base_bench(bench, "infer")})
+        out.append(
+            {
+                "mode": mode,
+                "policy": "none",
+                "keep": 1.0,
+                "n": len(base),
+                "test_acc": _mean_std([r["test_acc"] for r in base.values()]),
+                "acc_diff": [0.0, 0.0],
+                "run_train_ratio": [1.0, 0.0],
+                "train_ratio": 1.0,
+                "infer_ratio": 1.0,
+                "train_flop_ratio": 1.0,
+                "infer_flop_ratio": 1.0,
+                "train_img_s": _base_bench(bench, "train"),
+                "infer_img_s": _base_bench(bench, "infer"),
+            }
+        )
         for policy in POLICIES:
             for keep in sorted({r["keep"] for r in rows if (r["mode"], r["policy"]) == (mode, policy)}, reverse=True):
-                runs = [r for r in rows if (r["mode"], r["policy"], r["keep"]) == (mode, policy, keep)
-                        and r["seed"] in base]
+                runs = [
+                    r for r in rows if (r["mode"], r["policy"], r["keep"]) == (mode, policy, keep) and r["seed"] in base
+                ]
                 b = next((x for x in bench.get("rows", []) if x["policy"] == policy and x["keep"] == keep), {})
-                out.append({"mode": mode, "policy": policy, "keep": keep, "n": len(runs),
-                            "test_acc": _mean_std([r["test_acc"] for r in runs]),
-                            "acc_diff": _mean_std([r["test_acc"] - base[r["seed"]]["test_acc"] for r in runs]),
-                            "run_train_ratio": _mean_std([r["train_img_s"] / base[r["seed"]]["train_img_s"]
-                                                          for r in runs]),
-                            **{k: b.get(k) for k in ("train_ratio", "infer_ratio", "train_flop_ratio",
-                                                     "infer_flop_ratio", "train_img_s", "infer_img_s", "tokens")}})
+                out.append(
+                    {
+                        "mode": mode,
+                        "policy": policy,
+                        "keep": keep,
+                        "n": len(runs),
+                        "test_acc": _mean_std([r["test_acc"] for r in runs]),
+                        "acc_diff": _mean_std([r["test_acc"] - base[r["seed"]]["test_acc"] for r in runs]),
+                        "run_train_ratio": _mean_std([r["train_img_s"] / base[r["seed"]]["train_img_s"] for r in runs]),
+                        **{
+                            k: b.get(k)
+                            for k in (
+                                "train_ratio",
+                                "infer_ratio",
+                                "train_flop_ratio",
+                                "infer_flop_ratio",
+                                "train_img_s",
+                                "infer_img_s",
+                                "tokens",
+                            )
+                        },
+                    }
+                )
     return out
 
 
@@ -105,11 +146,25 @@ def goals(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for e in summary:
         if e["keep"] != GOAL_KEEP or e["mode"] != judged:
             continue
-        out.append({"goal": f"accuracy change >= {ACC_GOAL} points", "policy": e["policy"], "mode": judged,
-                    "value": e["acc_diff"][0], "met": e["acc_diff"][0] >= ACC_GOAL})
+        out.append(
+            {
+                "goal": f"accuracy change >= {ACC_GOAL} points",
+                "policy": e["policy"],
+                "mode": judged,
+                "value": e["acc_diff"][0],
+                "met": e["acc_diff"][0] >= ACC_GOAL,
+            }
+        )
         if e["policy"] in SPEED_POLICIES and e["train_ratio"] is not None:
-            out.append({"goal": f"training throughput >= {SPEED_GOAL}x", "policy": e["policy"], "mode": judged,
-                        "value": e["train_ratio"], "met": e["train_ratio"] >= SPEED_GOAL})
+            out.append(
+                {
+                    "goal": f"training throughput >= {SPEED_GOAL}x",
+                    "policy": e["policy"],
+                    "mode": judged,
+                    "value": e["train_ratio"],
+                    "met": e["train_ratio"] >= SPEED_GOAL,
+                }
+            )
     return out
 
 
@@ -119,7 +174,11 @@ def _x(v: float | None) -> str:
 
 def _recipe(rows: list[dict[str, Any]], mode: str) -> str:
     r = next(r for r in rows if r["mode"] == mode)
-    return f"{r['train_size']} images, {r['epochs']} epochs, lr {r['lr']}" if mode != "off-the-shelf" else "no training step"
+    return (
+        f"{r['train_size']} images, {r['epochs']} epochs, lr {r['lr']}"
+        if mode != "off-the-shelf"
+        else "no training step"
+    )
 
 
 def table(rows: list[dict[str, Any]], summary: list[dict[str, Any]], bench: dict[str, Any], wall: float | None) -> str:
@@ -152,15 +211,21 @@ def table(rows: list[dict[str, Any]], summary: list[dict[str, Any]], bench: dict
             f"| {e['mode']} | {NAMES[e['policy']]} | {e['keep']} | {tokens} | {e['test_acc'][0]:.2f} +- "
             f"{e['test_acc'][1]:.2f} | {diff} | {_x(e['train_ratio'])} ({_x(e['train_flop_ratio'])}) | "
             f"{_x(e['infer_ratio'])} ({_x(e['infer_flop_ratio'])}) | {_x(e['train_img_s'])} | "
-            f"{_x(e['infer_img_s'])} | {fit} |")
+            f"{_x(e['infer_img_s'])} | {fit} |"
+        )
     found = goals(summary)
     mode = found[0]["mode"] if found else "-"
     lines += ["", f"| goal (keep 0.7, {mode}) | policy | value | met |", "|---|---|---:|---|"]
-    lines += [f"| {g['goal']} | {NAMES[g['policy']]} | {g['value']:+.2f} | {'met' if g['met'] else '**missed**'} |"
-              for g in found]
+    lines += [
+        f"| {g['goal']} | {NAMES[g['policy']]} | {g['value']:+.2f} | {'met' if g['met'] else '**missed**'} |"
+        for g in found
+    ]
     if wall is not None:
-        lines += ["", f"Wall time of `run.sh` (benchmark + training runs): {wall / 60:.1f} min with OMP_NUM_THREADS="
-                  f"{os.environ.get('OMP_NUM_THREADS', 'unset')} and nice 19 on a 2-core CPU shared with other jobs."]
+        lines += [
+            "",
+            f"Wall time of `run.sh` (benchmark + training runs): {wall / 60:.1f} min with OMP_NUM_THREADS="
+            f"{os.environ.get('OMP_NUM_THREADS', 'unset')} and nice 19 on a 2-core CPU shared with other jobs.",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -176,8 +241,14 @@ def figures(summary: list[dict[str, Any]], out: Path) -> None:
     for i, mode in enumerate(modes):
         by = {(e["policy"], e["keep"]): e for e in pruned if e["mode"] == mode}
         xs = [j + (i - (len(modes) - 1) / 2) * width for j, c in enumerate(cells) if c in by]
-        axes[0].bar(xs, [by[c]["acc_diff"][0] for c in cells if c in by], width,
-                    yerr=[by[c]["acc_diff"][1] for c in cells if c in by], capsize=3, label=mode)
+        axes[0].bar(
+            xs,
+            [by[c]["acc_diff"][0] for c in cells if c in by],
+            width,
+            yerr=[by[c]["acc_diff"][1] for c in cells if c in by],
+            capsize=3,
+            label=mode,
+        )
     axes[0].set_xticks(range(len(cells)), labels)
     axes[0].axhline(ACC_GOAL, color="tab:red", ls="--", lw=1, label="goal at keep 0.7")
     axes[0].axhline(0, color="black", lw=0.5)
@@ -188,8 +259,15 @@ def figures(summary: list[dict[str, Any]], out: Path) -> None:
     xs = range(len(pruned))
     for off, key, label in ((-0.2, "train", "train step"), (0.2, "infer", "inference")):
         axes[1].bar([x + off for x in xs], [e[f"{key}_ratio"] or 0.0 for e in pruned], 0.4, label=f"{label} (measured)")
-        axes[1].scatter([x + off for x in xs], [e[f"{key}_flop_ratio"] or 0.0 for e in pruned], marker="_", s=200,
-                        color="black", zorder=3, label="FLOP bound" if key == "train" else None)
+        axes[1].scatter(
+            [x + off for x in xs],
+            [e[f"{key}_flop_ratio"] or 0.0 for e in pruned],
+            marker="_",
+            s=200,
+            color="black",
+            zorder=3,
+            label="FLOP bound" if key == "train" else None,
+        )
     axes[1].axhline(SPEED_GOAL, color="tab:red", ls="--", lw=1, label="training goal (EViT, ToMe)")
     axes[1].set_xticks(list(xs), labels)
     axes[1].set(ylabel="throughput / unpruned", title="CPU throughput, 1 thread")
@@ -210,8 +288,9 @@ def main() -> None:
     md = table(rows, summary, bench, args.wall_seconds)
     public = [{k: v for k, v in r.items() if k != "run"} for r in rows]
     atomic_write_text(args.out / "results.md", md)
-    atomic_write_json(args.out / "results.json", {"rows": public, "summary": summary, "goals": goals(summary),
-                                                  "throughput": bench})
+    atomic_write_json(
+        args.out / "results.json", {"rows": public, "summary": summary, "goals": goals(summary), "throughput": bench}
+    )
     atomic_write_csv(args.out / "results.csv", public)
     figures(summary, args.out)
     log_results_table(public, args.runs, "token_pruning_fashion_mnist")

@@ -45,7 +45,10 @@ def aggregate(rows: list[dict]) -> list[dict]:
 
 
 def markdown(summary: list[dict]) -> str:
-    lines = ["| method | seeds | UA (%) | Acc_r (%) | FD (judge features) | RTE (s) |", "|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| method | seeds | UA (%) | Acc_r (%) | FD (judge features) | RTE (s) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for e in summary:
         cells = [f"{e[k]:.2f} ± {e[k + '_std']:.2f}" if k in e else "-" for k in KEYS]
         lines.append(f"| {e['method']} | {e['n']} | " + " | ".join(cells) + " |")
@@ -61,9 +64,16 @@ def main(argv: list[str] | None = None) -> None:
     rows = collect(args.runs)
     summary = aggregate(rows)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps({"summary": summary, "wall_seconds": args.wall_seconds,
-                                                       "rows": [{k: v for k, v in r.items() if k != "_dir"} for r in rows]},
-                                                      indent=2))
+    (args.out / "results.json").write_text(
+        json.dumps(
+            {
+                "summary": summary,
+                "wall_seconds": args.wall_seconds,
+                "rows": [{k: v for k, v in r.items() if k != "_dir"} for r in rows],
+            },
+            indent=2,
+        )
+    )
     note = f"\nwhole study: {args.wall_seconds / 60:.1f} min\n" if args.wall_seconds else ""
     (args.out / "results.md").write_text(markdown(summary) + note)
     figures = args.out / "figures"

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import matplotlib
 import numpy as np
@@ -45,10 +46,8 @@ def plot_avg_gap(
         raise ValueError("no summaries to plot")
     ncols = min(len(summaries), 2)
     nrows = -(-len(summaries) // ncols)
-    fig, axes = plt.subplots(
-        nrows, ncols, figsize=(5.2 * ncols, 4.2 * nrows), squeeze=False, constrained_layout=True
-    )
-    for ax in axes.flat[len(summaries):]:
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 4.2 * nrows), squeeze=False, constrained_layout=True)
+    for ax in axes.flat[len(summaries) :]:
         ax.set_visible(False)
     for ax, (title, rows) in zip(axes.flat, summaries.items()):
         rows = [r for r in rows if r["method"] != retrain_key and r.get(GAP) is not None]
@@ -59,7 +58,9 @@ def plot_avg_gap(
         stds = np.array([float(r.get(f"{GAP}_std", 0.0)) for r in rows])
         floor = max(min(means.min(), (means - stds).clip(min=0).min()) * 0.5, 0.05)
         lower = np.minimum(stds, means - floor)  # a log axis cannot show mean - std <= 0: clip the whisker
-        colors = ["tab:red" if n == HIGHLIGHT else ("tab:gray" if n.startswith("Original") else "tab:blue") for n in names]
+        colors = [
+            "tab:red" if n == HIGHLIGHT else ("tab:gray" if n.startswith("Original") else "tab:blue") for n in names
+        ]
         bars = ax.bar(range(len(rows)), means, yerr=[lower, stds], capsize=4, color=colors, alpha=0.85)
         best = min((i for i in range(len(rows)) if not names[i].startswith("Original")), key=lambda i: means[i])
         bars[best].set_edgecolor("black")
@@ -78,9 +79,7 @@ def plot_avg_gap(
     return _save(fig, path)
 
 
-def plot_sweep(
-    sweeps: Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]]], path: str | os.PathLike
-) -> Path:
+def plot_sweep(sweeps: Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]]], path: str | os.PathLike) -> Path:
     """Avg.Gap (mean ± std over seeds) against the learning rate, one line per method, one panel per mode.
 
     ``sweeps[mode][method]`` is a list of ``{"lr", "gap_mean", "gap_std", "diverged"}``; diverged points
@@ -102,8 +101,12 @@ def plot_sweep(
             means = np.array([p["gap_mean"] for p in ok])
             stds = np.array([p["gap_std"] for p in ok])
             line = ax.errorbar(
-                [p["lr"] * jitter for p in ok], means, yerr=[np.minimum(stds, means * 0.9), stds],
-                capsize=3, label=method, **style,
+                [p["lr"] * jitter for p in ok],
+                means,
+                yerr=[np.minimum(stds, means * 0.9), stds],
+                capsize=3,
+                label=method,
+                **style,
             )
             bad = [p["lr"] * jitter for p in points if not _finite(p["gap_mean"])]
             if bad:

@@ -18,13 +18,14 @@ from __future__ import annotations
 import math
 import os
 import platform
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
-
 from figures import plot_avg_gap, plot_sweep  # this script's folder (sys.path[0] when run as a script)
+
 from salguide.io import atomic_write_json, atomic_write_text
 from salguide.studies import job_results, log_results_table, summary_arguments
 from salguide.unlearning.report import aggregate
@@ -46,28 +47,48 @@ def load_records(root: Path) -> list[dict[str, Any]]:
     for run, cfg, rows in job_results(root):
         mode, seed, key = str(cfg["data"]["forget"]), int(cfg["seed"]), str(cfg["unlearning"]["method"])
         if mode not in MODES or key not in METHODS:
-            raise ValueError(f"{run}: forget={mode!r} / unlearning={key!r} is not part of this study "
-                             f"(modes {list(MODES)}, methods {list(METHODS)})")
+            raise ValueError(
+                f"{run}: forget={mode!r} / unlearning={key!r} is not part of this study "
+                f"(modes {list(MODES)}, methods {list(METHODS)})"
+            )
         by_name = {r["method"]: r for r in rows}
         if not {"Original", "Retrain"} <= set(by_name) or len(by_name) != 3:
-            raise ValueError(f"{run}: results.json must hold the Original, Retrain and method rows, got {list(by_name)}")
+            raise ValueError(
+                f"{run}: results.json must hold the Original, Retrain and method rows, got {list(by_name)}"
+            )
         method = next(r for name, r in by_name.items() if name not in ("Original", "Retrain"))
         base = {"seed": seed, "mode": mode, "diverged": False, "run": str(run)}
-        records.append({**base, "method": NAMES[key], "key": key, "lr": float(cfg["unlearning"]["lr"]),
-                        "epochs": int(cfg["unlearning"]["epochs"]), "RTE": method["RTE"],
-                        **{k: method[k] for k in (*METRICS, GAP)}})
+        records.append(
+            {
+                **base,
+                "method": NAMES[key],
+                "key": key,
+                "lr": float(cfg["unlearning"]["lr"]),
+                "epochs": int(cfg["unlearning"]["epochs"]),
+                "RTE": method["RTE"],
+                **{k: method[k] for k in (*METRICS, GAP)},
+            }
+        )
         for name, stage in (("Original", "original"), ("Retrain", "retrain")):
             r = by_name[name]
-            rec = {**base, "method": name, "key": stage, "RTE": r.get("RTE"), **{k: r[k] for k in (*METRICS, GAP)},
-                   "lr": None if stage == "original" else float(cfg["original"]["lr"]),
-                   "epochs": int(cfg["original"]["epochs"])}
+            rec = {
+                **base,
+                "method": name,
+                "key": stage,
+                "RTE": r.get("RTE"),
+                **{k: r[k] for k in (*METRICS, GAP)},
+                "lr": None if stage == "original" else float(cfg["original"]["lr"]),
+                "epochs": int(cfg["original"]["epochs"]),
+            }
             seen = refs.setdefault((seed, mode), {})
             if name not in seen:
                 seen[name] = rec
                 records.append(rec)
             elif any(abs(seen[name][k] - rec[k]) > 1e-6 for k in METRICS):
-                raise ValueError(f"{run}: its {name} model differs from another run's of seed {seed}, {mode} "
-                                 "(runs of one study must share the original recipe)")
+                raise ValueError(
+                    f"{run}: its {name} model differs from another run's of seed {seed}, {mode} "
+                    "(runs of one study must share the original recipe)"
+                )
     if not records:
         raise FileNotFoundError(f"no results.json below {root}")
     return records
@@ -89,9 +110,14 @@ def _cpu_model() -> str:
 
 
 def _machine() -> dict[str, Any]:
-    return {"cpu_model": _cpu_model(), "platform": platform.platform(), "cpu_count": os.cpu_count(),
-            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "python": platform.python_version(),
-            "torch": torch.__version__}
+    return {
+        "cpu_model": _cpu_model(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
 
 
 def study_config(records: Sequence[dict[str, Any]], confirm: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -105,9 +131,13 @@ def study_config(records: Sequence[dict[str, Any]], confirm: Sequence[dict[str, 
     for g in grids.values():
         for lrs in g.values():
             lrs.sort()
-    return {"seeds": sorted({r["seed"] for r in records}), "confirm_seeds": sorted({r["seed"] for r in confirm}),
-            "epochs": {r["key"]: r["epochs"] for r in records if r["key"] != "original"},
-            "original_epochs": next(r["epochs"] for r in records if r["key"] == "original"), "grids": grids}
+    return {
+        "seeds": sorted({r["seed"] for r in records}),
+        "confirm_seeds": sorted({r["seed"] for r in confirm}),
+        "epochs": {r["key"]: r["epochs"] for r in records if r["key"] != "original"},
+        "original_epochs": next(r["epochs"] for r in records if r["key"] == "original"),
+        "grids": grids,
+    }
 
 
 def sweep_table(records: Sequence[dict[str, Any]], mode: str, key: str, seeds: Sequence[int]) -> list[dict[str, Any]]:
@@ -134,23 +164,36 @@ def choose_lr(table: Sequence[dict[str, Any]]) -> float | None:
     return min(finite, key=lambda row: (row["gap_mean"], row["lr"]))["lr"]
 
 
-def summarise(records: Sequence[dict[str, Any]], mode: str, select_seeds: Sequence[int],
-              report_seeds: Sequence[int]) -> dict[str, Any]:
+def summarise(
+    records: Sequence[dict[str, Any]], mode: str, select_seeds: Sequence[int], report_seeds: Sequence[int]
+) -> dict[str, Any]:
     """Choose each method's lr on ``select_seeds``; aggregate its runs on ``report_seeds`` (mean ± std)."""
     chosen: dict[str, float | None] = {}
-    rows = [r for r in records if r["mode"] == mode and r["seed"] in report_seeds and r["key"] in ("original", "retrain")]
+    rows = [
+        r for r in records if r["mode"] == mode and r["seed"] in report_seeds and r["key"] in ("original", "retrain")
+    ]
     for key in METHODS:
         lr = choose_lr(sweep_table(records, mode, key, select_seeds))
         chosen[key] = lr
         if lr is not None:
-            rows += [r for r in records if r["mode"] == mode and r["key"] == key and r["lr"] == lr
-                     and r["seed"] in report_seeds]
+            rows += [
+                r
+                for r in records
+                if r["mode"] == mode and r["key"] == key and r["lr"] == lr and r["seed"] in report_seeds
+            ]
     order = {"original": 0, "retrain": 1, **{k: i + 2 for i, k in enumerate(METHODS)}}
     rows.sort(key=lambda r: (order[r["key"]], r["seed"]))
     if any(r["diverged"] for r in rows):
         raise RuntimeError(f"{mode}: a chosen run diverged on a reported seed; widen or lower the grid")
-    lean = [{"method": r["method"], "seed": r["seed"], **{k: r[k] for k in METRICS},
-             **({"RTE": r["RTE"]} if r["RTE"] is not None else {})} for r in rows]
+    lean = [
+        {
+            "method": r["method"],
+            "seed": r["seed"],
+            **{k: r[k] for k in METRICS},
+            **({"RTE": r["RTE"]} if r["RTE"] is not None else {}),
+        }
+        for r in rows
+    ]
     summary = aggregate(lean)
     lr_of = {NAMES[k]: lr for k, lr in chosen.items()}
     for entry in summary:
@@ -158,16 +201,30 @@ def summarise(records: Sequence[dict[str, Any]], mode: str, select_seeds: Sequen
         entry["lr"] = lr_of.get(entry["method"])
         if entry["method"] == "Retrain":
             entry["lr"] = next(r["lr"] for r in rows if r["key"] == "retrain")
-    return {"chosen_lr": {NAMES[k]: lr for k, lr in chosen.items()}, "chosen_key": chosen, "summary": summary,
-            "select_seeds": list(select_seeds), "report_seeds": list(report_seeds)}
+    return {
+        "chosen_lr": {NAMES[k]: lr for k, lr in chosen.items()},
+        "chosen_key": chosen,
+        "summary": summary,
+        "select_seeds": list(select_seeds),
+        "report_seeds": list(report_seeds),
+    }
 
 
-def wins(records: Sequence[dict[str, Any]], mode: str, chosen: dict[str, float | None], seeds: Sequence[int]) -> dict[str, int]:
+def wins(
+    records: Sequence[dict[str, Any]], mode: str, chosen: dict[str, float | None], seeds: Sequence[int]
+) -> dict[str, int]:
     """How many seeds each method (at its chosen lr) has the smallest Avg.Gap on (a tie counts for each)."""
     count = {name: 0 for name in chosen}
     for seed in seeds:
-        gaps = {r["method"]: r[GAP] for r in records if r["mode"] == mode and r["seed"] == seed
-                and r["method"] in chosen and r["lr"] == chosen[r["method"]] and r[GAP] is not None}
+        gaps = {
+            r["method"]: r[GAP]
+            for r in records
+            if r["mode"] == mode
+            and r["seed"] == seed
+            and r["method"] in chosen
+            and r["lr"] == chosen[r["method"]]
+            and r[GAP] is not None
+        }
         if gaps:
             best = min(gaps.values())
             for name, gap in gaps.items():
@@ -176,8 +233,13 @@ def wins(records: Sequence[dict[str, Any]], mode: str, chosen: dict[str, float |
     return count
 
 
-def paired(records: Sequence[dict[str, Any]], mode: str, chosen: dict[str, float | None], seeds: Sequence[int],
-           ref: str = "SalUn") -> list[dict[str, Any]]:
+def paired(
+    records: Sequence[dict[str, Any]],
+    mode: str,
+    chosen: dict[str, float | None],
+    seeds: Sequence[int],
+    ref: str = "SalUn",
+) -> list[dict[str, Any]]:
     """Per other method: SalUn's Avg.Gap minus its Avg.Gap on the same seed (both at their chosen lr).
 
     Negative = SalUn closer to Retrain. Returns mean/std of the paired difference and how many seeds SalUn is
@@ -196,21 +258,27 @@ def paired(records: Sequence[dict[str, Any]], mode: str, chosen: dict[str, float
             continue
         common = sorted(set(gaps[name]) & set(gaps[ref]))
         d = np.array([gaps[ref][s] - gaps[name][s] for s in common])
-        out.append({
-            "method": name, "n": len(d), "diff_mean": float(d.mean()),
-            "diff_std": float(d.std(ddof=1)) if len(d) > 1 else 0.0,
-            "salun_smaller": int((d < -1e-9).sum()), "tie": int((abs(d) <= 1e-9).sum()),
-            "salun_larger": int((d > 1e-9).sum()),
-        })
+        out.append(
+            {
+                "method": name,
+                "n": len(d),
+                "diff_mean": float(d.mean()),
+                "diff_std": float(d.std(ddof=1)) if len(d) > 1 else 0.0,
+                "salun_smaller": int((d < -1e-9).sum()),
+                "tie": int((abs(d) <= 1e-9).sum()),
+                "salun_larger": int((d > 1e-9).sum()),
+            }
+        )
     return out
 
 
 def format_paired(rows: Sequence[dict[str, Any]]) -> str:
-    lines = ["| SalUn vs | SalUn gap − its gap (mean ± std) | seeds SalUn smaller / tie / larger |",
-             "|---|---:|:---:|"]
+    lines = ["| SalUn vs | SalUn gap − its gap (mean ± std) | seeds SalUn smaller / tie / larger |", "|---|---:|:---:|"]
     for r in rows:
-        lines.append(f"| {r['method']} | {r['diff_mean']:+.2f} ± {r['diff_std']:.2f} | "
-                     f"{r['salun_smaller']} / {r['tie']} / {r['salun_larger']} |")
+        lines.append(
+            f"| {r['method']} | {r['diff_mean']:+.2f} ± {r['diff_std']:.2f} | "
+            f"{r['salun_smaller']} / {r['tie']} / {r['salun_larger']} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -240,8 +308,11 @@ def format_sweep(tables: dict[str, list[dict[str, Any]]], chosen: dict[str, floa
     lines = ["| method | lr | Avg.Gap (mean ± std) | chosen |", "|---|---:|---:|:---:|"]
     for name, table in tables.items():
         for row in table:
-            gap = (f"diverged on {row['diverged']}/{row['n']} seeds" if row["diverged"]
-                   else f"{row['gap_mean']:.2f} ± {row['gap_std']:.2f}")
+            gap = (
+                f"diverged on {row['diverged']}/{row['n']} seeds"
+                if row["diverged"]
+                else f"{row['gap_mean']:.2f} ± {row['gap_std']:.2f}"
+            )
             mark = "✓" if chosen.get(name) == row["lr"] else ""
             lines.append(f"| {name} | {row['lr']:g} | {gap} | {mark} |")
     return "\n".join(lines) + "\n"
@@ -258,8 +329,13 @@ def _json_safe(obj: Any) -> Any:
     return obj
 
 
-def write_outputs(out: Path, cfg: dict[str, Any], records: list[dict[str, Any]], wall: float | None,
-                  confirm_records: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def write_outputs(
+    out: Path,
+    cfg: dict[str, Any],
+    records: list[dict[str, Any]],
+    wall: float | None,
+    confirm_records: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     seeds = list(cfg["seeds"])
     confirm_seeds = sorted({r["seed"] for r in confirm_records or []})
     gap_panels: dict[str, Sequence[dict[str, Any]]] = {}
@@ -280,40 +356,60 @@ def write_outputs(out: Path, cfg: dict[str, Any], records: list[dict[str, Any]],
             confirm["paired"] = paired(confirm_records, mode, confirm["chosen_lr"], confirm_seeds)
             if confirm["chosen_lr"] != main["chosen_lr"]:
                 raise RuntimeError(f"{mode}: the confirmation runs do not use the learning rates chosen by the study")
-        ranked = sorted((e for e in main["summary"] if e["method"] not in ("Retrain", "Original")),
-                        key=lambda e: e[GAP])
+        ranked = sorted(
+            (e for e in main["summary"] if e["method"] not in ("Retrain", "Original")), key=lambda e: e[GAP]
+        )
         salun_rank = next((i + 1 for i, e in enumerate(ranked) if e["method"] == "SalUn"), None)
         doc = {
-            "mode": mode, "title": TITLES[mode], "seeds": seeds, "selection": "lr with the smallest mean Avg.Gap "
-            "over the reported seeds (SalUn's rule)", "rows": main["summary"], "chosen_lr": main["chosen_lr"],
-            "salun_rank": salun_rank, "n_methods": len(ranked), "seed_wins": seed_wins, "paired": pairs,
-            "sweep": tables, "held_out": held_out, "confirm": confirm,
+            "mode": mode,
+            "title": TITLES[mode],
+            "seeds": seeds,
+            "selection": "lr with the smallest mean Avg.Gap over the reported seeds (SalUn's rule)",
+            "rows": main["summary"],
+            "chosen_lr": main["chosen_lr"],
+            "salun_rank": salun_rank,
+            "n_methods": len(ranked),
+            "seed_wins": seed_wins,
+            "paired": pairs,
+            "sweep": tables,
+            "held_out": held_out,
+            "confirm": confirm,
         }
         results[mode] = doc
         atomic_write_json(out / f"results_{suffix}.json", _json_safe(doc))
 
-        md = [f"# Unlearning on digits: {TITLES[mode]} forgetting\n",
-              f"SmallCNN, original {cfg['original_epochs']} epochs, seeds {seeds}; mean ± std over the seeds. Each method's lr is the "
-              "one with the smallest mean Avg.Gap over these same seeds (SalUn's rule: optimistic). "
-              "Gaps are to the Retrain model of the same seed. RTE = wall-clock seconds of the unlearning run "
-              "(SalUn's mask included) on a shared 2-core CPU.\n",
-              format_summary(main["summary"]),
-              f"SalUn ranks {salun_rank} of {len(ranked)} unlearning methods by mean Avg.Gap. "
-              "Seeds on which each method has the smallest Avg.Gap (ties count for each): "
-              + ", ".join(f"{k} {v}" for k, v in seed_wins.items()) + ".\n",
-              "Paired per seed (negative = SalUn closer to Retrain):\n", format_paired(pairs),
-              "## Learning-rate sweep\n", format_sweep(tables, main["chosen_lr"])]
+        md = [
+            f"# Unlearning on digits: {TITLES[mode]} forgetting\n",
+            f"SmallCNN, original {cfg['original_epochs']} epochs, seeds {seeds}; mean ± std over the seeds. Each method's lr is the "
+            "one with the smallest mean Avg.Gap over these same seeds (SalUn's rule: optimistic). "
+            "Gaps are to the Retrain model of the same seed. RTE = wall-clock seconds of the unlearning run "
+            "(SalUn's mask included) on a shared 2-core CPU.\n",
+            format_summary(main["summary"]),
+            f"SalUn ranks {salun_rank} of {len(ranked)} unlearning methods by mean Avg.Gap. "
+            "Seeds on which each method has the smallest Avg.Gap (ties count for each): "
+            + ", ".join(f"{k} {v}" for k, v in seed_wins.items())
+            + ".\n",
+            "Paired per seed (negative = SalUn closer to Retrain):\n",
+            format_paired(pairs),
+            "## Learning-rate sweep\n",
+            format_sweep(tables, main["chosen_lr"]),
+        ]
         if held_out is not None:
-            md += [f"## Held-out check: lr chosen on seed {seeds[0]}, reported on seeds {seeds[1:]}\n",
-                   format_summary(held_out["summary"])]
+            md += [
+                f"## Held-out check: lr chosen on seed {seeds[0]}, reported on seeds {seeds[1:]}\n",
+                format_summary(held_out["summary"]),
+            ]
         if confirm is not None:
-            md += [f"## Fresh seeds {confirm_seeds}: learning rates fixed from the study above, not re-tuned\n",
-                   "An out-of-sample check of the selection: new train/test splits, forget sets, originals and "
-                   "Retrain models; each method runs once per seed at the lr chosen above.\n",
-                   format_summary(confirm["summary"]),
-                   "Seeds on which each method has the smallest Avg.Gap (ties count for each): "
-                   + ", ".join(f"{k} {v}" for k, v in confirm["seed_wins"].items()) + ".\n",
-                   format_paired(confirm["paired"])]
+            md += [
+                f"## Fresh seeds {confirm_seeds}: learning rates fixed from the study above, not re-tuned\n",
+                "An out-of-sample check of the selection: new train/test splits, forget sets, originals and "
+                "Retrain models; each method runs once per seed at the lr chosen above.\n",
+                format_summary(confirm["summary"]),
+                "Seeds on which each method has the smallest Avg.Gap (ties count for each): "
+                + ", ".join(f"{k} {v}" for k, v in confirm["seed_wins"].items())
+                + ".\n",
+                format_paired(confirm["paired"]),
+            ]
         gap_panels[f"{TITLES[mode]}, seeds {seeds} (lr tuned)"] = main["summary"]
         if confirm is not None:
             gap_panels[f"{TITLES[mode]}, fresh seeds {confirm_seeds}"] = confirm["summary"]
@@ -324,10 +420,18 @@ def write_outputs(out: Path, cfg: dict[str, Any], records: list[dict[str, Any]],
 
     plot_avg_gap(gap_panels, out / "avg_gap.png")
     plot_sweep(sweeps_for_plot, out / "lr_sweep.png")
-    atomic_write_json(out / "sweep.json", _json_safe({
-        "config": cfg, "wall_seconds": wall, "machine": _machine(), "runs": public(records),
-        "confirm_runs": public(confirm_records or []),
-    }))
+    atomic_write_json(
+        out / "sweep.json",
+        _json_safe(
+            {
+                "config": cfg,
+                "wall_seconds": wall,
+                "machine": _machine(),
+                "runs": public(records),
+                "confirm_runs": public(confirm_records or []),
+            }
+        ),
+    )
     return results
 
 

@@ -52,8 +52,13 @@ def load_runs(root: Path) -> list[dict[str, Any]]:
         if cfg.get("task") != "unlearn":
             raise ValueError(f"{run}: not an unlearning run (task={cfg.get('task')!r})")
         mode, seed, key = str(cfg["data"]["forget"]), int(cfg["seed"]), method_key(cfg)
-        common = {"mode": mode, "seed": seed, "train_size": cfg["data"]["train_size"],
-                  "test_size": cfg["data"]["test_size"], "original_epochs": cfg["original"]["epochs"]}
+        common = {
+            "mode": mode,
+            "seed": seed,
+            "train_size": cfg["data"]["train_size"],
+            "test_size": cfg["data"]["test_size"],
+            "original_epochs": cfg["original"]["epochs"],
+        }
         for r in results:
             name = str(r["method"])
             if name in REFERENCES:
@@ -62,8 +67,12 @@ def load_runs(root: Path) -> list[dict[str, Any]]:
                 seen.add((mode, name, seed))
                 extra = {"key": name.lower(), "lr": None, "epochs": None, "run": str(run)}
             else:
-                extra = {"key": key, "lr": float(cfg["unlearning"]["lr"]), "epochs": cfg["unlearning"]["epochs"],
-                         "run": str(run)}
+                extra = {
+                    "key": key,
+                    "lr": float(cfg["unlearning"]["lr"]),
+                    "epochs": cfg["unlearning"]["epochs"],
+                    "run": str(run),
+                }
                 name = ANT if key == "salun_ant" else name
             rows.append({**common, "method": name, **extra, **{k: r.get(k) for k in COLUMNS}})
     if not rows:
@@ -87,9 +96,18 @@ def sweep(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for mode, key, name, lr in keys:
         gaps = [r[GAP] for r in rows if (r["mode"], r["key"], r["lr"]) == (mode, key, lr)]
         ok = all(finite(g) for g in gaps)
-        out.append({"mode": mode, "key": key, "method": name, "lr": lr, "n": len(gaps), "diverged": not ok,
-                    "gap_mean": statistics.fmean(gaps) if ok else math.inf,
-                    "gap_std": statistics.pstdev(gaps) if ok else math.inf})
+        out.append(
+            {
+                "mode": mode,
+                "key": key,
+                "method": name,
+                "lr": lr,
+                "n": len(gaps),
+                "diverged": not ok,
+                "gap_mean": statistics.fmean(gaps) if ok else math.inf,
+                "gap_std": statistics.pstdev(gaps) if ok else math.inf,
+            }
+        )
     return out
 
 
@@ -104,9 +122,13 @@ def select(rows: list[dict[str, Any]], out: Path) -> dict[str, float]:
         for t in cands:
             t["chosen"] = t is best
     seeds = sorted({r["seed"] for r in rows})
-    lines = [f"Learning-rate selection on seeds {seeds} (SalUn's rule: smallest mean Avg.Gap to Retrain; "
-             "mean +- population std over seeds). These seeds are not reported in results.md.", "",
-             "| forget | method | lr | Avg.Gap | chosen |", "|---|---|---:|---:|---|"]
+    lines = [
+        f"Learning-rate selection on seeds {seeds} (SalUn's rule: smallest mean Avg.Gap to Retrain; "
+        "mean +- population std over seeds). These seeds are not reported in results.md.",
+        "",
+        "| forget | method | lr | Avg.Gap | chosen |",
+        "|---|---|---:|---:|---|",
+    ]
     for t in table:
         gap = "diverged" if t["diverged"] else f"{t['gap_mean']:.2f} +- {t['gap_std']:.2f}"
         lines.append(f"| {t['mode']} | {t['method']} | {t['lr']:g} | {gap} | {'**yes**' if t['chosen'] else ''} |")
@@ -122,8 +144,14 @@ def plot_sweep(table: list[dict[str, Any]], path: Path) -> None:
     for ax, mode in zip(axes[0], modes):
         for name in dict.fromkeys(t["method"] for t in table if t["mode"] == mode):
             pts = [t for t in table if t["mode"] == mode and t["method"] == name and not t["diverged"]]
-            ax.errorbar([t["lr"] for t in pts], [t["gap_mean"] for t in pts], yerr=[t["gap_std"] for t in pts],
-                        marker="o", capsize=3, label=name)
+            ax.errorbar(
+                [t["lr"] for t in pts],
+                [t["gap_mean"] for t in pts],
+                yerr=[t["gap_std"] for t in pts],
+                marker="o",
+                capsize=3,
+                label=name,
+            )
         ax.set(xscale="log", xlabel="learning rate", ylabel="Avg.Gap to Retrain", title=MODES.get(mode, mode))
         ax.legend(fontsize=7)
     fig.tight_layout()
@@ -136,8 +164,11 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     """mode -> ``aggregate`` entries (mean and sample std over seeds) in the order of the rows, with the lr."""
     out = {}
     for mode in MODES:
-        sub = [{"method": r["method"], "seed": r["seed"], **{k: r[k] for k in COLUMNS if r[k] is not None}}
-               for r in rows if r["mode"] == mode]
+        sub = [
+            {"method": r["method"], "seed": r["seed"], **{k: r[k] for k in COLUMNS if r[k] is not None}}
+            for r in rows
+            if r["mode"] == mode
+        ]
         if sub:
             entries = aggregate(sub)
             for e in entries:
@@ -164,27 +195,42 @@ def _cell(e: dict[str, Any], k: str) -> str:
 def table(rows: list[dict[str, Any]], summary: dict[str, list[dict[str, Any]]], wall: float | None) -> str:
     r0 = rows[0]
     seeds = sorted({r["seed"] for r in rows})
-    lines = [f"Fashion-MNIST unlearning, SmallCNN, seeds {seeds} (not used for the lr choice), train_size "
-             f"{r0['train_size']}, test_size {r0['test_size'] or 'all 10,000'}, original and Retrain "
-             f"{r0['original_epochs']} epochs; mean +- sample std over seeds. UA = 100 - forget accuracy, "
-             "MIA = MIA-efficacy on the forget set, RTE = unlearning seconds, Avg.Gap = mean |UA, RA, TA, MIA "
-             "- Retrain's| (smaller is better). 'wins': seeds on which the method has the smallest Avg.Gap."]
+    lines = [
+        f"Fashion-MNIST unlearning, SmallCNN, seeds {seeds} (not used for the lr choice), train_size "
+        f"{r0['train_size']}, test_size {r0['test_size'] or 'all 10,000'}, original and Retrain "
+        f"{r0['original_epochs']} epochs; mean +- sample std over seeds. UA = 100 - forget accuracy, "
+        "MIA = MIA-efficacy on the forget set, RTE = unlearning seconds, Avg.Gap = mean |UA, RA, TA, MIA "
+        "- Retrain's| (smaller is better). 'wins': seeds on which the method has the smallest Avg.Gap."
+    ]
     for mode, entries in summary.items():
         wins = seed_wins(rows, mode)
         best = min((e[GAP] for e in entries if e["method"] not in REFERENCES), default=math.nan)
-        lines += ["", f"### {MODES[mode]}", "",
-                  "| method | lr | UA | RA | TA | MIA | RTE (s) | Avg.Gap | wins |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        lines += [
+            "",
+            f"### {MODES[mode]}",
+            "",
+            "| method | lr | UA | RA | TA | MIA | RTE (s) | Avg.Gap | wins |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
         for e in entries:
             gap = _cell(e, GAP)
             if e["method"] not in REFERENCES and e[GAP] == best:
                 gap = f"**{gap}**"
             lr = "-" if e["lr"] is None else f"{e['lr']:g}"
-            cells = [e["method"], lr, *(_cell(e, k) for k in (*METRIC_KEYS, "RTE")), gap,
-                     str(wins.get(e["method"], "-"))]
+            cells = [
+                e["method"],
+                lr,
+                *(_cell(e, k) for k in (*METRIC_KEYS, "RTE")),
+                gap,
+                str(wins.get(e["method"], "-")),
+            ]
             lines.append("| " + " | ".join(cells) + " |")
     if wall is not None:
-        lines += ["", f"Wall time of `run.sh` (tuning + final runs): {wall / 60:.1f} min with OMP_NUM_THREADS="
-                  f"{os.environ.get('OMP_NUM_THREADS', 'unset')} and nice 19 on a 2-core CPU shared with other jobs."]
+        lines += [
+            "",
+            f"Wall time of `run.sh` (tuning + final runs): {wall / 60:.1f} min with OMP_NUM_THREADS="
+            f"{os.environ.get('OMP_NUM_THREADS', 'unset')} and nice 19 on a 2-core CPU shared with other jobs.",
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -18,7 +18,6 @@ from torch import Tensor
 
 from .schedules import check_keep
 
-
 FUSE_MODES = ("sum", "mean", "drop")
 
 

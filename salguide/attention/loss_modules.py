@@ -9,10 +9,10 @@ forward.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import reduce
 from operator import add
-
-from typing import Any, Sequence
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -26,13 +26,14 @@ from .routing import find_routed, layer_target, router_of
 from .stats import AttentionStats
 from .targets import gaussian_from_boxes, gaussian_from_points, mask_boxes, token_grid, token_target, with_cls
 
-
 QUERIES = ("cls", "all", "object")
 
 
 def object_rows(model: nn.Module, mask: Tensor, positions: Tensor | None, B: int, N: int) -> Tensor:
     """Query-row weights [B, N] at the layer's tokens: 1 for the class token, the mask coverage for patches."""
-    return layer_target(token_target(mask, token_grid(model), cls_weight=1.0), positions, B, N)  # grid of the last input
+    return layer_target(
+        token_target(mask, token_grid(model), cls_weight=1.0), positions, B, N
+    )  # grid of the last input
 
 
 class AttentionLoss(AuxiliaryLoss):
@@ -96,8 +97,15 @@ class ConcentrationLoss(AttentionLoss):
     name = "attn_concentration"
     requests = {"cls": True}
 
-    def __init__(self, weight: float = 1.0, layers: Sequence[int] | int = (-1,), target: str = "box",
-                 width: float = 0.5, sigma: float = 0.1, queries: str = "cls") -> None:
+    def __init__(
+        self,
+        weight: float = 1.0,
+        layers: Sequence[int] | int = (-1,),
+        target: str = "box",
+        width: float = 0.5,
+        sigma: float = 0.1,
+        queries: str = "cls",
+    ) -> None:
         super().__init__(weight, layers)
         if target not in ("box", "point", "mask"):
             raise ValueError(f"ConcentrationLoss: target must be 'box', 'point' or 'mask', got {target!r}")
@@ -123,8 +131,9 @@ class ConcentrationLoss(AttentionLoss):
             B, N = s.q.shape[0], s.q.shape[2]
             t = layer_target(self.token_weights(model, mask), s.positions, B, N).to(s.q.device)
             rows = None if self.queries == "all" else object_rows(model, mask, s.positions, B, N).to(s.q.device)
-            return concentration_loss_all(s.q, s.k, s.lse, t, scale=s.scale, key_bias=s.key_bias,
-                                          key_mask=s.key_mask, row_weights=rows)
+            return concentration_loss_all(
+                s.q, s.k, s.lse, t, scale=s.scale, key_bias=s.key_bias, key_mask=s.key_mask, row_weights=rows
+            )
         assert s.cls is not None
         t = layer_target(self.token_weights(model, mask), s.positions, s.cls.shape[0], s.cls.shape[2])
         return concentration_loss(s.cls, t)
@@ -139,8 +148,13 @@ class BackgroundSuppressionLoss(AttentionLoss):
     name = "attn_bas"
     requests = {"mass": True}
 
-    def __init__(self, weight: float = 1.0, layers: Sequence[int] | int = (-1,), queries: str = "cls",
-                 cls_is_background: bool = False) -> None:
+    def __init__(
+        self,
+        weight: float = 1.0,
+        layers: Sequence[int] | int = (-1,),
+        queries: str = "cls",
+        cls_is_background: bool = False,
+    ) -> None:
         super().__init__(weight, layers)
         if queries not in QUERIES:
             raise ValueError(f"BackgroundSuppressionLoss: queries must be one of {QUERIES}, got {queries!r}")
@@ -169,8 +183,9 @@ class AttentionEntropyLoss(AttentionLoss):
     name = "attn_entropy"
     requests = {"entropy": True}
 
-    def __init__(self, weight: float = 1.0, layers: Sequence[int] | int = (-1,), queries: str = "cls",
-                 maximize: bool = False) -> None:
+    def __init__(
+        self, weight: float = 1.0, layers: Sequence[int] | int = (-1,), queries: str = "cls", maximize: bool = False
+    ) -> None:
         super().__init__(weight, layers)
         if queries not in ("cls", "all"):
             raise ValueError(f"AttentionEntropyLoss: queries must be 'cls' or 'all', got {queries!r}")
@@ -195,8 +210,9 @@ class AttentionDiversityLoss(AttentionLoss):
 
     def layer_penalty(self, s: AttentionStats, model: nn.Module, mask: Tensor | None) -> Tensor:
         assert s.q is not None and s.k is not None and s.lse is not None
-        return diversity_loss(s.q, s.k, s.lse, scale=s.scale, num_queries=self.num_queries,
-                              key_bias=s.key_bias, key_mask=s.key_mask)
+        return diversity_loss(
+            s.q, s.k, s.lse, scale=s.scale, num_queries=self.num_queries, key_bias=s.key_bias, key_mask=s.key_mask
+        )
 
 
 ATTENTION_LOSSES: dict[str, type[AttentionLoss]] = {

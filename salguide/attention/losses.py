@@ -147,11 +147,14 @@ def diversity_loss(
         raise ValueError(f"num_queries must be >= 2, got {num_queries}")
     if N < 2:
         raise ValueError("diversity needs at least two tokens")
-    rows = torch.arange(N, device=q.device) if N <= num_queries else torch.randperm(
-        N, generator=generator, device="cpu"
-    )[:num_queries].to(q.device)
-    p = attention_rows(q, k, lse, rows, scale=scale, key_bias=key_bias, key_mask=key_mask,
-                       always_self=key_mask is not None).mean(1)  # [B, R, N]
+    rows = (
+        torch.arange(N, device=q.device)
+        if N <= num_queries
+        else torch.randperm(N, generator=generator, device="cpu")[:num_queries].to(q.device)
+    )
+    p = attention_rows(
+        q, k, lse, rows, scale=scale, key_bias=key_bias, key_mask=key_mask, always_self=key_mask is not None
+    ).mean(1)  # [B, R, N]
     p = F.normalize(p, dim=-1)
     gram = p @ p.transpose(1, 2)
     R = gram.shape[1]

@@ -9,7 +9,8 @@ timm-layout models only). :func:`token_counts` gives the tokens / keys every blo
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from torch import Tensor
 

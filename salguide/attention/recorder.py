@@ -10,7 +10,8 @@ Statistics come from the kernel (mass, colsum, lse) or from its lse (CLS row, en
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from torch import Tensor
 
@@ -69,7 +70,7 @@ class AttentionRecorder:
     def clear(self) -> None:
         self.records = {}
 
-    def __enter__(self) -> "AttentionRecorder":
+    def __enter__(self) -> AttentionRecorder:
         if self.router.recorder is not None and self.router.recorder is not self:
             raise RuntimeError("another AttentionRecorder is already active on this model")
         self.router.recorder = self

@@ -96,9 +96,9 @@ def cls_attention(
     """CLS-row attention p_0j, [B, H, N] (token 0 is the class token); a one-query softmax unless the
     kernel's ``lse`` is given."""
     rows = torch.zeros(1, dtype=torch.long, device=q.device)
-    return attention_rows(
-        q, k, lse, rows, scale=scale, key_bias=key_bias, key_mask=key_mask, always_self=always_self
-    )[:, :, 0]
+    return attention_rows(q, k, lse, rows, scale=scale, key_bias=key_bias, key_mask=key_mask, always_self=always_self)[
+        :, :, 0
+    ]
 
 
 def attention_with_entropy(
@@ -127,8 +127,18 @@ def attention_with_entropy(
     qq = torch.nn.functional.pad(q, (0, pad))
     kk = torch.nn.functional.pad(k, (0, pad))
     res = attention_stats(
-        qq, kk, vv, key_mask=key_mask, key_bias=key_bias, always_self=always_self, target=target,
-        return_colsum=return_colsum, return_lse=True, scale=scale, backend=backend, validate=validate,
+        qq,
+        kk,
+        vv,
+        key_mask=key_mask,
+        key_bias=key_bias,
+        always_self=always_self,
+        target=target,
+        return_colsum=return_colsum,
+        return_lse=True,
+        scale=scale,
+        backend=backend,
+        validate=validate,
     )
     assert res.lse is not None
     o = res.out

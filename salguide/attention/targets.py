@@ -38,7 +38,9 @@ def token_grid(model: Any, x: Tensor | None = None) -> tuple[int, int]:
     if found is None:
         raise ValueError(f"cannot find the patch grid of {type(model).__name__} (no patch_embed.grid_size or config)")
     patch, grid = found
-    size = tuple(x.shape[-2:]) if x is not None else getattr(getattr(model, "salguide_router", None), "input_size", None)
+    size = (
+        tuple(x.shape[-2:]) if x is not None else getattr(getattr(model, "salguide_router", None), "input_size", None)
+    )
     if size is None:
         return grid
     if size[0] % patch[0] or size[1] % patch[1]:

@@ -7,7 +7,8 @@ the new term joins the returned loss, so AMP scaling, gradient accumulation, cli
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from torch import Tensor
 

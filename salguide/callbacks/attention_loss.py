@@ -17,9 +17,17 @@ class AttentionLossCallback(AuxiliaryLossCallback):
     :class:`~salguide.callbacks.auxiliary_loss.AuxiliaryLossCallback`."""
 
     loss_type = AttentionLoss
-    sharded_why = ("the attention recorder hooks the routed ViT's blocks and the penalty reads whole attention "
-                   "matrices; untested with sharded parameters (FSDP, DeepSpeed)")
+    sharded_why = (
+        "the attention recorder hooks the routed ViT's blocks and the penalty reads whole attention "
+        "matrices; untested with sharded parameters (FSDP, DeepSpeed)"
+    )
 
-    def __init__(self, attention_loss: AttentionLoss, input_key: Key = 0, target_key: Key = 1, mask_key: Key = 2,
-                 mask_semantics: str | None = None) -> None:
+    def __init__(
+        self,
+        attention_loss: AttentionLoss,
+        input_key: Key = 0,
+        target_key: Key = 1,
+        mask_key: Key = 2,
+        mask_semantics: str | None = None,
+    ) -> None:
         super().__init__(attention_loss, input_key, target_key, mask_key, mask_semantics)

@@ -24,8 +24,9 @@ class AttentionMapCallback(Callback):
     ``num_images`` validation images; write ``{out_dir}/attention_epoch{E:03d}.png`` (default out_dir:
     ``<default_root_dir>/attention``) and log it with every logger's ``log_image`` as ``attention/maps``."""
 
-    def __init__(self, layers: Sequence[int] = (-1,), every_n_epochs: int = 1, num_images: int = 8,
-                 out_dir: str | None = None) -> None:
+    def __init__(
+        self, layers: Sequence[int] = (-1,), every_n_epochs: int = 1, num_images: int = 8, out_dir: str | None = None
+    ) -> None:
         if int(every_n_epochs) < 1 or int(num_images) < 1:
             raise ValueError("every_n_epochs and num_images must be >= 1")
         self.layers, self.every_n_epochs, self.num_images = list(layers), int(every_n_epochs), int(num_images)
@@ -33,8 +34,12 @@ class AttentionMapCallback(Callback):
         self.paths: list[Path] = []
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
-        refuse_sharded(self, trainer, "only rank 0 runs the module on fixed validation images, outside the strategy's "
-                       "wrapper; a sharded module (FSDP, DeepSpeed) needs every rank for a forward")
+        refuse_sharded(
+            self,
+            trainer,
+            "only rank 0 runs the module on fixed validation images, outside the strategy's "
+            "wrapper; a sharded module (FSDP, DeepSpeed) needs every rank for a forward",
+        )
 
     def on_validation_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         if trainer.sanity_checking or (trainer.current_epoch + 1) % self.every_n_epochs or not trainer.is_global_zero:
@@ -56,8 +61,14 @@ class AttentionMapCallback(Callback):
         if last.positions is not None:
             maps["kept tokens"] = kept_tokens_map(last.positions.cpu(), grid, size, len(x))
         out_dir = Path(self.out_dir or Path(trainer.default_root_dir) / "attention")
-        path = plot_attention_maps(x.cpu(), maps, out_dir / f"attention_epoch{trainer.current_epoch:03d}.png",
-                                   labels=y.tolist(), preds=preds.tolist(), title=f"epoch {trainer.current_epoch}")
+        path = plot_attention_maps(
+            x.cpu(),
+            maps,
+            out_dir / f"attention_epoch{trainer.current_epoch:03d}.png",
+            labels=y.tolist(),
+            preds=preds.tolist(),
+            title=f"epoch {trainer.current_epoch}",
+        )
         self.paths.append(path)
         for logger in trainer.loggers:
             if hasattr(logger, "log_image"):

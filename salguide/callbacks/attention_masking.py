@@ -31,9 +31,18 @@ class AttentionMaskingCallback(Callback):
     over ``ratio_steps``; ``layer``: teacher layer whose CLS attention ranks the patches; ``ema``: decay;
     ``save_teacher_to``: a safetensors path for the teacher at fit end (rank 0)."""
 
-    def __init__(self, mode: str = "high", ratio: float = 0.5, ratio_start: float | None = None,
-                 ratio_steps: int = 0, layer: int = -1, ema: float = 0.99, seed: int = 0,
-                 save_teacher_to: str | os.PathLike | None = None, **mask_kwargs: Any) -> None:
+    def __init__(
+        self,
+        mode: str = "high",
+        ratio: float = 0.5,
+        ratio_start: float | None = None,
+        ratio_steps: int = 0,
+        layer: int = -1,
+        ema: float = 0.99,
+        seed: int = 0,
+        save_teacher_to: str | os.PathLike | None = None,
+        **mask_kwargs: Any,
+    ) -> None:
         if mode not in MASK_MODES:
             raise ValueError(f"unknown masking mode {mode!r}; choose one of {MASK_MODES}")
         if not 0.0 <= ema <= 1.0:
@@ -51,8 +60,12 @@ class AttentionMaskingCallback(Callback):
         self._step_at_batch_start = 0
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
-        refuse_sharded(self, trainer, "the EMA teacher is a copy of the student's whole parameters, which sharded "
-                       "strategies (FSDP, DeepSpeed) split across ranks")
+        refuse_sharded(
+            self,
+            trainer,
+            "the EMA teacher is a copy of the student's whole parameters, which sharded "
+            "strategies (FSDP, DeepSpeed) split across ranks",
+        )
 
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
         self._student = find_routed(pl_module)
@@ -88,8 +101,10 @@ class AttentionMaskingCallback(Callback):
             save_weights(self.teacher, self.save_teacher_to)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"teacher": None if self.teacher is None else self.teacher.state_dict(),
-                "generator": self.generator.get_state()}
+        return {
+            "teacher": None if self.teacher is None else self.teacher.state_dict(),
+            "generator": self.generator.get_state(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.generator.set_state(state["generator"])

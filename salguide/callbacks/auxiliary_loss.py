@@ -65,8 +65,10 @@ class AuxiliaryLossCallback(TrainingStepWrapper, Callback):
         self._invert = False
 
     #: why sharded strategies are refused at ``setup`` (a subclass names its own reason)
-    sharded_why = ("the penalty runs extra forwards and input gradients (double backward for RRR) of the whole "
-                   "module inside the training step; untested with sharded parameters (FSDP, DeepSpeed)")
+    sharded_why = (
+        "the penalty runs extra forwards and input gradients (double backward for RRR) of the whole "
+        "module inside the training step; untested with sharded parameters (FSDP, DeepSpeed)"
+    )
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         if stage != "fit":

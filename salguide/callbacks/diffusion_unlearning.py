@@ -77,9 +77,13 @@ class DiffusionUnlearningCallback(TrainingStepWrapper, Callback):
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         if stage != "fit":
             return
-        refuse_sharded(self, trainer, "ESD and ANT keep a copy of the whole module (θ₀) and every objective calls "
-                       "the denoiser outside the strategy's wrapper; sharded strategies (FSDP, DeepSpeed) split "
-                       "its parameters across ranks")
+        refuse_sharded(
+            self,
+            trainer,
+            "ESD and ANT keep a copy of the whole module (θ₀) and every objective calls "
+            "the denoiser outside the strategy's wrapper; sharded strategies (FSDP, DeepSpeed) split "
+            "its parameters across ranks",
+        )
         self._check_automatic(pl_module)
         _, scheduler, num_conditions, _ = denoiser_parts(pl_module)
         self.objective.check(scheduler, num_conditions)

@@ -61,15 +61,23 @@ class ExplanationMetricsCallback(Callback):
         mask_semantics: str | None = None,
         prefix: str = "val_expl",
     ) -> None:
-        self.method, self.num_samples, self.steps = method, as_int(num_samples, "num_samples", 1), as_int(steps, "steps", 1)
+        self.method, self.num_samples, self.steps = (
+            method,
+            as_int(num_samples, "num_samples", 1),
+            as_int(steps, "steps", 1),
+        )
         self.every_n_epochs, self.method_kwargs = as_int(every_n_epochs, "every_n_epochs", 1), dict(method_kwargs or {})
         self.mask_semantics, self.prefix = mask_semantics, prefix
         self.history: list[dict[str, float]] = []
         self._batch: tuple[Tensor, ...] | None = None
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
-        refuse_sharded(self, trainer, "explanations run extra forwards and input gradients of the whole module "
-                       "outside the strategy's wrapper; untested with sharded parameters (FSDP, DeepSpeed)")
+        refuse_sharded(
+            self,
+            trainer,
+            "explanations run extra forwards and input gradients of the whole module "
+            "outside the strategy's wrapper; untested with sharded parameters (FSDP, DeepSpeed)",
+        )
 
     def on_validation_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         if trainer.sanity_checking or (trainer.current_epoch + 1) % self.every_n_epochs:

@@ -16,6 +16,12 @@ class InputSaliencyCallback(AuxiliaryLossCallback):
 
     loss_type = InputLoss
 
-    def __init__(self, input_loss: InputLoss, input_key: Key = 0, target_key: Key = 1, mask_key: Key = 2,
-                 mask_semantics: str | None = None) -> None:
+    def __init__(
+        self,
+        input_loss: InputLoss,
+        input_key: Key = 0,
+        target_key: Key = 1,
+        mask_key: Key = 2,
+        mask_semantics: str | None = None,
+    ) -> None:
         super().__init__(input_loss, input_key, target_key, mask_key, mask_semantics)

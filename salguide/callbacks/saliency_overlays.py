@@ -43,8 +43,12 @@ class SaliencyOverlayCallback(Callback):
         self._batch: tuple[torch.Tensor, ...] | None = None
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
-        refuse_sharded(self, trainer, "only rank 0 runs the module on fixed validation images, outside the strategy's "
-                       "wrapper; a sharded module (FSDP, DeepSpeed) needs every rank for a forward")
+        refuse_sharded(
+            self,
+            trainer,
+            "only rank 0 runs the module on fixed validation images, outside the strategy's "
+            "wrapper; a sharded module (FSDP, DeepSpeed) needs every rank for a forward",
+        )
 
     def on_validation_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         if trainer.sanity_checking or (trainer.current_epoch + 1) % self.every_n_epochs or not trainer.is_global_zero:
@@ -57,8 +61,12 @@ class SaliencyOverlayCallback(Callback):
             preds = pl_module(x.clone()).argmax(-1).cpu()
         out_dir = Path(self.out_dir or Path(trainer.default_root_dir) / "saliency")
         path = plot_saliency_overlays(
-            x.cpu(), maps, out_dir / f"saliency_epoch{trainer.current_epoch:03d}.png", labels=y.cpu().tolist(),
-            preds=preds.tolist(), title=f"epoch {trainer.current_epoch}",
+            x.cpu(),
+            maps,
+            out_dir / f"saliency_epoch{trainer.current_epoch:03d}.png",
+            labels=y.cpu().tolist(),
+            preds=preds.tolist(),
+            title=f"epoch {trainer.current_epoch}",
         )
         self.paths.append(path)
         for logger in trainer.loggers:

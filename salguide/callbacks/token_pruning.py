@@ -21,8 +21,9 @@ from salguide.callbacks._strategy import refuse_sharded
 class TokenPruningCallback(Callback):
     """Attach ``policy`` (EViT / DynamicViT masking / ToMe) with a keep-rate schedule."""
 
-    def __init__(self, policy: TokenPolicy, warmup_steps: int = 0, schedule: str = "cosine",
-                 apply_in_eval: bool = True) -> None:
+    def __init__(
+        self, policy: TokenPolicy, warmup_steps: int = 0, schedule: str = "cosine", apply_in_eval: bool = True
+    ) -> None:
         if not isinstance(policy, TokenPolicy):
             raise TypeError(f"policy must be a salguide.attention.TokenPolicy, got {type(policy).__name__}")
         self.policy, self.target = policy, policy.keep
@@ -32,8 +33,12 @@ class TokenPruningCallback(Callback):
         self._previous: Any = None
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
-        refuse_sharded(self, trainer, "the policy drops or merges tokens inside the routed ViT's blocks; untested "
-                       "with sharded parameters (FSDP, DeepSpeed)")
+        refuse_sharded(
+            self,
+            trainer,
+            "the policy drops or merges tokens inside the routed ViT's blocks; untested "
+            "with sharded parameters (FSDP, DeepSpeed)",
+        )
         self.teardown(trainer, pl_module, stage)  # never stack on our own policy
         self._model = find_routed(pl_module)
         self._previous = use_policy(self._model, self.policy)

@@ -26,8 +26,10 @@ from salguide.weights.select import check_ratio, check_scope
 
 FIGURE_DIR, FIGURE_NAME = "figures", "weight_saliency_sparsity.png"
 SPARSITY_KEY = "weight_saliency/sparsity"
-SHARDED_WHY = ("sharded strategies (FSDP, DeepSpeed) split parameters and optimizer state across ranks, so a "
-               "per-weight mask cannot be enforced on whole tensors; XLA is untested")
+SHARDED_WHY = (
+    "sharded strategies (FSDP, DeepSpeed) split parameters and optimizer state across ranks, so a "
+    "per-weight mask cannot be enforced on whole tensors; XLA is untested"
+)
 
 
 def check_strategy(strategy: Any) -> None:
@@ -185,7 +187,8 @@ class WeightSaliencyCallback(Callback):
         wandb_loggers = installed("WandbLogger", module="loggers")
         for logger in trainer.loggers:
             if isinstance(logger, wandb_loggers):
-                getattr(logger, "log_image")(key=SPARSITY_KEY, images=[str(path)])  # WandbLogger.log_image
+                wandb_logger: Any = logger  # a WandbLogger (installed() returns a tuple of classes)
+                wandb_logger.log_image(key=SPARSITY_KEY, images=[str(path)])
 
     # ---- checkpoint ------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

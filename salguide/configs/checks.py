@@ -61,8 +61,9 @@ class OneOf:
         return "one of " + ", ".join("null" if c is None else repr(c) for c in self.choices)
 
     def accepts(self, v: Any) -> bool:
-        return any(v is c if c is None or isinstance(c, bool) else (v == c and not isinstance(v, bool))
-                   for c in self.choices)
+        return any(
+            v is c if c is None or isinstance(c, bool) else (v == c and not isinstance(v, bool)) for c in self.choices
+        )
 
 
 @dataclass(frozen=True)
@@ -88,38 +89,101 @@ KEEP = Num(lo=0, hi=1, open_lo=True)  # (0, 1]
 
 NAME_RULES: dict[str, Any] = {
     # training recipes (original, retrain, unlearning, classify) and the top level
-    "seed": Num(True, 0, 2**32 - 1), "seeds": Num(True, 0, 2**32 - 1), "epochs": POS_INT, "lr": POS,
-    "momentum": MASK_RATIO, "weight_decay": NONNEG, "l1_alpha": NONNEG, "optimizer": OneOf(("sgd", "adam", "adamw")),
-    "scheduler": OneOf((None, "none", "cosine")), "compare_to_retrain": FLAG, "print_table": FLAG,
+    "seed": Num(True, 0, 2**32 - 1),
+    "seeds": Num(True, 0, 2**32 - 1),
+    "epochs": POS_INT,
+    "lr": POS,
+    "momentum": MASK_RATIO,
+    "weight_decay": NONNEG,
+    "l1_alpha": NONNEG,
+    "optimizer": OneOf(("sgd", "adam", "adamw")),
+    "scheduler": OneOf((None, "none", "cosine")),
+    "compare_to_retrain": FLAG,
+    "print_table": FLAG,
     # data
-    "batch_size": POS_INT, "num_workers": NONNEG_INT, "image_size": POS_INT, "digit_size": POS_INT,
-    "patch_size": POS_INT, "max_shift": NONNEG_INT, "test_fraction": SHARE, "val_fraction": SHARE,
-    "forget_class": NONNEG_INT, "forget_ratio": SHARE, "correlation": UNIT, "eval_correlation": UNIT,
-    "tile": Num(True, 1, nullable=True), "augment": FLAG,
-    "train_size": Num(True, 1, nullable=True), "test_size": Num(True, 1, nullable=True),
+    "batch_size": POS_INT,
+    "num_workers": NONNEG_INT,
+    "image_size": POS_INT,
+    "digit_size": POS_INT,
+    "patch_size": POS_INT,
+    "max_shift": NONNEG_INT,
+    "test_fraction": SHARE,
+    "val_fraction": SHARE,
+    "forget_class": NONNEG_INT,
+    "forget_ratio": SHARE,
+    "correlation": UNIT,
+    "eval_correlation": UNIT,
+    "tile": Num(True, 1, nullable=True),
+    "augment": FLAG,
+    "train_size": Num(True, 1, nullable=True),
+    "test_size": Num(True, 1, nullable=True),
     # models
-    "num_classes": Num(True, 2), "in_channels": POS_INT, "in_chans": POS_INT, "width": POS, "img_size": POS_INT,
-    "embed_dim": POS_INT, "depth": POS_INT, "num_heads": POS_INT, "in_features": POS_INT, "out_features": POS_INT,
+    "num_classes": Num(True, 2),
+    "in_channels": POS_INT,
+    "in_chans": POS_INT,
+    "width": POS,
+    "img_size": POS_INT,
+    "embed_dim": POS_INT,
+    "depth": POS_INT,
+    "num_heads": POS_INT,
+    "in_features": POS_INT,
+    "out_features": POS_INT,
     "small_input": FLAG,
     # weight saliency
-    "ratio": KEEP, "noise_std": NONNEG, "trajectory_steps": NONNEG_INT,
+    "ratio": KEEP,
+    "noise_std": NONNEG,
+    "trajectory_steps": NONNEG_INT,
     # input and attention plugins
-    "weight": NONNEG, "fraction": SHARE, "layers": ANY_INT, "layer": ANY_INT, "sigma": POS, "num_queries": POS_INT,
-    "cls_is_background": FLAG, "maximize": FLAG, "keep": KEEP, "warmup_steps": NONNEG_INT, "fuse": FLAG,
-    "drop_in_eval": FLAG, "ratio_start": Num(lo=0, hi=1, open_hi=True, nullable=True), "ratio_steps": NONNEG_INT,
-    "ema": UNIT, "recon_weight": NONNEG, "top_k": Num(True, 1, nullable=True), "drop_prob": KEEP,
+    "weight": NONNEG,
+    "fraction": SHARE,
+    "layers": ANY_INT,
+    "layer": ANY_INT,
+    "sigma": POS,
+    "num_queries": POS_INT,
+    "cls_is_background": FLAG,
+    "maximize": FLAG,
+    "keep": KEEP,
+    "warmup_steps": NONNEG_INT,
+    "fuse": FLAG,
+    "drop_in_eval": FLAG,
+    "ratio_start": Num(lo=0, hi=1, open_hi=True, nullable=True),
+    "ratio_steps": NONNEG_INT,
+    "ema": UNIT,
+    "recon_weight": NONNEG,
+    "top_k": Num(True, 1, nullable=True),
+    "drop_prob": KEEP,
     "hint_ratio": MASK_RATIO,
     # figures and metrics during training
-    "every_n_epochs": NONNEG_INT, "explain_every_n_epochs": NONNEG_INT, "overlay_every_n_epochs": NONNEG_INT,
-    "explain_samples": POS_INT, "overlay_images": POS_INT, "refresh_rate": NONNEG_INT,
+    "every_n_epochs": NONNEG_INT,
+    "explain_every_n_epochs": NONNEG_INT,
+    "overlay_every_n_epochs": NONNEG_INT,
+    "explain_samples": POS_INT,
+    "overlay_images": POS_INT,
+    "refresh_rate": NONNEG_INT,
     # diffusion models, generative unlearning and generation (task=unlearn_diffusion)
-    "sample_size": POS_INT, "block_out_channels": POS_INT, "layers_per_block": POS_INT, "norm_num_groups": POS_INT,
-    "attention": FLAG, "num_train_timesteps": Num(True, 2), "cond_drop_prob": MASK_RATIO, "beta": NONNEG,
-    "eta": POS, "alpha1": NONNEG, "alpha2": NONNEG, "early_fraction": SHARE, "t_split": Num(True, 1, nullable=True),
-    "from_scratch": FLAG, "pseudo": OneOf(("next", "random")), "guidance_scale": POS,
-    "steps": POS_INT, "sampler": OneOf(("ddim", "ddpm")), "grid_per_class": POS_INT, "std": POS,
+    "sample_size": POS_INT,
+    "block_out_channels": POS_INT,
+    "layers_per_block": POS_INT,
+    "norm_num_groups": POS_INT,
+    "attention": FLAG,
+    "num_train_timesteps": Num(True, 2),
+    "cond_drop_prob": MASK_RATIO,
+    "beta": NONNEG,
+    "eta": POS,
+    "alpha1": NONNEG,
+    "alpha2": NONNEG,
+    "early_fraction": SHARE,
+    "t_split": Num(True, 1, nullable=True),
+    "from_scratch": FLAG,
+    "pseudo": OneOf(("next", "random")),
+    "guidance_scale": POS,
+    "steps": POS_INT,
+    "sampler": OneOf(("ddim", "ddpm")),
+    "grid_per_class": POS_INT,
+    "std": POS,
     # loggers
-    "offline": FLAG, "log_model": OneOf((True, False, "all")),
+    "offline": FLAG,
+    "log_model": OneOf((True, False, "all")),
 }
 
 PATH_RULES: dict[str, Any] = {
@@ -158,8 +222,9 @@ def rule_for(path: str) -> Any:
 def leaves(node: Any, path: str = "") -> list[tuple[str, Any]]:
     """``(dotted path, value)`` of every scalar under ``node`` (a plain container), ``_target_`` keys excluded."""
     if isinstance(node, dict):
-        return [leaf for k, v in node.items() if k != "_target_"
-                for leaf in leaves(v, f"{path}.{k}" if path else str(k))]
+        return [
+            leaf for k, v in node.items() if k != "_target_" for leaf in leaves(v, f"{path}.{k}" if path else str(k))
+        ]
     if isinstance(node, list):
         return [leaf for i, v in enumerate(node) for leaf in leaves(v, f"{path}.{i}")]
     return [(path, node)]
@@ -170,8 +235,9 @@ def check_name(name: Any) -> str:
     text = str(name)
     parts = PurePath(text).parts
     if not text.strip() or PurePath(text).is_absolute() or "\\" in text or ".." in parts:
-        raise ValueError(f"name={text!r} must be a relative folder name without '..' (it names the run's folder "
-                         "under paths.log_dir)")
+        raise ValueError(
+            f"name={text!r} must be a relative folder name without '..' (it names the run's folder under paths.log_dir)"
+        )
     return text
 
 

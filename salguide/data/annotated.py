@@ -58,7 +58,9 @@ class AnnotatedDigitsDataModule(ThreeSplitDataModule, ABC):
     ) -> None:  # fmt: skip
         super().__init__(batch_size, seed, num_workers)
         if not 8 <= int(digit_size) <= int(image_size):
-            raise ValueError(f"need 8 <= digit_size <= image_size, got digit_size={digit_size}, image_size={image_size}")
+            raise ValueError(
+                f"need 8 <= digit_size <= image_size, got digit_size={digit_size}, image_size={image_size}"
+            )
         for name, v in (("test_fraction", test_fraction), ("val_fraction", val_fraction)):
             if not 0.0 < float(v) < 1.0:
                 raise ValueError(f"{name} must lie in the open interval (0, 1), got {v}")

@@ -77,7 +77,11 @@ def place_on_canvas(
     if max_shift < 0:
         raise ValueError(f"max_shift must be >= 0, got {max_shift}")
     pad = image_size - d
-    shift = torch.randint(-max_shift, max_shift + 1, (n, 2), generator=generator) if max_shift else torch.zeros(n, 2, dtype=torch.long)
+    shift = (
+        torch.randint(-max_shift, max_shift + 1, (n, 2), generator=generator)
+        if max_shift
+        else torch.zeros(n, 2, dtype=torch.long)
+    )
     offset = (shift + pad // 2).clamp(0, pad)
     out = torch.zeros((n, digits.shape[1], image_size, image_size), dtype=digits.dtype)
     for i, (r, c) in enumerate(offset.tolist()):

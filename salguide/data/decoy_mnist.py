@@ -20,7 +20,12 @@ from torch.utils.data import Dataset
 from salguide.data.annotated import ThreeSplitDataModule
 from salguide.data.decoy_digits import REGIMES, check_regimes
 from salguide.data.mnist import (
-    NUM_CLASSES, FashionMNISTDataModule, IDXDataModule, MNISTDataModule, check_sizes, stratified_pick,
+    NUM_CLASSES,
+    FashionMNISTDataModule,
+    IDXDataModule,
+    MNISTDataModule,
+    check_sizes,
+    stratified_pick,
 )
 
 

@@ -8,7 +8,7 @@ and from the TA test set; random forgetting removes a random share of the train 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch.utils.data import DataLoader
@@ -129,8 +129,9 @@ class ForgetDataModule(LightningDataModule, ABC):
 
     def _loader(self, dataset: IndexedTensorDataset | None, shuffle: bool, trainer: object = None) -> DataLoader:
         assert dataset is not None  # callers check the split exists (_require_setup / _require_forget)
-        return seeded_loader(dataset, self.batch_size, shuffle=shuffle, seed=self.seed,
-                             num_workers=self.num_workers, trainer=trainer)
+        return seeded_loader(
+            dataset, self.batch_size, shuffle=shuffle, seed=self.seed, num_workers=self.num_workers, trainer=trainer
+        )
 
     def forget_dataloader(self, shuffle: bool = False) -> DataLoader:
         self._require_forget("forget")

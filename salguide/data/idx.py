@@ -84,7 +84,7 @@ def read_idx(path: str | os.PathLike, *, ndim: int | None = None, type_code: int
     gz = _is_gzip(path)
     size = path.stat().st_size
     try:
-        with (gzip.open(path, "rb") if gz else open(path, "rb")) as f:
+        with gzip.open(path, "rb") if gz else open(path, "rb") as f:
             code, shape = _header(f, path, ndim, type_code)
             dtype = np.dtype(DTYPES[code])
             header_len = 4 + 4 * len(shape)

@@ -11,7 +11,8 @@ steps per epoch are those of one process.
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
@@ -53,11 +54,17 @@ def per_device_batch(batch_size: int, world: int) -> int:
     return batch_size // world
 
 
-def seeded_loader(dataset: Dataset, batch_size: int, *, shuffle: bool, seed: int, num_workers: int = 0,
-                  trainer: Any = None) -> DataLoader:
+def seeded_loader(
+    dataset: Dataset, batch_size: int, *, shuffle: bool, seed: int, num_workers: int = 0, trainer: Any = None
+) -> DataLoader:
     """A loader over ``dataset``; shuffled by ``EpochShuffle``. With ``trainer``: a training loader whose
     ``batch_size`` is split over the trainer's processes."""
     world, rank = world_of(trainer)
     sampler = EpochShuffle(dataset, seed, world, rank, trainer) if shuffle else None
-    return DataLoader(dataset, batch_size=per_device_batch(batch_size, world), sampler=sampler,
-                      num_workers=num_workers, persistent_workers=num_workers > 0)
+    return DataLoader(
+        dataset,
+        batch_size=per_device_batch(batch_size, world),
+        sampler=sampler,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+    )

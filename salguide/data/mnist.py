@@ -19,11 +19,23 @@ from sklearn.model_selection import train_test_split
 from salguide.data.forget import ForgetDataModule
 from salguide.data.idx import read_idx
 
-SPLITS = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-          "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+SPLITS = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
-FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-                   "Ankle boot")
+FASHION_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 NUM_CLASSES = 10
 
 
@@ -66,8 +78,9 @@ def stratified_pick(y: torch.Tensor, k: int, seed: int) -> tuple[torch.Tensor, t
     counts = np.bincount(y.numpy())
     classes = int((counts > 0).sum())
     can_stratify = counts[counts > 0].min() >= 2 and min(k, len(y) - k) >= classes
-    picked, rest = train_test_split(np.arange(len(y)), train_size=k, random_state=seed,
-                                    stratify=y.numpy() if can_stratify else None)
+    picked, rest = train_test_split(
+        np.arange(len(y)), train_size=k, random_state=seed, stratify=y.numpy() if can_stratify else None
+    )
     return torch.as_tensor(np.sort(picked)), torch.as_tensor(np.sort(rest))
 
 
@@ -161,8 +174,10 @@ class IDXDataModule(ForgetDataModule):
             out[split] = (x, y) if keep is None else (x[keep].contiguous(), y[keep])
         (tx, _), (sx, _) = out["train"], out["test"]
         if tx.shape[1:] != sx.shape[1:]:
-            raise ValueError(f"{cls.dataset} in {root}: train images {tuple(tx.shape[2:])} and test images "
-                             f"{tuple(sx.shape[2:])} differ in size")
+            raise ValueError(
+                f"{cls.dataset} in {root}: train images {tuple(tx.shape[2:])} and test images "
+                f"{tuple(sx.shape[2:])} differ in size"
+            )
         return out
 
     def _load(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -180,8 +195,10 @@ class FashionMNISTDataModule(IDXDataModule):
 
     dataset = "Fashion-MNIST"
     default_dir = FASHION_MNIST_DIR
-    how_to_get = (f"install Debian's package (apt-get install dataset-fashion-mnist: files in {FASHION_MNIST_DIR}) "
-                  "or pass data_dir= pointing at a copy of the four IDX files")
+    how_to_get = (
+        f"install Debian's package (apt-get install dataset-fashion-mnist: files in {FASHION_MNIST_DIR}) "
+        "or pass data_dir= pointing at a copy of the four IDX files"
+    )
     class_names = FASHION_CLASSES
     subfolders = ("raw", "FashionMNIST/raw")
 
@@ -191,7 +208,9 @@ class MNISTDataModule(IDXDataModule):
 
     dataset = "MNIST"
     default_dir = None
-    how_to_get = ("nothing is downloaded: put train-images-idx3-ubyte, train-labels-idx1-ubyte, "
-                  "t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (raw or .gz) in a directory and pass "
-                  "data_dir= (or set MNIST_DIR for the Hydra config)")
+    how_to_get = (
+        "nothing is downloaded: put train-images-idx3-ubyte, train-labels-idx1-ubyte, "
+        "t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (raw or .gz) in a directory and pass "
+        "data_dir= (or set MNIST_DIR for the Hydra config)"
+    )
     subfolders = ("raw", "MNIST/raw")

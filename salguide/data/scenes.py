@@ -21,8 +21,18 @@ from salguide.data.annotated import NUM_CLASSES, AnnotatedDigitsDataModule
 
 # one colour and one stripe pattern (frequency, angle) per class
 _COLOURS = torch.tensor(
-    [[0.9, 0.2, 0.2], [0.2, 0.8, 0.2], [0.2, 0.3, 0.9], [0.9, 0.8, 0.1], [0.8, 0.2, 0.8],
-     [0.1, 0.8, 0.8], [0.9, 0.5, 0.1], [0.5, 0.3, 0.1], [0.5, 0.5, 0.5], [0.3, 0.1, 0.5]]
+    [
+        [0.9, 0.2, 0.2],
+        [0.2, 0.8, 0.2],
+        [0.2, 0.3, 0.9],
+        [0.9, 0.8, 0.1],
+        [0.8, 0.2, 0.8],
+        [0.1, 0.8, 0.8],
+        [0.9, 0.5, 0.1],
+        [0.5, 0.3, 0.1],
+        [0.5, 0.5, 0.5],
+        [0.3, 0.1, 0.5],
+    ]
 )
 _FREQS = torch.tensor([1.0, 2.0, 3.0, 4.0, 1.5, 2.5, 3.5, 1.0, 2.0, 3.0])
 _ANGLES = torch.tensor([0.0, 0.0, 0.0, 0.0, 0.5, 0.5, 0.5, 1.0, 1.0, 1.0]) * (math.pi / 2)
@@ -57,7 +67,11 @@ def _check_tile(tile: int | None, size: int, d: int) -> None:
 
 
 def compose_scenes(
-    digits: torch.Tensor, bg_classes: torch.Tensor, size: int, generator: torch.Generator, threshold: float = 0.25,
+    digits: torch.Tensor,
+    bg_classes: torch.Tensor,
+    size: int,
+    generator: torch.Generator,
+    threshold: float = 0.25,
     tile: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Paste [N, 1, d, d] digits (white, alpha = intensity) at random positions on class backgrounds;

@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -38,8 +39,10 @@ def class_count_rows(datamodule: Any, class_names: Sequence[str] | None = None) 
     rows = []
     for split, y in labels.items():
         counts = torch.bincount(y, minlength=k)
-        rows += [{"split": split, "class": c, "name": names[c] if c < len(names) else str(c), "count": int(counts[c])}
-                 for c in range(k)]
+        rows += [
+            {"split": split, "class": c, "name": names[c] if c < len(names) else str(c), "count": int(counts[c])}
+            for c in range(k)
+        ]
     return rows
 
 

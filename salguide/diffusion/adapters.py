@@ -18,8 +18,13 @@ from salguide._checks import as_int
 TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "conv1", "conv2")
 
 
-def add_lora(module: nn.Module, rank: int = 4, alpha: float | None = None, target_modules: Sequence[str] = TARGETS,
-             submodule: str = "unet") -> nn.Module:
+def add_lora(
+    module: nn.Module,
+    rank: int = 4,
+    alpha: float | None = None,
+    target_modules: Sequence[str] = TARGETS,
+    submodule: str = "unet",
+) -> nn.Module:
     """Freeze ``module`` and add LoRA adapters (rank ``rank``, scale ``alpha / rank``) to ``module.<submodule>``."""
     from peft import LoraConfig, inject_adapter_in_model
 
@@ -31,8 +36,13 @@ def add_lora(module: nn.Module, rank: int = 4, alpha: float | None = None, targe
     for p in module.parameters():
         p.requires_grad_(False)
     scale = float(alpha if alpha is not None else r)  # peft annotates lora_alpha as int; a float scale works
-    config = LoraConfig(r=r, lora_alpha=scale, target_modules=list(target_modules),  # type: ignore[arg-type]
-                        lora_dropout=0.0, init_lora_weights=True)
+    config = LoraConfig(
+        r=r,
+        lora_alpha=scale,  # type: ignore[arg-type]
+        target_modules=list(target_modules),
+        lora_dropout=0.0,
+        init_lora_weights=True,
+    )
     inject_adapter_in_model(config, target)
     names = adapter_names(module)
     if not names:

@@ -29,7 +29,9 @@ def train_steps(scheduler: object) -> int:
     try:
         return int(scheduler.config.num_train_timesteps)  # type: ignore[attr-defined]
     except AttributeError:
-        raise ValueError(f"{type(scheduler).__name__} is not a diffusers scheduler (no config.num_train_timesteps)") from None
+        raise ValueError(
+            f"{type(scheduler).__name__} is not a diffusers scheduler (no config.num_train_timesteps)"
+        ) from None
 
 
 def check_t_range(t_range: Sequence[int] | None, scheduler: object) -> tuple[int, int]:
@@ -109,5 +111,14 @@ def guided_eps(eps_fn: Eps, x_t: Tensor, t: Tensor, cond: Tensor, null: int, sca
     return e_u + scale * (e_c - e_u)
 
 
-__all__ = ["Eps", "train_steps", "check_t_range", "check_guidance", "check_conditions", "draw_timesteps", "noisy",
-           "denoising_loss", "guided_eps"]
+__all__ = [
+    "Eps",
+    "train_steps",
+    "check_t_range",
+    "check_guidance",
+    "check_conditions",
+    "draw_timesteps",
+    "noisy",
+    "denoising_loss",
+    "guided_eps",
+]

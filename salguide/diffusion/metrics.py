@@ -23,8 +23,17 @@ from salguide.models import SmallCNN
 from .core import check_conditions
 
 
-def fit_judge(x: Tensor, y: Tensor, num_classes: int, *, epochs: int = 15, lr: float = 3e-3, width: int = 16,
-              batch_size: int = 64, seed: int = 0) -> nn.Module:
+def fit_judge(
+    x: Tensor,
+    y: Tensor,
+    num_classes: int,
+    *,
+    epochs: int = 15,
+    lr: float = 3e-3,
+    width: int = 16,
+    batch_size: int = 64,
+    seed: int = 0,
+) -> nn.Module:
     """Train a ``SmallCNN`` on real images (Adam, seeded shuffles); returned in eval mode."""
     torch.manual_seed(as_int(seed, "seed", 0))
     net = SmallCNN(num_classes, in_channels=x.shape[1], width=width)
@@ -33,7 +42,7 @@ def fit_judge(x: Tensor, y: Tensor, num_classes: int, *, epochs: int = 15, lr: f
     for _ in range(as_int(epochs, "epochs", 1)):
         order = torch.randperm(len(y), generator=gen)
         for i in range(0, len(y), batch_size):
-            idx = order[i:i + batch_size]
+            idx = order[i : i + batch_size]
             loss = F.cross_entropy(net(x[idx]), y[idx])
             opt.zero_grad()
             loss.backward()
@@ -62,21 +71,37 @@ def frechet_distance(a: Tensor, b: Tensor) -> float:
 
 
 @torch.no_grad()
-def generate_per_class(module: Any, num_classes: int, per_class: int, *, guidance_scale: float = 2.0,
-                       steps: int = 25, sampler: str = "ddim", seed: int = 0) -> tuple[Tensor, Tensor]:
+def generate_per_class(
+    module: Any,
+    num_classes: int,
+    per_class: int,
+    *,
+    guidance_scale: float = 2.0,
+    steps: int = 25,
+    sampler: str = "ddim",
+    seed: int = 0,
+) -> tuple[Tensor, Tensor]:
     """``per_class`` generations for each class (class c sampled with seed ``seed + c``): images, labels."""
     n = as_int(per_class, "per_class", 1)
     images, labels = [], []
     for c in range(num_classes):
-        images.append(module.sample([c] * n, guidance_scale=guidance_scale, steps=steps, sampler=sampler,
-                                    seed=seed + c).cpu())
+        images.append(
+            module.sample([c] * n, guidance_scale=guidance_scale, steps=steps, sampler=sampler, seed=seed + c).cpu()
+        )
         labels.append(torch.full((n,), c))
     return torch.cat(images), torch.cat(labels)
 
 
 @torch.no_grad()
-def generation_metrics(images: Tensor, labels: Tensor, judge: nn.Module, forget_class: int, real_x: Tensor,
-                       real_y: Tensor, feature_fn: Callable[[nn.Module, Tensor], Tensor] = judge_features) -> dict[str, float]:
+def generation_metrics(
+    images: Tensor,
+    labels: Tensor,
+    judge: nn.Module,
+    forget_class: int,
+    real_x: Tensor,
+    real_y: Tensor,
+    feature_fn: Callable[[nn.Module, Tensor], Tensor] = judge_features,
+) -> dict[str, float]:
     """UA, Acc_r (percent) and FD of generated ``images`` (conditioned on ``labels``) against real retained images."""
     num_classes = int(real_y.max()) + 1
     check_conditions(torch.tensor([forget_class]), num_classes, "forget class")

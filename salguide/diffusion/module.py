@@ -27,8 +27,11 @@ def ddpm_scheduler(num_train_timesteps: int = 200, beta_schedule: str = "squared
     from diffusers import DDPMScheduler
 
     # clip_sample=False: the data are standardised (mean 0, std 1), not in [-1, 1]
-    return DDPMScheduler(num_train_timesteps=as_int(num_train_timesteps, "num_train_timesteps", 2),
-                         beta_schedule=beta_schedule, clip_sample=False)
+    return DDPMScheduler(
+        num_train_timesteps=as_int(num_train_timesteps, "num_train_timesteps", 2),
+        beta_schedule=beta_schedule,
+        clip_sample=False,
+    )
 
 
 class DiffusionModule(pl.LightningModule):
@@ -63,14 +66,24 @@ class DiffusionModule(pl.LightningModule):
         self.num_conditions = as_int(num_classes, "num_classes", 1)
         self.null_condition = self.num_conditions
         self.noise_scheduler = ddpm_scheduler(num_train_timesteps, beta_schedule)
-        self.sample_shape = (as_int(in_channels, "in_channels", 1), as_int(sample_size, "sample_size", 4),
-                             as_int(sample_size, "sample_size", 4))
+        self.sample_shape = (
+            as_int(in_channels, "in_channels", 1),
+            as_int(sample_size, "sample_size", 4),
+            as_int(sample_size, "sample_size", 4),
+        )
         self.build()
 
     def build(self) -> None:
         h: Any = self.hparams  # Lightning's AttributeDict
-        self.unet = class_unet(h.num_classes, h.sample_size, h.in_channels, h.block_out_channels, h.layers_per_block,
-                               h.norm_num_groups, h.attention)
+        self.unet = class_unet(
+            h.num_classes,
+            h.sample_size,
+            h.in_channels,
+            h.block_out_channels,
+            h.layers_per_block,
+            h.norm_num_groups,
+            h.attention,
+        )
 
     def eps(self, x_t: Tensor, t: Tensor, cond: Tensor) -> Tensor:
         return self.unet(x_t, t, class_labels=cond).sample
@@ -102,20 +115,35 @@ class DiffusionModule(pl.LightningModule):
 
     def configure_optimizers(self) -> Any:
         params = [p for p in self.parameters() if p.requires_grad]
-        return torch.optim.AdamW(params, lr=float(self.hparams["lr"]),
-                                 weight_decay=float(self.hparams["weight_decay"]))
+        return torch.optim.AdamW(params, lr=float(self.hparams["lr"]), weight_decay=float(self.hparams["weight_decay"]))
 
     @torch.no_grad()
-    def sample(self, cond: Tensor | Sequence[int], *, guidance_scale: float = 2.0, steps: int = 25,
-               sampler: str = "ddim", seed: int = 0) -> Tensor:
+    def sample(
+        self,
+        cond: Tensor | Sequence[int],
+        *,
+        guidance_scale: float = 2.0,
+        steps: int = 25,
+        sampler: str = "ddim",
+        seed: int = 0,
+    ) -> Tensor:
         """Images for the conditions ``cond`` with classifier-free guidance (see ``sample_images``)."""
         cond = torch.as_tensor(cond, dtype=torch.long, device=self.device)
         check_conditions(cond, self.num_conditions)
         was = self.training
         self.eval()
         try:
-            return sample_images(self.eps, self.noise_scheduler, cond, self.null_condition, self.sample_shape,
-                                 guidance_scale=guidance_scale, steps=steps, sampler=sampler, seed=seed)
+            return sample_images(
+                self.eps,
+                self.noise_scheduler,
+                cond,
+                self.null_condition,
+                self.sample_shape,
+                guidance_scale=guidance_scale,
+                steps=steps,
+                sampler=sampler,
+                seed=seed,
+            )
         finally:
             self.train(was)
 
@@ -124,16 +152,26 @@ class PromptDiffusionModule(DiffusionModule):
     """The text-conditioned path: a ``UNet2DConditionModel`` (cross-attention) on a learned prompt-embedding
     table (``PromptTable``, ``num_classes`` prompts + the empty prompt). Same protocol and training."""
 
-    def __init__(self, num_classes: int = 10, *args: Any, prompt_tokens: int = 4, cross_attention_dim: int = 32,
-                 **kwargs: Any) -> None:
-        self._prompt_args = (as_int(prompt_tokens, "prompt_tokens", 1), as_int(cross_attention_dim, "cross_attention_dim", 1))
+    def __init__(
+        self, num_classes: int = 10, *args: Any, prompt_tokens: int = 4, cross_attention_dim: int = 32, **kwargs: Any
+    ) -> None:
+        self._prompt_args = (
+            as_int(prompt_tokens, "prompt_tokens", 1),
+            as_int(cross_attention_dim, "cross_attention_dim", 1),
+        )
         super().__init__(num_classes, *args, **kwargs)
 
     def build(self) -> None:
         h: Any = self.hparams  # Lightning's AttributeDict
         tokens, dim = self._prompt_args
-        self.unet = prompt_unet(h.sample_size, h.in_channels, h.block_out_channels, h.layers_per_block,
-                                h.norm_num_groups, cross_attention_dim=dim)
+        self.unet = prompt_unet(
+            h.sample_size,
+            h.in_channels,
+            h.block_out_channels,
+            h.layers_per_block,
+            h.norm_num_groups,
+            cross_attention_dim=dim,
+        )
         self.prompts = PromptTable(h.num_classes, tokens, dim)
 
     def eps(self, x_t: Tensor, t: Tensor, cond: Tensor) -> Tensor:

@@ -46,12 +46,20 @@ def class_unet(
     if attention and len(widths) > 1:
         down[-1] = "AttnDownBlock2D"
     up = ["AttnUpBlock2D" if b == "AttnDownBlock2D" else "UpBlock2D" for b in reversed(down)]
-    return cast(nn.Module, UNet2DModel(
-        sample_size=as_int(sample_size, "sample_size", 4), in_channels=as_int(in_channels, "in_channels", 1),
-        out_channels=in_channels, layers_per_block=as_int(layers_per_block, "layers_per_block", 1),
-        block_out_channels=widths, down_block_types=tuple(down), up_block_types=tuple(up),
-        norm_num_groups=norm_num_groups, num_class_embeds=n + 1,
-    ))
+    return cast(
+        nn.Module,
+        UNet2DModel(
+            sample_size=as_int(sample_size, "sample_size", 4),
+            in_channels=as_int(in_channels, "in_channels", 1),
+            out_channels=in_channels,
+            layers_per_block=as_int(layers_per_block, "layers_per_block", 1),
+            block_out_channels=widths,
+            down_block_types=tuple(down),
+            up_block_types=tuple(up),
+            norm_num_groups=norm_num_groups,
+            num_class_embeds=n + 1,
+        ),
+    )
 
 
 def prompt_unet(
@@ -68,16 +76,26 @@ def prompt_unet(
     from diffusers import UNet2DConditionModel
 
     widths = _widths(block_out_channels, norm_num_groups)
-    down = ["DownBlock2D"] + ["CrossAttnDownBlock2D"] * (len(widths) - 1) if len(widths) > 1 else ["CrossAttnDownBlock2D"]
+    down = (
+        ["DownBlock2D"] + ["CrossAttnDownBlock2D"] * (len(widths) - 1) if len(widths) > 1 else ["CrossAttnDownBlock2D"]
+    )
     up = ["CrossAttnUpBlock2D" if b.startswith("CrossAttn") else "UpBlock2D" for b in reversed(down)]
-    return cast(nn.Module, UNet2DConditionModel(
-        sample_size=as_int(sample_size, "sample_size", 4), in_channels=as_int(in_channels, "in_channels", 1),
-        out_channels=in_channels, layers_per_block=as_int(layers_per_block, "layers_per_block", 1),
-        block_out_channels=widths, down_block_types=tuple(down), up_block_types=tuple(up),
-        mid_block_type="UNetMidBlock2DCrossAttn", norm_num_groups=norm_num_groups,
-        cross_attention_dim=as_int(cross_attention_dim, "cross_attention_dim", 1),
-        attention_head_dim=as_int(attention_head_dim, "attention_head_dim", 1),
-    ))
+    return cast(
+        nn.Module,
+        UNet2DConditionModel(
+            sample_size=as_int(sample_size, "sample_size", 4),
+            in_channels=as_int(in_channels, "in_channels", 1),
+            out_channels=in_channels,
+            layers_per_block=as_int(layers_per_block, "layers_per_block", 1),
+            block_out_channels=widths,
+            down_block_types=tuple(down),
+            up_block_types=tuple(up),
+            mid_block_type="UNetMidBlock2DCrossAttn",
+            norm_num_groups=norm_num_groups,
+            cross_attention_dim=as_int(cross_attention_dim, "cross_attention_dim", 1),
+            attention_head_dim=as_int(attention_head_dim, "attention_head_dim", 1),
+        ),
+    )
 
 
 class PromptTable(nn.Module):

@@ -68,8 +68,17 @@ def esd_loss(eps_fn: Eps, original: Eps, x_t: Tensor, t: Tensor, y: Tensor, null
     return F.mse_loss(eps_fn(x_t, t, y), guided_target(original, x_t, t, y, null, -eta))
 
 
-def ant_loss(eps_fn: Eps, original: Eps, early: tuple[Tensor, Tensor], late: tuple[Tensor, Tensor], y: Tensor,
-             null: int, eta: float, alpha1: float, alpha2: float) -> Tensor:
+def ant_loss(
+    eps_fn: Eps,
+    original: Eps,
+    early: tuple[Tensor, Tensor],
+    late: tuple[Tensor, Tensor],
+    y: Tensor,
+    null: int,
+    eta: float,
+    alpha1: float,
+    alpha2: float,
+) -> Tensor:
     """ANT's trajectory-aware loss on an early ``(x_t, t)`` and a mid-to-late ``(x_t, t)`` batch of the same samples."""
     null_y = torch.full_like(y, null)
     terms = []
@@ -96,12 +105,22 @@ class DiffusionObjective:
         """Raise ValueError for settings that do not fit the model (before any training)."""
         check_t_range(self.t_range, scheduler)
 
-    def forget_loss(self, eps_fn: Eps, original: Eps | None, scheduler: object, null: int, num_conditions: int,
-                    x: Tensor, y: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def forget_loss(
+        self,
+        eps_fn: Eps,
+        original: Eps | None,
+        scheduler: object,
+        null: int,
+        num_conditions: int,
+        x: Tensor,
+        y: Tensor,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
         raise NotImplementedError
 
-    def _noised(self, scheduler: object, x: Tensor, generator: torch.Generator | None,
-                t_range: Sequence[int] | None = None) -> tuple[Tensor, Tensor]:
+    def _noised(
+        self, scheduler: object, x: Tensor, generator: torch.Generator | None, t_range: Sequence[int] | None = None
+    ) -> tuple[Tensor, Tensor]:
         lo, hi = check_t_range(t_range if t_range is not None else self.t_range, scheduler)
         t = draw_timesteps(x.shape[0], lo, hi, generator)
         x_t, _ = noisy(scheduler, x, t, generator)
@@ -141,8 +160,9 @@ class ESDObjective(DiffusionObjective):
     name = "ESD"
     needs_original = True
 
-    def __init__(self, eta: float = 1.0, beta: float = 0.0, t_range: Sequence[int] | None = None,
-                 anchor: str = "null") -> None:
+    def __init__(
+        self, eta: float = 1.0, beta: float = 0.0, t_range: Sequence[int] | None = None, anchor: str = "null"
+    ) -> None:
         super().__init__(beta, t_range)
         self.eta = check_guidance(eta, "eta (the negative guidance scale)")
         if anchor not in ("null", "concept"):
@@ -165,8 +185,15 @@ class ANTObjective(DiffusionObjective):
     name = "ANT"
     needs_original = True
 
-    def __init__(self, eta: float = 1.0, alpha1: float = 1.0, alpha2: float = 0.5, early_fraction: float = 0.14,
-                 t_split: int | None = None, beta: float = 0.0) -> None:
+    def __init__(
+        self,
+        eta: float = 1.0,
+        alpha1: float = 1.0,
+        alpha2: float = 0.5,
+        early_fraction: float = 0.14,
+        t_split: int | None = None,
+        beta: float = 0.0,
+    ) -> None:
         super().__init__(beta, None)
         self.eta = check_guidance(eta, "eta (the guidance scale of the targets)")
         self.alpha1, self.alpha2 = _weight(alpha1, "alpha1"), _weight(alpha2, "alpha2")
@@ -207,5 +234,15 @@ class FTObjective(DiffusionObjective):
         return x.new_zeros(())
 
 
-__all__ = ["DiffusionObjective", "SalUnObjective", "ESDObjective", "ANTObjective", "FTObjective", "misaligned",
-           "salun_forget_loss", "esd_loss", "ant_loss", "guided_target"]
+__all__ = [
+    "DiffusionObjective",
+    "SalUnObjective",
+    "ESDObjective",
+    "ANTObjective",
+    "FTObjective",
+    "misaligned",
+    "salun_forget_loss",
+    "esd_loss",
+    "ant_loss",
+    "guided_target",
+]

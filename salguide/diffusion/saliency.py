@@ -37,8 +37,12 @@ class DiffusionForgetLoss:
     (ANT's code scores its own loss). Noise and timesteps come from torch's global RNG (seeded by the
     caller, e.g. per ANT run)."""
 
-    def __init__(self, t_range: Sequence[int] | None = None, objective: DiffusionObjective | None = None,
-                 original: nn.Module | None = None) -> None:
+    def __init__(
+        self,
+        t_range: Sequence[int] | None = None,
+        objective: DiffusionObjective | None = None,
+        original: nn.Module | None = None,
+    ) -> None:
         self.t_range = None if t_range is None else tuple(t_range)
         if objective is not None and objective.needs_original and original is None:
             raise ValueError(f"{type(objective).__name__} compares with the original model: pass original=")
@@ -59,7 +63,11 @@ def _check_forget(module: nn.Module, loader: Iterable, t_range: Sequence[int] | 
 
 
 def diffusion_saliency_scores(
-    module: nn.Module, forget_loader: Iterable, *, seed: int = 0, t_range: Sequence[int] | None = None,
+    module: nn.Module,
+    forget_loader: Iterable,
+    *,
+    seed: int = 0,
+    t_range: Sequence[int] | None = None,
     progress: bool = False,
 ) -> dict[str, Tensor]:
     """SalUn generation saliency ``|Σ ∇θ ℓ_MSE|`` per parameter of ``module``; seeded (the caller's RNG is restored)."""
@@ -70,8 +78,14 @@ def diffusion_saliency_scores(
 
 
 def diffusion_saliency_mask(
-    module: nn.Module, forget_loader: Iterable, ratio: float = 0.5, *, scope: str = "global", seed: int = 0,
-    t_range: Sequence[int] | None = None, trainable_only: bool = True,
+    module: nn.Module,
+    forget_loader: Iterable,
+    ratio: float = 0.5,
+    *,
+    scope: str = "global",
+    seed: int = 0,
+    t_range: Sequence[int] | None = None,
+    trainable_only: bool = True,
 ) -> WeightMask:
     """SalUn's generation mask: top ``ratio`` of the saliency scores (globally by default, as in SalUn).
 
@@ -82,10 +96,18 @@ def diffusion_saliency_mask(
 
 
 def diffusion_ant_mask(
-    module: nn.Module, forget_loader: Iterable, ratio: float = 0.5, *, scope: str = "layer",
-    seeds: Sequence[int] = (0, 1, 2), augmentations: Augmentation | Sequence[Augmentation | None] | None = None,
-    t_range: Sequence[int] | None = None, trainable_only: bool = True, objective: DiffusionObjective | None = None,
-    trajectory_steps: int = 0, lr: float = 1e-2,
+    module: nn.Module,
+    forget_loader: Iterable,
+    ratio: float = 0.5,
+    *,
+    scope: str = "layer",
+    seeds: Sequence[int] = (0, 1, 2),
+    augmentations: Augmentation | Sequence[Augmentation | None] | None = None,
+    t_range: Sequence[int] | None = None,
+    trainable_only: bool = True,
+    objective: DiffusionObjective | None = None,
+    trajectory_steps: int = 0,
+    lr: float = 1e-2,
 ) -> WeightMask:
     """ANT's augmentation-enhanced mask: per-layer top ``ratio`` of the saliency in every (seed, augmentation)
     run, intersected. ``augmentations``: ``aug(x, generator) -> x`` (None = identity). The saliency is the
@@ -98,9 +120,16 @@ def diffusion_ant_mask(
     original = copy.deepcopy(module).eval().requires_grad_(False) if objective is not None else None
     if objective is not None:
         objective.check(denoiser_parts(module)[1], denoiser_parts(module)[2])
-    runs = ant_scores(module, forget_loader, seeds=seeds, augmentations=augmentations,
-                      batch_loss=DiffusionForgetLoss(t_range, objective, original), progress=False,
-                      trajectory_steps=trajectory_steps, lr=lr)
+    runs = ant_scores(
+        module,
+        forget_loader,
+        seeds=seeds,
+        augmentations=augmentations,
+        batch_loss=DiffusionForgetLoss(t_range, objective, original),
+        progress=False,
+        trajectory_steps=trajectory_steps,
+        lr=lr,
+    )
     pick = (lambda s: _trainable(module, s)) if trainable_only else (lambda s: s)
     return reduce(and_, (WeightMask.from_scores(pick(s), ratio, scope=scope) for s in runs))
 
@@ -145,5 +174,12 @@ def check_mask_fits(mask: WeightMask, module: nn.Module, *, strict: bool = False
         )
 
 
-__all__ = ["DiffusionForgetLoss", "diffusion_saliency_scores", "diffusion_saliency_mask", "diffusion_ant_mask",
-           "gaussian_noise", "random_shift", "check_mask_fits"]
+__all__ = [
+    "DiffusionForgetLoss",
+    "diffusion_saliency_scores",
+    "diffusion_saliency_mask",
+    "diffusion_ant_mask",
+    "gaussian_noise",
+    "random_shift",
+    "check_mask_fits",
+]

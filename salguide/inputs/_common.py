@@ -7,8 +7,9 @@ can enter a loss, never calls ``model.train()``/``model.eval()`` and never write
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator, Literal
+from typing import Literal
 
 import torch
 import torch.nn.functional as F

@@ -9,10 +9,9 @@ is usual for Grad-CAM on ViTs.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 

@@ -16,7 +16,9 @@ from salguide._checks import as_int
 from ._common import Model, Target, check_logits, class_scores, grad_input, grad_of, preserve_buffers
 
 
-def trapezoid_weights(steps: int, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
+def trapezoid_weights(
+    steps: int, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu"
+) -> tuple[Tensor, Tensor]:
     """``(alphas, weights)`` of the trapezoid rule on [0, 1] with ``steps`` intervals (steps + 1 nodes)."""
     steps = as_int(steps, "integrated_gradients: steps", 1)  # any integral type (np.int64, ...)
     alphas = torch.linspace(0.0, 1.0, steps + 1, dtype=dtype, device=device)

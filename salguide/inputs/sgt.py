@@ -19,9 +19,7 @@ from ._loss import InputLoss
 from .gradients import gradient_from_logits
 
 
-def mask_lowest(
-    x: Tensor, saliency: Tensor, fraction: float, *, generator: torch.Generator | None = None
-) -> Tensor:
+def mask_lowest(x: Tensor, saliency: Tensor, fraction: float, *, generator: torch.Generator | None = None) -> Tensor:
     """Copy of ``x`` (detached) whose ``floor(fraction * D)`` lowest-saliency features per sample (D =
     features per sample) are replaced by uniform random values in that sample's [min, max]."""
     if not 0.0 <= fraction <= 1.0:
@@ -34,7 +32,9 @@ def mask_lowest(
         return x.detach().clone()
     idx = saliency.detach().flatten(1).topk(k, dim=1, largest=False, sorted=False).indices  # ties: any order
     lo, hi = flat.amin(1, keepdim=True), flat.amax(1, keepdim=True)
-    u = torch.rand((flat.shape[0], k), generator=generator, dtype=flat.dtype, device=generator.device if generator else flat.device)
+    u = torch.rand(
+        (flat.shape[0], k), generator=generator, dtype=flat.dtype, device=generator.device if generator else flat.device
+    )
     out = flat.clone()
     out.scatter_(1, idx, lo + (hi - lo) * u.to(flat.device))
     return out.view_as(x)

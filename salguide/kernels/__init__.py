@@ -9,5 +9,10 @@ from .reference import attention_reference
 from .result import AttentionResult
 
 __all__ = [
-    "AttentionResult", "BACKEND_ENV_VAR", "VALIDATE_ENV_VAR", "attention", "attention_reference", "attention_stats",
+    "AttentionResult",
+    "BACKEND_ENV_VAR",
+    "VALIDATE_ENV_VAR",
+    "attention",
+    "attention_reference",
+    "attention_stats",
 ]

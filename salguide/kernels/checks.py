@@ -39,9 +39,7 @@ def check_inputs(
             f"k {tuple(k.shape)}, v {tuple(v.shape)}"
         )
     if q.dtype not in FLOAT_DTYPES or k.dtype != q.dtype or v.dtype != q.dtype:
-        raise TypeError(
-            f"q, k and v must share one dtype among {FLOAT_DTYPES}; got {q.dtype}, {k.dtype}, {v.dtype}"
-        )
+        raise TypeError(f"q, k and v must share one dtype among {FLOAT_DTYPES}; got {q.dtype}, {k.dtype}, {v.dtype}")
     if k.device != q.device or v.device != q.device:
         raise ValueError(f"q, k and v must be on one device; got {q.device}, {k.device}, {v.device}")
     if q.numel() == 0:
@@ -64,8 +62,7 @@ def check_inputs(
             raise TypeError(f"key_index must be int32 or int64, got {key_index.dtype}")
         if key_index.dim() != 2 or key_index.shape[0] != B or not 1 <= key_index.shape[1] <= N:
             raise ValueError(
-                f"key_index must have shape [B, Nk] with B = {B} and 1 <= Nk <= N = {N}, "
-                f"got {tuple(key_index.shape)}"
+                f"key_index must have shape [B, Nk] with B = {B} and 1 <= Nk <= N = {N}, got {tuple(key_index.shape)}"
             )
     _check_per_key("key_bias", key_bias, B, H, N, q.device)
     _check_per_key("target", target, B, H, N, q.device)

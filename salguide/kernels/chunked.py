@@ -56,8 +56,13 @@ def chunked_lse(
 
 @torch.no_grad()
 def chunked_colsum(
-    q: Tensor, k: Tensor, key_mask: Tensor | None, key_index: Tensor | None, key_bias: Tensor | None,
-    always_self: bool, scale: float,
+    q: Tensor,
+    k: Tensor,
+    key_mask: Tensor | None,
+    key_index: Tensor | None,
+    key_bias: Tensor | None,
+    always_self: bool,
+    scale: float,
 ) -> Tensor:
     """Column sums c_j = sum_i p_ij, [B, H, N] (float32, float64 for float64 inputs), no gradient."""
     ct = torch.float64 if q.dtype == torch.float64 else torch.float32

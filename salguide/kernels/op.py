@@ -59,8 +59,11 @@ def _attention_fake(q, k, v, key_mask, key_index, key_bias, target, always_self,
                     validate) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
     stats = q.new_empty(q.shape[:3], dtype=_stats_dtype(q))
     empty = q.new_empty(0, dtype=stats.dtype)
-    return q.new_empty(q.shape), stats.clone() if target is not None else empty, stats, (
-        stats.clone() if return_colsum else empty.clone()
+    return (
+        q.new_empty(q.shape),
+        stats.clone() if target is not None else empty,
+        stats,
+        (stats.clone() if return_colsum else empty.clone()),
     )
 
 
@@ -102,7 +105,9 @@ def attention_backward_op(
         dq, dk, dv, dbias, dw = reference_backward(
             dout, dmass, dlse, q, k, v, out, mass, key_mask, key_index, key_bias, target, always_self, scale
         )
-    dbias = reduce_heads(dbias, key_bias) if need_dbias and dbias is not None and key_bias is not None else q.new_empty(0)
+    dbias = (
+        reduce_heads(dbias, key_bias) if need_dbias and dbias is not None and key_bias is not None else q.new_empty(0)
+    )
     dtarget = reduce_heads(dw, target) if need_dtarget and dw is not None and target is not None else q.new_empty(0)
     return dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), dbias, dtarget
 

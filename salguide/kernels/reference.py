@@ -60,8 +60,14 @@ def reference_forward(
 
 
 def _dense(
-    q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor | None, bias: Tensor | None, w: Tensor | None,
-    always_self: bool, scale: float,
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    key_mask: Tensor | None,
+    bias: Tensor | None,
+    w: Tensor | None,
+    always_self: bool,
+    scale: float,
 ) -> tuple[Tensor, Tensor | None, Tensor, Tensor]:
     p, lse = dense_probs(q, k, key_mask, bias, always_self, scale)
     mass = None if w is None else (p * w[:, :, None, :]).sum(-1)

@@ -62,10 +62,14 @@ def _indexed_backward(
     dk = torch.zeros_like(k).scatter_add(2, rows, scale * ds.transpose(-1, -2) @ q)
     dv = torch.zeros_like(v).scatter_add(2, rows, p_keys.transpose(-1, -2) @ dout)
     cols = idx[:, None, :].expand(B, H, nk)
-    dbias = None if bias is None else torch.zeros(B, H, N, dtype=q.dtype, device=q.device).scatter_add(2, cols, ds.sum(-2))
+    dbias = (
+        None if bias is None else torch.zeros(B, H, N, dtype=q.dtype, device=q.device).scatter_add(2, cols, ds.sum(-2))
+    )
     dtarget = None
     if g is not None:
-        dtarget = torch.zeros(B, H, N, dtype=q.dtype, device=q.device).scatter_add(2, cols, (p_keys * g[..., None]).sum(-2))
+        dtarget = torch.zeros(B, H, N, dtype=q.dtype, device=q.device).scatter_add(
+            2, cols, (p_keys * g[..., None]).sum(-2)
+        )
     if always_self:  # the own-key column: query i and key i only
         p_own = p[..., nk]
         dp_own = (dout * v).sum(-1) + (0 if g is None or w is None else g * w)

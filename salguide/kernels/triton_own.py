@@ -131,4 +131,3 @@ def own_backward(q: Tensor, k: Tensor, v: Tensor, dout: Tensor, dq: Tensor, dk: 
         HEAD_DIM=D, BLOCK_D=max(16, triton.next_power_of_2(D)), BLOCK_M=BLOCK_M_OWN, HAS_BIAS=bias is not None,
         HAS_TARGET=w is not None, NEED_DBIAS=dbias is not None, NEED_DW=dw is not None, num_warps=OWN_WARPS,
     )  # fmt: skip
-

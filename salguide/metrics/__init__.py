@@ -8,7 +8,16 @@ from .evaluate import evaluate_explanations, explain
 from .pointing import PointingGame, pointing_game_hits
 
 __all__ = [
-    "DeletionAUC", "accuracy", "predict", "EnergyInMask", "InsertionAUC", "PointingGame", "blur", "curve_auc", "deletion_curve",
-    "evaluate_explanations", "explain",
+    "DeletionAUC",
+    "accuracy",
+    "predict",
+    "EnergyInMask",
+    "InsertionAUC",
+    "PointingGame",
+    "blur",
+    "curve_auc",
+    "deletion_curve",
+    "evaluate_explanations",
+    "explain",
     "pointing_game_hits",
 ]

@@ -3,7 +3,7 @@ accuracy helper that pipelines, studies and metrics share)."""
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch import nn

@@ -8,7 +8,7 @@ put pixels back from most salient on; a good map makes it rise fast (high AUC). 
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -98,7 +98,9 @@ class _CurveAUC(Metric):
 
     def update(self, model: Callable[[Tensor], Tensor], x: Tensor, saliency: Tensor, target: Tensor) -> None:
         """Add the AUCs of one batch; ``saliency`` is a pixel map [B, H, W]."""
-        auc = curve_auc(deletion_curve(model, x, saliency, target, mode=self.mode, steps=self.steps, baseline=self.baseline))
+        auc = curve_auc(
+            deletion_curve(model, x, saliency, target, mode=self.mode, steps=self.steps, baseline=self.baseline)
+        )
         self.total += auc.double().sum().to(self.total.device)
         self.count += auc.numel()
 

@@ -11,6 +11,7 @@ from salguide.inputs.energy import energy_in_mask
 
 class EnergyInMask(Metric):
     """Mean over samples of sum(|s| * M) / sum(|s|) for pixel maps s [B, H, W] (higher is better)."""
+
     total: Tensor  # metric states (add_state)
     count: Tensor  # metric states (add_state)
 

@@ -42,13 +42,17 @@ def evaluate_explanations(
         xc, yc = x.clone(), y.clone()
         out: dict[str, float] = {}
         curves: tuple[tuple[str, DeletionAUC | InsertionAUC], ...] = (
-            ("deletion_auc", DeletionAUC(steps)), ("insertion_auc", InsertionAUC(steps)))
+            ("deletion_auc", DeletionAUC(steps)),
+            ("insertion_auc", InsertionAUC(steps)),
+        )
         for name, curve in curves:
             curve.update(model, xc, smap, yc)
             out[name] = float(curve.compute())
         if region is not None:
             maps: tuple[tuple[str, PointingGame | EnergyInMask], ...] = (
-                ("pointing_game", PointingGame()), ("energy_in_mask", EnergyInMask()))
+                ("pointing_game", PointingGame()),
+                ("energy_in_mask", EnergyInMask()),
+            )
             for name, metric in maps:
                 metric.update(smap, region.clone())
                 out[name] = float(metric.compute())

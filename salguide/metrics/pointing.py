@@ -32,6 +32,7 @@ def pointing_game_hits(saliency: Tensor, region: Tensor, tolerance: int = 0) -> 
 
 class PointingGame(Metric):
     """Pointing-game accuracy over all updates (higher is better)."""
+
     hits: Tensor  # metric states (add_state)
     count: Tensor  # metric states (add_state)
 

@@ -3,7 +3,8 @@ attention runs through ``salguide.kernels``, and the ClassifierModule that train
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from torch import nn
 

@@ -60,14 +60,17 @@ class MaskedReconstructionModule(pl.LightningModule):
 
 
 @torch.no_grad()
-def evaluate_masked(module: MaskedReconstructionModule, x: Tensor, y: Tensor, mask: Tensor,
-                    batch_size: int = 256) -> dict[str, float]:
+def evaluate_masked(
+    module: MaskedReconstructionModule, x: Tensor, y: Tensor, mask: Tensor, batch_size: int = 256
+) -> dict[str, float]:
     """Metrics on images ``x`` with the patches of ``mask`` [B, P] hidden: ``recon_mse``, the per-pixel
     squared error of the decoder on hidden patches averaged over all hidden patches (the training loss,
     pooled over the whole set; NaN when nothing is hidden), and ``acc``, the CLS head's accuracy (%)."""
     if mask.dtype != torch.bool or mask.shape != (x.shape[0], module.grid[0] * module.grid[1]):
-        raise ValueError(f"mask must be bool [B, P] = {(x.shape[0], module.grid[0] * module.grid[1])}, "
-                         f"got {mask.dtype} {tuple(mask.shape)}")
+        raise ValueError(
+            f"mask must be bool [B, P] = {(x.shape[0], module.grid[0] * module.grid[1])}, "
+            f"got {mask.dtype} {tuple(mask.shape)}"
+        )
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     was_training = module.training

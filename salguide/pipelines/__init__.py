@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
-from typing import Any, Callable
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -40,8 +40,12 @@ def _unlearn_diffusion(cfg: DictConfig) -> Any:
     return run_unlearn_diffusion(cfg)
 
 
-PIPELINES: dict[str, Callable[[DictConfig], Any]] = {"unlearn": _unlearn, "classify": _classify, "attention": _attention,
-                                                     "unlearn_diffusion": _unlearn_diffusion}
+PIPELINES: dict[str, Callable[[DictConfig], Any]] = {
+    "unlearn": _unlearn,
+    "classify": _classify,
+    "attention": _attention,
+    "unlearn_diffusion": _unlearn_diffusion,
+}
 
 
 # The training recipes whose ``epochs`` a set ``trainer.max_epochs`` overrides.

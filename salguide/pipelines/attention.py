@@ -26,14 +26,23 @@ from salguide.callbacks.attention_maps import AttentionMapCallback
 from salguide.callbacks.attention_masking import AttentionMaskingCallback, load_teacher
 from salguide.callbacks.token_pruning import TokenPruningCallback
 from salguide.io import atomic_write_csv, atomic_write_json, atomic_write_text
+from salguide.metrics import accuracy
 from salguide.models import ClassifierModule
 from salguide.models.mim import MaskedReconstructionModule, evaluate_masked
-from salguide.metrics import accuracy
 from salguide.weights_io import save_weights
 
 from .classify import _MODULE_KEYS, _markdown, classify_recipe, test_split
-from .stages import (check_ckpt_path, check_init_from, close_loggers, init_model, is_rank_zero, log_table, stage_callbacks, stage_loggers,
-                     trainer_kwargs)
+from .stages import (
+    check_ckpt_path,
+    check_init_from,
+    close_loggers,
+    init_model,
+    is_rank_zero,
+    log_table,
+    stage_callbacks,
+    stage_loggers,
+    trainer_kwargs,
+)
 
 
 def _group(cfg: DictConfig, key: str) -> dict[str, Any]:
@@ -59,14 +68,24 @@ def attention_callbacks(cfg: DictConfig, out: Path | None) -> tuple[list[Any], d
     return cbs, {"attention_loss": str(lname), "token_policy": str(pname)}
 
 
-def _fit(cfg: DictConfig, out: Path, module: Any, callbacks: list[Any], epochs: int, stage: str,
-         datamodule: Any) -> tuple[list[Any], float]:
+def _fit(
+    cfg: DictConfig, out: Path, module: Any, callbacks: list[Any], epochs: int, stage: str, datamodule: Any
+) -> tuple[list[Any], float]:
     ckpt_path = check_ckpt_path(cfg)
     loggers = stage_loggers(cfg, stage, f"{cfg.name}-{out.name}")
-    tkw = {"enable_model_summary": False, "num_sanity_val_steps": 0, "default_root_dir": str(out),
-           **trainer_kwargs(cfg), "enable_checkpointing": True}
-    trainer = pl.Trainer(max_epochs=epochs, callbacks=[*stage_callbacks(cfg, stage, out / "checkpoints"), *callbacks],
-                         logger=list(loggers) if loggers else False, **tkw)
+    tkw = {
+        "enable_model_summary": False,
+        "num_sanity_val_steps": 0,
+        "default_root_dir": str(out),
+        **trainer_kwargs(cfg),
+        "enable_checkpointing": True,
+    }
+    trainer = pl.Trainer(
+        max_epochs=epochs,
+        callbacks=[*stage_callbacks(cfg, stage, out / "checkpoints"), *callbacks],
+        logger=list(loggers) if loggers else False,
+        **tkw,
+    )
     start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     seconds = time.perf_counter() - start
@@ -99,7 +118,9 @@ def run_masking(cfg: DictConfig, out: Path, mcfg: dict[str, Any]) -> float:
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
     pl.seed_everything(seed, verbose=False)
-    module = MaskedReconstructionModule(init_model(instantiate(cfg.model), check_init_from(cfg)), lr=float(rc["lr"]), recon_weight=recon_weight)
+    module = MaskedReconstructionModule(
+        init_model(instantiate(cfg.model), check_init_from(cfg)), lr=float(rc["lr"]), recon_weight=recon_weight
+    )
     loggers, seconds = _fit(cfg, out, module, [callback], int(rc["epochs"]), "mim", datamodule)
     if not is_rank_zero():  # rank 0 may still be writing the teacher
         close_loggers(loggers)
@@ -109,10 +130,18 @@ def run_masking(cfg: DictConfig, out: Path, mcfg: dict[str, Any]) -> float:
     with torch.no_grad():
         acc = 100.0 * float((module(x).argmax(-1) == y).float().mean())
         scores = cls_attention_scores(load_teacher(teacher_path, module), x, callback.layer)
-        mask = attention_guided_mask(scores, callback.schedule(10**9), mode,
-                                     generator=torch.Generator().manual_seed(seed), **callback.kwargs)
+        mask = attention_guided_mask(
+            scores, callback.schedule(10**9), mode, generator=torch.Generator().manual_seed(seed), **callback.kwargs
+        )
         recon = evaluate_masked(module, x, y, mask)["recon_mse"]
-    row = {"name": cfg.name, "masking": mode, "seed": seed, "test_acc": acc, "test_recon_mse": recon, "seconds": seconds}
+    row = {
+        "name": cfg.name,
+        "masking": mode,
+        "seed": seed,
+        "test_acc": acc,
+        "test_recon_mse": recon,
+        "seconds": seconds,
+    }
     _finish(cfg, out, loggers, row)
     return acc
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from hydra.utils import instantiate
@@ -27,18 +28,36 @@ from salguide.io import atomic_write_csv, atomic_write_json, atomic_write_text
 from salguide.metrics import evaluate_explanations, explain
 from salguide.models import ClassifierModule
 from salguide.viz.saliency import plot_saliency_overlays
-
 from salguide.weights_io import save_weights
 
-from .stages import (check_ckpt_path, check_init_from, close_loggers, init_model, is_rank_zero, log_images, log_table, stage_callbacks,
-                     stage_loggers, trainer_kwargs)
+from .stages import (
+    check_ckpt_path,
+    check_init_from,
+    close_loggers,
+    init_model,
+    is_rank_zero,
+    log_images,
+    log_table,
+    stage_callbacks,
+    stage_loggers,
+    trainer_kwargs,
+)
 
 log = logging.getLogger(__name__)
 
 DEFAULT_RECIPE: dict[str, Any] = {
-    "epochs": 30, "lr": 1e-3, "optimizer": "adam", "momentum": 0.9, "weight_decay": 0.0, "scheduler": None,
-    "explain_method": "gradient", "explain_every_n_epochs": 1, "explain_samples": 128,
-    "overlay_every_n_epochs": 10, "overlay_images": 8, "overlay_methods": ["gradient", "integrated_gradients"],
+    "epochs": 30,
+    "lr": 1e-3,
+    "optimizer": "adam",
+    "momentum": 0.9,
+    "weight_decay": 0.0,
+    "scheduler": None,
+    "explain_method": "gradient",
+    "explain_every_n_epochs": 1,
+    "explain_samples": 128,
+    "overlay_every_n_epochs": 10,
+    "overlay_images": 8,
+    "overlay_methods": ["gradient", "integrated_gradients"],
 }
 _MODULE_KEYS = ("lr", "optimizer", "momentum", "weight_decay", "scheduler")
 
@@ -81,16 +100,33 @@ def train_classifier(
     if input_loss is not None:
         cbs.append(InputSaliencyCallback(input_loss))
     if rc["explain_every_n_epochs"]:
-        cbs.append(ExplanationMetricsCallback(rc["explain_method"], rc["explain_samples"], every_n_epochs=rc["explain_every_n_epochs"]))
+        cbs.append(
+            ExplanationMetricsCallback(
+                rc["explain_method"], rc["explain_samples"], every_n_epochs=rc["explain_every_n_epochs"]
+            )
+        )
     if out_dir is not None and rc["overlay_every_n_epochs"]:
-        cbs.append(SaliencyOverlayCallback(rc["overlay_methods"], rc["overlay_every_n_epochs"], rc["overlay_images"],
-                                           out_dir=str(Path(out_dir) / "saliency")))
-    tkw = {"enable_checkpointing": False, "enable_model_summary": False, "num_sanity_val_steps": 0,
-           "default_root_dir": str(out_dir) if out_dir else None, **(trainer_kwargs or {})}
+        cbs.append(
+            SaliencyOverlayCallback(
+                rc["overlay_methods"],
+                rc["overlay_every_n_epochs"],
+                rc["overlay_images"],
+                out_dir=str(Path(out_dir) / "saliency"),
+            )
+        )
+    tkw = {
+        "enable_checkpointing": False,
+        "enable_model_summary": False,
+        "num_sanity_val_steps": 0,
+        "default_root_dir": str(out_dir) if out_dir else None,
+        **(trainer_kwargs or {}),
+    }
     if not loggers:
         tkw.setdefault("logger", False)
     pl.seed_everything(seed, workers=True, verbose=False)
-    trainer = pl.Trainer(max_epochs=int(rc["epochs"]), callbacks=cbs, **({"logger": list(loggers)} if loggers else {}), **tkw)
+    trainer = pl.Trainer(
+        max_epochs=int(rc["epochs"]), callbacks=cbs, **({"logger": list(loggers)} if loggers else {}), **tkw
+    )
     start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     seconds = time.perf_counter() - start
@@ -100,7 +136,11 @@ def train_classifier(
     sem = getattr(datamodule, "mask_semantics", "relevant")
     region = relevant_region(rest[0], sem) if rest else None
     expl = evaluate_explanations(module, x, y, region, method=rc["explain_method"])
-    row = {"test_acc": 100.0 * float(tested["test/acc"]), **{f"test_{k}": v for k, v in expl.items()}, "seconds": seconds}
+    row = {
+        "test_acc": 100.0 * float(tested["test/acc"]),
+        **{f"test_{k}": v for k, v in expl.items()},
+        "seconds": seconds,
+    }
     return module, row
 
 
@@ -120,9 +160,16 @@ def run_classify(cfg: DictConfig) -> float:
     loggers = stage_loggers(cfg, "classify", run_id)
     try:
         module, row = train_classifier(
-            datamodule, model, input_loss=input_loss, recipe=recipe, seed=seed,
-            trainer_kwargs={**trainer_kwargs(cfg), "enable_checkpointing": True}, loggers=loggers,
-            callbacks=stage_callbacks(cfg, "classify", out / "checkpoints"), out_dir=out, ckpt_path=ckpt_path,
+            datamodule,
+            model,
+            input_loss=input_loss,
+            recipe=recipe,
+            seed=seed,
+            trainer_kwargs={**trainer_kwargs(cfg), "enable_checkpointing": True},
+            loggers=loggers,
+            callbacks=stage_callbacks(cfg, "classify", out / "checkpoints"),
+            out_dir=out,
+            ckpt_path=ckpt_path,
         )
         row = {"name": cfg.name, "input_loss": input_loss.name if input_loss else "none", "seed": seed, **row}
         if not is_rank_zero():  # strategy=ddp runs the pipeline on every rank; rank 0 alone reports
@@ -132,8 +179,14 @@ def run_classify(cfg: DictConfig) -> float:
         x, y = x[:8], y[:8]
         methods = recipe["overlay_methods"] or DEFAULT_RECIPE["overlay_methods"]
         maps = {m: explain(module, x, y, m) for m in methods}
-        fig = plot_saliency_overlays(x, maps, out / "test_saliency.png", labels=y.tolist(),
-                                     preds=module(x).argmax(-1).tolist(), title=f"{cfg.name}: test images")
+        fig = plot_saliency_overlays(
+            x,
+            maps,
+            out / "test_saliency.png",
+            labels=y.tolist(),
+            preds=module(x).argmax(-1).tolist(),
+            title=f"{cfg.name}: test images",
+        )
         for logger in loggers:
             logger.log_metrics({f"final/{k}": v for k, v in row.items() if isinstance(v, (int, float))})
         log_images(loggers, {"test_saliency": fig})

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from torch import nn
 
@@ -85,7 +86,9 @@ def unlearn(
         l1_alpha=spec.l1_alpha,
         loss_sign=spec.loss_sign,
     )
-    fit_module(module, datamodule, spec.epochs, seed, trainer_kwargs, logger, [*plugin_callbacks, *callbacks], ckpt_path)
+    fit_module(
+        module, datamodule, spec.epochs, seed, trainer_kwargs, logger, [*plugin_callbacks, *callbacks], ckpt_path
+    )
     seconds = time.perf_counter() - start
     return UnlearnResult(model=module.model.eval(), seconds=seconds, mask=mask)
 

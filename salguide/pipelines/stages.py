@@ -16,15 +16,37 @@ from salguide._lightning import pl
 ModelCheckpoint = pl.callbacks.ModelCheckpoint
 
 # Trainer arguments that never change trained weights (display, logging, evaluation, files)
-_NO_NUMERICS = frozenset({
-    "logger", "callbacks", "enable_progress_bar", "enable_model_summary", "enable_checkpointing", "default_root_dir",
-    "log_every_n_steps", "num_sanity_val_steps", "check_val_every_n_epoch", "val_check_interval",
-    "limit_val_batches", "limit_test_batches", "limit_predict_batches", "profiler", "detect_anomaly", "barebones",
-    "inference_mode", "reload_dataloaders_every_n_epochs",
-})
+_NO_NUMERICS = frozenset(
+    {
+        "logger",
+        "callbacks",
+        "enable_progress_bar",
+        "enable_model_summary",
+        "enable_checkpointing",
+        "default_root_dir",
+        "log_every_n_steps",
+        "num_sanity_val_steps",
+        "check_val_every_n_epoch",
+        "val_check_interval",
+        "limit_val_batches",
+        "limit_test_batches",
+        "limit_predict_batches",
+        "profiler",
+        "detect_anomaly",
+        "barebones",
+        "inference_mode",
+        "reload_dataloaders_every_n_epochs",
+    }
+)
 # Callbacks that only display or record
-_DISPLAY_CALLBACKS = ("ProgressBar", "ModelSummary", "LearningRateMonitor", "DeviceStatsMonitor", "ModelCheckpoint",
-                      "DataSamplesCallback")
+_DISPLAY_CALLBACKS = (
+    "ProgressBar",
+    "ModelSummary",
+    "LearningRateMonitor",
+    "DeviceStatsMonitor",
+    "ModelCheckpoint",
+    "DataSamplesCallback",
+)
 
 
 def trainer_kwargs(cfg: DictConfig) -> dict[str, Any]:
@@ -50,7 +72,7 @@ def stage_loggers(cfg: DictConfig, stage: str, run_id: str) -> list[Any]:
             continue
         if "Wandb" in lcfg._target_:
             logger = instantiate(lcfg, name=f"{run_id}-{stage}", group=run_id, job_type=stage)
-            logger.experiment  # start the W&B run now, so its start-up is not timed as part of the stage
+            _ = logger.experiment  # start the W&B run now, so its start-up is not timed as part of the stage
             loggers.append(logger)
         else:
             loggers.append(instantiate(lcfg, name=f"{lcfg.get('name', key)}/{stage}"))
@@ -89,8 +111,9 @@ def stage_callbacks(cfg: DictConfig, stage: str = "", checkpoint_dir: str | Path
         if hasattr(cb, "stage") and type(cb).__name__.endswith("ProgressBar"):
             cb.stage = stage
     if checkpoint_dir is not None and stage:
-        callbacks.append(ModelCheckpoint(dirpath=str(checkpoint_dir), filename=stage, save_top_k=1,
-                                         enable_version_counter=False))
+        callbacks.append(
+            ModelCheckpoint(dirpath=str(checkpoint_dir), filename=stage, save_top_k=1, enable_version_counter=False)
+        )
     return callbacks
 
 
@@ -160,6 +183,7 @@ def weight_settings(cfg: DictConfig) -> dict[str, Any]:
         tkw["accelerator"] = "cuda" if torch.cuda.is_available() else "cpu"
     node = cfg.get("callbacks")
     entries = OmegaConf.to_container(node, resolve=True) if node else {}
-    callbacks = {name: c for name, c in entries.items()
-                 if c and not str(c.get("_target_", "")).endswith(_DISPLAY_CALLBACKS)}
+    callbacks = {
+        name: c for name, c in entries.items() if c and not str(c.get("_target_", "")).endswith(_DISPLAY_CALLBACKS)
+    }
     return {"trainer": tkw, "callbacks": callbacks}

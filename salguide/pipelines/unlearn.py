@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from hydra.utils import instantiate
@@ -18,12 +19,20 @@ from salguide.unlearning.report import format_table, with_gaps, write_results
 from salguide.viz import plot_mask_sparsity, plot_metrics_vs_retrain
 from salguide.weights import WeightMask, ant_mask, saliency_scores
 from salguide.weights.select import check_ratio, check_scope
-
 from salguide.weights_io import load_weights, save_weights
 
 from .fit import train_original, unlearn
-from .stages import (LazyLoggers, check_ckpt_path, check_init_from, is_rank_zero, log_images, log_table,
-                     stage_callbacks, trainer_kwargs, weight_settings)
+from .stages import (
+    LazyLoggers,
+    check_ckpt_path,
+    check_init_from,
+    is_rank_zero,
+    log_images,
+    log_table,
+    stage_callbacks,
+    trainer_kwargs,
+    weight_settings,
+)
 
 log = logging.getLogger(__name__)
 
@@ -126,8 +135,9 @@ def run_unlearning(cfg: DictConfig) -> float | None:
             lambda lg, cb: cached_weights(
                 orig_path,
                 _seeded(make_model, seed),
-                lambda m: train_original(m, datamodule, epochs=epochs, seed=seed, trainer_kwargs=tkw, logger=lg(),
-                                         callbacks=cb, **ocfg),
+                lambda m: train_original(
+                    m, datamodule, epochs=epochs, seed=seed, trainer_kwargs=tkw, logger=lg(), callbacks=cb, **ocfg
+                ),
                 write=writer,
             ),
         )
@@ -144,25 +154,56 @@ def run_unlearning(cfg: DictConfig) -> float | None:
 
         def retrain(lg: LazyLoggers, cb: list[Any]) -> tuple[nn.Module, bool]:
             def fit(_: nn.Module) -> nn.Module:
-                res = unlearn(original, datamodule, rspec, model_factory=make_model, seed=seed,
-                              trainer_kwargs=tkw, logger=lg(), callbacks=cb)
+                res = unlearn(
+                    original,
+                    datamodule,
+                    rspec,
+                    model_factory=make_model,
+                    seed=seed,
+                    trainer_kwargs=tkw,
+                    logger=lg(),
+                    callbacks=cb,
+                )
                 if writer:
                     atomic_write_json(timing, {"seconds": res.seconds})
                 return res.model
+
             return cached_weights(rpath, make_model(), fit, write=writer)
 
         retrained, hit = stage("retrain", retrain)
         keep(retrained, "retrain")
         seconds = cached_seconds(timing)
-        rows.append({"method": "Retrain", "seed": seed, **unlearning_metrics(retrained, datamodule, seed=seed),
-                     "RTE": seconds, "RTE_cached": hit})
+        rows.append(
+            {
+                "method": "Retrain",
+                "seed": seed,
+                **unlearning_metrics(retrained, datamodule, seed=seed),
+                "RTE": seconds,
+                "RTE_cached": hit,
+            }
+        )
 
     # 3. the method under study
     def run_method(lg: LazyLoggers, cb: list[Any]) -> dict[str, Any]:
         loggers = lg()
-        res = unlearn(original, datamodule, spec, mask_fn=mask_fn, model_factory=make_model, seed=seed,
-                      trainer_kwargs=tkw, logger=loggers, callbacks=cb, ckpt_path=ckpt_path)
-        row = {"method": label, "seed": seed, **unlearning_metrics(res.model, datamodule, seed=seed), "RTE": res.seconds}
+        res = unlearn(
+            original,
+            datamodule,
+            spec,
+            mask_fn=mask_fn,
+            model_factory=make_model,
+            seed=seed,
+            trainer_kwargs=tkw,
+            logger=loggers,
+            callbacks=cb,
+            ckpt_path=ckpt_path,
+        )
+        row = {
+            "method": label,
+            "seed": seed,
+            **unlearning_metrics(res.model, datamodule, seed=seed),
+            "RTE": res.seconds,
+        }
         rows.append(row)
         if not writer:
             return row

@@ -28,8 +28,7 @@ from salguide.io import atomic_write_csv, atomic_write_json, atomic_write_text, 
 from salguide.viz.samples import plot_sample_grid
 
 from .fit import fit_module
-from .stages import (LazyLoggers, is_rank_zero, log_images, log_table, stage_callbacks, trainer_kwargs,
-                     weight_settings)
+from .stages import LazyLoggers, is_rank_zero, log_images, log_table, stage_callbacks, trainer_kwargs, weight_settings
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 1  # bump when the code trains different diffusion weights from the same config
@@ -48,13 +47,21 @@ def diffusion_cache_paths(cfg: DictConfig) -> dict[str, Path]:
     weight-changing trainer settings and ``CACHE_VERSION``; the original's and the judge's omit the forget split."""
     data = {k: v for k, v in OmegaConf.to_container(cfg.data, resolve=True).items() if k != "num_workers"}
     split = {k: v for k, v in data.items() if not k.startswith("forget")}
-    common = (OmegaConf.to_container(cfg.model, resolve=True), OmegaConf.to_container(cfg.original, resolve=True),
-              weight_settings(cfg), int(cfg.seed), CACHE_VERSION, "ddpm")
+    common = (
+        OmegaConf.to_container(cfg.model, resolve=True),
+        OmegaConf.to_container(cfg.original, resolve=True),
+        weight_settings(cfg),
+        int(cfg.seed),
+        CACHE_VERSION,
+        "ddpm",
+    )
     judge = config_key(split, OmegaConf.to_container(cfg.judge, resolve=True), int(cfg.seed), CACHE_VERSION, "judge")
     cache = Path(cfg.paths.cache_dir)
-    return {"original": cache / f"ddpm-original-{config_key(split, *common)}.safetensors",
-            "retrain": cache / f"ddpm-retrain-{config_key(data, *common)}.safetensors",
-            "judge": cache / f"ddpm-judge-{judge}.safetensors"}
+    return {
+        "original": cache / f"ddpm-original-{config_key(split, *common)}.safetensors",
+        "retrain": cache / f"ddpm-retrain-{config_key(data, *common)}.safetensors",
+        "judge": cache / f"ddpm-judge-{judge}.safetensors",
+    }
 
 
 def _preflight(cfg: DictConfig, probe: Any, datamodule: Any, objective: Any) -> None:
@@ -79,11 +86,15 @@ def _preflight(cfg: DictConfig, probe: Any, datamodule: Any, objective: Any) -> 
     gen = cfg.generation
     check_guidance(gen.guidance_scale, "generation.guidance_scale")
     if gen.sampler not in SAMPLERS or not 1 <= int(gen.steps) <= scheduler.config.num_train_timesteps:
-        raise ValueError(f"generation.sampler must be one of {SAMPLERS} and generation.steps in 1.."
-                         f"{scheduler.config.num_train_timesteps}, got {gen.sampler!r}, {gen.steps!r}")
+        raise ValueError(
+            f"generation.sampler must be one of {SAMPLERS} and generation.steps in 1.."
+            f"{scheduler.config.num_train_timesteps}, got {gen.sampler!r}, {gen.steps!r}"
+        )
     if tuple(datamodule.input_shape) != tuple(probe.sample_shape):
-        raise ValueError(f"the data's images {tuple(datamodule.input_shape)} do not match the model's sample shape "
-                         f"{tuple(probe.sample_shape)}: set model.sample_size / model.in_channels to match data")
+        raise ValueError(
+            f"the data's images {tuple(datamodule.input_shape)} do not match the model's sample shape "
+            f"{tuple(probe.sample_shape)}: set model.sample_size / model.in_channels to match data"
+        )
 
 
 def run_unlearn_diffusion(cfg: DictConfig) -> float | None:
@@ -108,6 +119,7 @@ def run_unlearn_diffusion(cfg: DictConfig) -> float | None:
 
     def train_on(split: str, key: str) -> Any:
         """The cached DDPM trained on ``split`` (``full``: original; ``retain``: Retrain), with its run time."""
+
         def fit(model: Any) -> Any:
             datamodule.train_on = split
             start = time.perf_counter()
@@ -124,10 +136,14 @@ def run_unlearn_diffusion(cfg: DictConfig) -> float | None:
 
     original, retrained = train_on("full", "original"), train_on("retain", "retrain")
     jcfg = OmegaConf.to_container(cfg.judge, resolve=True)
-    judge, _ = cached_weights(paths["judge"], SmallCNN(datamodule.num_classes, datamodule.input_shape[0], jcfg["width"]),
-                              lambda _: fit_judge(model_inputs(datamodule, datamodule.train_x),
-                                                  datamodule.train_y, datamodule.num_classes, seed=seed, **jcfg),
-                              write=writer)
+    judge, _ = cached_weights(
+        paths["judge"],
+        SmallCNN(datamodule.num_classes, datamodule.input_shape[0], jcfg["width"]),
+        lambda _: fit_judge(
+            model_inputs(datamodule, datamodule.train_x), datamodule.train_y, datamodule.num_classes, seed=seed, **jcfg
+        ),
+        write=writer,
+    )
     judge.eval()
 
     def run_method() -> tuple[Any, float, Any]:
@@ -141,7 +157,9 @@ def run_unlearn_diffusion(cfg: DictConfig) -> float | None:
             check_mask_fits(mask, net)
             plugins.append(WeightSaliencyCallback(mask, strict=False, log_figure=False))
         if objective is not None and not isinstance(objective, FTObjective):
-            plugins.append(DiffusionUnlearningCallback(objective, datamodule.forget_dataloader(shuffle=True), seed=seed))
+            plugins.append(
+                DiffusionUnlearningCallback(objective, datamodule.forget_dataloader(shuffle=True), seed=seed)
+            )
         datamodule.train_on = "retain"
         with _stage(cfg, method, run_id) as (lg, cb):
             fit_module(net, datamodule, int(ucfg.epochs), seed, tkw, lg(), [*plugins, *cb])
@@ -156,19 +174,35 @@ def run_unlearn_diffusion(cfg: DictConfig) -> float | None:
     gen = OmegaConf.to_container(cfg.generation, resolve=True)
     test_x, test_y = model_inputs(datamodule, datamodule.test_x), datamodule.test_y
     rows, images = [], {}
-    for name, net, rte in (("Original", original, None), ("Retrain", retrained,
-                                                          cached_seconds(paths["retrain"].with_suffix(".json"))),
-                           (method, model, seconds)):
+    for name, net, rte in (
+        ("Original", original, None),
+        ("Retrain", retrained, cached_seconds(paths["retrain"].with_suffix(".json"))),
+        (method, model, seconds),
+    ):
         if name == method and name == "Retrain":
             continue
-        x, y = generate_per_class(net, datamodule.num_classes, gen["per_class"], guidance_scale=gen["guidance_scale"],
-                                  steps=gen["steps"], sampler=gen["sampler"], seed=seed)
-        rows.append({"method": name, "seed": seed, **generation_metrics(x, y, judge, datamodule.forget_class, test_x, test_y),
-                     "RTE": rte})
+        x, y = generate_per_class(
+            net,
+            datamodule.num_classes,
+            gen["per_class"],
+            guidance_scale=gen["guidance_scale"],
+            steps=gen["steps"],
+            sampler=gen["sampler"],
+            seed=seed,
+        )
+        rows.append(
+            {
+                "method": name,
+                "seed": seed,
+                **generation_metrics(x, y, judge, datamodule.forget_class, test_x, test_y),
+                "RTE": rte,
+            }
+        )
         if writer:
             keep = torch_grid_index(y, gen["grid_per_class"])
-            images[f"samples/{name}"] = plot_sample_grid(x[keep], y[keep], out / f"samples_{name}.png",
-                                                         title=f"{name}: forgot class {datamodule.forget_class}")
+            images[f"samples/{name}"] = plot_sample_grid(
+                x[keep], y[keep], out / f"samples_{name}.png", title=f"{name}: forgot class {datamodule.forget_class}"
+            )
     if not writer:
         return None
     if mask is not None:

@@ -7,7 +7,8 @@ Avg.Gap = mean |metric - metric of the Retrain model|. All values are percentage
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -16,8 +17,15 @@ from torch import nn
 
 from salguide.metrics.accuracy import accuracy, percent, predict
 
-__all__ = ["METRIC_KEYS", "accuracy", "avg_gap", "mia_efficacy", "mia_efficacy_from_confidences", "predict",
-           "unlearning_metrics"]
+__all__ = [
+    "METRIC_KEYS",
+    "accuracy",
+    "avg_gap",
+    "mia_efficacy",
+    "mia_efficacy_from_confidences",
+    "predict",
+    "unlearning_metrics",
+]
 METRIC_KEYS = ("UA", "RA", "TA", "MIA")
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -65,8 +65,11 @@ def plot_saliency_overlays(
 
 
 def plot_accuracy_bars(
-    results: Mapping[str, Sequence[float]], path: str | os.PathLike, ylabel: str = "test accuracy (%)",
-    title: str | None = None, reference: Mapping[str, float] | None = None,
+    results: Mapping[str, Sequence[float]],
+    path: str | os.PathLike,
+    ylabel: str = "test accuracy (%)",
+    title: str | None = None,
+    reference: Mapping[str, float] | None = None,
 ) -> Path:
     """Bars of mean +- std per method (``results``: method -> values over seeds), optional reference dots."""
     if not results:

@@ -137,7 +137,14 @@ def ant_scores(
                 generator = torch.Generator().manual_seed(seed)
                 runs.append(
                     _run_scores(
-                        model, dataloader, _seeded(aug, generator), trajectory_steps, lr, loss_fn, device, progress,
+                        model,
+                        dataloader,
+                        _seeded(aug, generator),
+                        trajectory_steps,
+                        lr,
+                        loss_fn,
+                        device,
+                        progress,
                         batch_loss,
                     )
                 )

@@ -90,7 +90,9 @@ def pair_masks(
     masks are always errors.
     """
     if not isinstance(mask, Mapping) or not mask:
-        raise ValueError(f"mask must be a non-empty mapping of parameter name -> bool tensor, got {type(mask).__name__}")
+        raise ValueError(
+            f"mask must be a non-empty mapping of parameter name -> bool tensor, got {type(mask).__name__}"
+        )
     params = dict(named_parameters)
     if not params:
         raise ValueError("there are no parameters to mask")

@@ -186,7 +186,11 @@ def topk_mask(
 def warn_if_arbitrary(scores: Mapping[str, Tensor], ratio: float, scope: str) -> None:
     """Warn when a selection is decided by tie-breaking alone: every score in its scope is equal (all zero,
     e.g. when the loss ignored every label), so the mask keeps the first entries in parameter order."""
-    groups = [[n] for n, t in scores.items() if t.numel()] if scope == "layer" else [[n for n in scores if scores[n].numel()]]
+    groups = (
+        [[n] for n, t in scores.items() if t.numel()]
+        if scope == "layer"
+        else [[n for n in scores if scores[n].numel()]]
+    )
     tied = []
     for names in filter(None, groups):
         n = sum(scores[k].numel() for k in names)
@@ -194,7 +198,9 @@ def warn_if_arbitrary(scores: Mapping[str, Tensor], ratio: float, scope: str) ->
         if lo == hi and n > keep_count(ratio, n):
             tied += names
     if tied:
-        where = "all scores" if scope == "global" else "the scores of " + ", ".join(tied[:5]) + (" ..." * (len(tied) > 5))
+        where = (
+            "all scores" if scope == "global" else "the scores of " + ", ".join(tied[:5]) + (" ..." * (len(tied) > 5))
+        )
         warnings.warn(
             f"{where} are equal ({float(scores[tied[0]].reshape(-1)[0]):g}): the saliency carries no information, so "
             "the mask is arbitrary (the first entries in parameter order win the tie). Did the loss ignore every label?",

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from salguide._lightning import pl
@@ -48,14 +47,25 @@ class HandWritten(ClassifierModule):
 
 
 def fit(module, callbacks=(), **kw):
-    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, callbacks=list(callbacks), **kw)
+    trainer = pl.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=list(callbacks),
+        **kw,
+    )
     trainer.fit(module, train_dataloaders=data())
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
-@pytest.mark.parametrize("make_loss", [lambda: BackgroundSuppressionLoss(5.0, [0, 1], "all"),
-                                       lambda: ConcentrationLoss(2.0, [-1])], ids=["bas", "concentration"])
+@pytest.mark.parametrize(
+    "make_loss",
+    [lambda: BackgroundSuppressionLoss(5.0, [0, 1], "all"), lambda: ConcentrationLoss(2.0, [-1])],
+    ids=["bas", "concentration"],
+)
 def test_callback_equals_hand_written_loss_with_one_forward_per_step(make_loss) -> None:
     plain = ClassifierModule(vit(), **opts())
     calls = []

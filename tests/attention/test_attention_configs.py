@@ -29,7 +29,9 @@ def _compose(*overrides: str):
 def test_every_option_has_a_yaml_and_presets_exist() -> None:
     assert {p.stem for p in (CONFIGS / "attention_loss").glob("*.yaml")} == {"none", *ATTENTION_LOSSES}
     assert {p.stem for p in (CONFIGS / "token_policy").glob("*.yaml")} == {"none", *POLICIES}
-    assert len(PRESETS) == 11  # attn_scenes_{vanilla,concentration,bas,oracle}, mim_digits, prune_{digits,fashion_mnist}_*
+    assert (
+        len(PRESETS) == 11
+    )  # attn_scenes_{vanilla,concentration,bas,oracle}, mim_digits, prune_{digits,fashion_mnist}_*
     assert MASK_OPTIONS == ["acmil", "attmask_high", "attmask_hint", "attmask_low", "none", "random"]
 
 
@@ -78,8 +80,16 @@ def test_bad_group_values_fail_before_training(tmp_path) -> None:
 
 @pytest.mark.slow
 def test_attention_pipeline_writes_results_and_attention_maps(tmp_path) -> None:
-    cfg = _compose("experiment=attn_scenes_bas", f"paths.output_dir={tmp_path}", "classify.epochs=1", "logger=none",
-                   "callbacks=none", "attention_maps.every_n_epochs=1", "token_policy=tome", "+trainer.limit_train_batches=3")
+    cfg = _compose(
+        "experiment=attn_scenes_bas",
+        f"paths.output_dir={tmp_path}",
+        "classify.epochs=1",
+        "logger=none",
+        "callbacks=none",
+        "attention_maps.every_n_epochs=1",
+        "token_policy=tome",
+        "+trainer.limit_train_batches=3",
+    )
     attention_pipeline.run_attention(cfg)
     row = json.loads((tmp_path / "results.json").read_text())
     assert row["attention_loss"] == "bas" and row["token_policy"] == "tome"
@@ -89,8 +99,15 @@ def test_attention_pipeline_writes_results_and_attention_maps(tmp_path) -> None:
 
 @pytest.mark.slow
 def test_mim_pipeline_on_digits_writes_results(tmp_path) -> None:
-    cfg = _compose("experiment=mim_digits", f"paths.output_dir={tmp_path}", "classify.epochs=1", "logger=none",
-                   "callbacks=none", "attention_masking=acmil", "+trainer.limit_train_batches=3")
+    cfg = _compose(
+        "experiment=mim_digits",
+        f"paths.output_dir={tmp_path}",
+        "classify.epochs=1",
+        "logger=none",
+        "callbacks=none",
+        "attention_masking=acmil",
+        "+trainer.limit_train_batches=3",
+    )
     attention_pipeline.run_attention(cfg)
     row = json.loads((tmp_path / "results.json").read_text())
     assert row["masking"] == "acmil" and row["test_recon_mse"] > 0 and 0 <= row["test_acc"] <= 100

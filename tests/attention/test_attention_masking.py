@@ -10,8 +10,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from salguide._lightning import pl
 from salguide.attention.masking import attention_guided_mask, mask_patches, patchify
-from salguide.models.mim import MaskedReconstructionModule
 from salguide.callbacks.attention_masking import AttentionMaskingCallback
+from salguide.models.mim import MaskedReconstructionModule
 from salguide.models.vit import vit_digits
 
 SCORES = torch.tensor([[0.05, 0.4, 0.1, 0.3, 0.15, 0.0, 0.2, 0.35]])  # P = 8
@@ -83,8 +83,15 @@ def test_callback_appends_teacher_guided_masks_and_updates_the_ema_teacher() -> 
             seen.append((batch[-1].clone(), copy.deepcopy(cb.teacher), copy.deepcopy(pl_module.model)))
 
     cb = AttentionMaskingCallback("high", ratio=0.5, ratio_start=0.25, ratio_steps=1, ema=0.9)
-    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, callbacks=[cb, Spy()])
+    trainer = pl.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[cb, Spy()],
+    )
     trainer.fit(module, DataLoader(ds, batch_size=4))
     (m0, t0, s0), (m1, t1, s1) = seen
     assert (m0.sum(1) == 16).all() and (m1.sum(1) == 32).all()  # ratio 0.25 then 0.5 of 64 patches
@@ -108,8 +115,13 @@ def _tiny_module(lr: float = 1e-3) -> MaskedReconstructionModule:
 
 
 def _trainer(**kw) -> pl.Trainer:
-    base = dict(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                enable_model_summary=False)
+    base = dict(
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     return pl.Trainer(**{**base, **kw})
 
 
@@ -130,15 +142,18 @@ def test_ema_teacher_moves_once_per_optimizer_step_under_gradient_accumulation()
     d = 0.5
     cb = AttentionMaskingCallback("random", ratio=0.5, ema=d)
     _trainer(max_epochs=1, accumulate_grad_batches=2, callbacks=[cb, Spy()]).fit(
-        module, DataLoader(_dataset(8), batch_size=2))
+        module, DataLoader(_dataset(8), batch_size=2)
+    )
     assert len(after_batch) == 4
     s1, s2 = after_batch[1], after_batch[3]  # the student after optimizer steps 1 and 2
     assert all(a.equal(b) for a, b in zip(after_batch[0], start))  # no step after the first batch
     for t, t0, p1, p2 in zip(cb.teacher.parameters(), start, s1, s2):
         torch.testing.assert_close(t, d * (d * t0 + (1 - d) * p1) + (1 - d) * p2)
     # the per-batch update (4 lerps: student t0, s1, s1, s2) gives a measurably different teacher
-    per_batch = [d * (d * (d * (d * t0 + (1 - d) * t0) + (1 - d) * p1) + (1 - d) * p1) + (1 - d) * p2
-                 for t0, p1, p2 in zip(start, s1, s2)]
+    per_batch = [
+        d * (d * (d * (d * t0 + (1 - d) * t0) + (1 - d) * p1) + (1 - d) * p1) + (1 - d) * p2
+        for t0, p1, p2 in zip(start, s1, s2)
+    ]
     assert max((t - r).abs().max().item() for t, r in zip(cb.teacher.parameters(), per_batch)) > 1e-4
 
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.multiprocessing as mp
+from test_attention_masking import _dataset, _tiny_module, _trainer
 from torch.utils.data import DataLoader
 
 from salguide.callbacks.attention_masking import AttentionMaskingCallback
-from test_attention_masking import _dataset, _tiny_module, _trainer
 
 
 def _draw(rank: int, cb: AttentionMaskingCallback, out: str) -> None:

@@ -14,29 +14,61 @@ import pytest
 import torch
 import yaml
 
-from salguide.models.mim import MaskedReconstructionModule
 from salguide.data import DigitsDataModule
+from salguide.models.mim import MaskedReconstructionModule
 from salguide.models.vit import vit_digits
 from salguide.weights_io import save_weights
 
 HERE = Path(__file__).resolve().parents[2] / "experiments" / "attention_masking"
-DATA = {"_target_": "salguide.data.DigitsDataModule", "batch_size": 16, "image_size": 32, "test_fraction": 0.2,
-        "forget": None, "num_workers": 0}
-MASKING = {"random": {"name": "random"}, "attmask_high": {"name": "high"}, "acmil": {"name": "acmil", "top_k": None,
-                                                                                     "drop_prob": 0.75}}
+DATA = {
+    "_target_": "salguide.data.DigitsDataModule",
+    "batch_size": 16,
+    "image_size": 32,
+    "test_fraction": 0.2,
+    "forget": None,
+    "num_workers": 0,
+}
+MASKING = {
+    "random": {"name": "random"},
+    "attmask_high": {"name": "high"},
+    "acmil": {"name": "acmil", "top_k": None, "drop_prob": 0.75},
+}
 
 
 def _run(root: Path, option: str, seed: int) -> MaskedReconstructionModule:
     run = root / option / str(seed)
     (run / ".hydra").mkdir(parents=True)
-    mcfg = {**MASKING[option], "ratio": 0.5, "ratio_start": 0.1, "ratio_steps": 600, "layer": -1, "ema": 0.99,
-            "recon_weight": 1.0}
-    cfg = {"name": "mim_digits", "seed": seed, "data": {**DATA, "seed": seed},
-           "model": {"_target_": "salguide.models.vit.vit_digits"}, "classify": {"epochs": 20, "lr": 1e-3},
-           "attention_masking": mcfg, "paths": {"output_dir": "${hydra:runtime.output_dir}"}}
+    mcfg = {
+        **MASKING[option],
+        "ratio": 0.5,
+        "ratio_start": 0.1,
+        "ratio_steps": 600,
+        "layer": -1,
+        "ema": 0.99,
+        "recon_weight": 1.0,
+    }
+    cfg = {
+        "name": "mim_digits",
+        "seed": seed,
+        "data": {**DATA, "seed": seed},
+        "model": {"_target_": "salguide.models.vit.vit_digits"},
+        "classify": {"epochs": 20, "lr": 1e-3},
+        "attention_masking": mcfg,
+        "paths": {"output_dir": "${hydra:runtime.output_dir}"},
+    }
     (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
-    (run / "results.json").write_text(json.dumps({"name": "mim_digits", "masking": mcfg["name"], "seed": seed,
-                                                  "test_acc": 0.0, "test_recon_mse": 0.0, "seconds": 100.0 + seed}))
+    (run / "results.json").write_text(
+        json.dumps(
+            {
+                "name": "mim_digits",
+                "masking": mcfg["name"],
+                "seed": seed,
+                "test_acc": 0.0,
+                "test_recon_mse": 0.0,
+                "seconds": 100.0 + seed,
+            }
+        )
+    )
     torch.manual_seed(100 * seed + len(option))
     module = MaskedReconstructionModule(vit_digits())
     save_weights(module, run / "models" / "mim.safetensors")
@@ -49,8 +81,13 @@ def _run(root: Path, option: str, seed: int) -> MaskedReconstructionModule:
 def test_summary_re_evaluates_the_saved_models(tmp_path):
     runs, out = tmp_path / "runs", tmp_path / "out"
     modules = {(o, s): _run(runs, o, s) for o in MASKING for s in (0, 1)}
-    done = subprocess.run([sys.executable, str(HERE / "summarise.py"), str(runs), "--out", str(out)],
-                          capture_output=True, text=True, timeout=600, env=dict(os.environ, WANDB_MODE="offline"))
+    done = subprocess.run(
+        [sys.executable, str(HERE / "summarise.py"), str(runs), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=dict(os.environ, WANDB_MODE="offline"),
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     doc = json.loads((out / "results.json").read_text())
     assert set(doc["per_seed"]) == set(MASKING)
@@ -82,17 +119,23 @@ def test_summary_re_evaluates_the_saved_models(tmp_path):
 def test_refuses_a_run_without_its_teacher(tmp_path):
     _run(tmp_path, "random", 0)
     (tmp_path / "random" / "0" / "teacher.safetensors").unlink()
-    done = subprocess.run([sys.executable, str(HERE / "summarise.py"), str(tmp_path), "--out", str(tmp_path / "o")],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, str(HERE / "summarise.py"), str(tmp_path), "--out", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode != 0 and "no teacher.safetensors (not a finished mim_digits run)" in done.stderr
 
 
 @pytest.mark.slow
 def test_study_quick_mode_runs(tmp_path):
-    env = dict(os.environ, WANDB_MODE="offline", QUICK="1", STUDY_OUT=str(tmp_path / "out"),
-               MODES="random attmask_hint acmil")
-    proc = subprocess.run(["bash", str(HERE / "run.sh"), str(tmp_path / "runs")], capture_output=True, text=True,
-                          env=env, timeout=1200)
+    env = dict(
+        os.environ, WANDB_MODE="offline", QUICK="1", STUDY_OUT=str(tmp_path / "out"), MODES="random attmask_hint acmil"
+    )
+    proc = subprocess.run(
+        ["bash", str(HERE / "run.sh"), str(tmp_path / "runs")], capture_output=True, text=True, env=env, timeout=1200
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     doc = json.loads((tmp_path / "out" / "results.json").read_text())
     assert set(doc["per_seed"]) == {"random", "attmask_hint", "acmil"} and doc["epochs"] == 1

@@ -185,8 +185,15 @@ transformers = pytest.importorskip("transformers")
 
 def _hf_vit() -> nn.Module:
     cfg = transformers.ViTConfig(
-        image_size=32, patch_size=4, num_channels=1, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-        intermediate_size=64, num_labels=10, attn_implementation="eager",
+        image_size=32,
+        patch_size=4,
+        num_channels=1,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        num_labels=10,
+        attn_implementation="eager",
     )
     return transformers.ViTForImageClassification(cfg).eval()
 

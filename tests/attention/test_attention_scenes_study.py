@@ -23,9 +23,16 @@ ROOT = Path(__file__).resolve().parents[2]
 HERE = ROOT / "experiments" / "attention_scenes"
 PRESETS = ROOT / "salguide" / "configs" / "experiment"
 VANILLA = yaml.safe_load((PRESETS / "attn_scenes_vanilla.yaml").read_text())
-LOSS = {"concentration": {"name": "concentration", "weight": 1.0, "layers": [0, 1, 2, 3], "target": "mask",
-                          "queries": "all"},
-        "bas": {"name": "bas", "weight": 5.0, "layers": [0, 1, 2, 3], "queries": "all", "cls_is_background": True}}
+LOSS = {
+    "concentration": {
+        "name": "concentration",
+        "weight": 1.0,
+        "layers": [0, 1, 2, 3],
+        "target": "mask",
+        "queries": "all",
+    },
+    "bas": {"name": "bas", "weight": 5.0, "layers": [0, 1, 2, 3], "queries": "all", "cls_is_background": True},
+}
 
 
 def _datamodule(data: dict) -> SyntheticScenesDataModule:
@@ -43,8 +50,15 @@ def _run(root: Path, variant: str, seed: int, weight: float | None = None) -> fl
     if variant == "oracle":
         data["erase_background"] = True
     loss = {"name": "none"} if variant in ("vanilla", "oracle") else {**LOSS[variant], "weight": weight}
-    cfg = {"name": f"attn_scenes_{variant}", "seed": seed, "data": data, "model": VANILLA["model"],
-           "classify": VANILLA["classify"], "attention_loss": loss, "paths": {"output_dir": "${hydra:runtime.output_dir}"}}
+    cfg = {
+        "name": f"attn_scenes_{variant}",
+        "seed": seed,
+        "data": data,
+        "model": VANILLA["model"],
+        "classify": VANILLA["classify"],
+        "attention_loss": loss,
+        "paths": {"output_dir": "${hydra:runtime.output_dir}"},
+    }
     (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
     torch.manual_seed(1000 * seed + len(variant) + int(weight or 0))
     model = instantiate(VANILLA["model"]).eval()
@@ -56,8 +70,13 @@ def _run(root: Path, variant: str, seed: int, weight: float | None = None) -> fl
 
 
 def _summarise(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(HERE / "summarise.py"), *args], capture_output=True, text=True,
-                          timeout=600, env=dict(os.environ, WANDB_MODE="offline"))
+    return subprocess.run(
+        [sys.executable, str(HERE / "summarise.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=dict(os.environ, WANDB_MODE="offline"),
+    )
 
 
 def test_oracle_data_erase_the_background():
@@ -95,8 +114,12 @@ def test_select_then_results(tmp_path):
     done = _summarise("results", str(final), "--out", str(out))
     assert done.returncode == 0, done.stderr[-3000:]
     res = json.loads((out / "results.json").read_text())
-    assert [(r["variant"], r["seed"]) for r in res["rows"]][:4] == [("vanilla", 0), ("concentration", 0), ("bas", 0),
-                                                                    ("oracle", 0)]
+    assert [(r["variant"], r["seed"]) for r in res["rows"]][:4] == [
+        ("vanilla", 0),
+        ("concentration", 0),
+        ("bas", 0),
+        ("oracle", 0),
+    ]
     for r in res["rows"]:
         assert r["acc_shuffled"] == pytest.approx(accs[(r["variant"], r["seed"])], abs=1e-4)
         assert 0.0 <= r["object_mass"] <= 1.0 and 0.0 <= r["object_mass_layers"] <= 1.0
@@ -126,8 +149,9 @@ def test_refuses_a_model_that_is_not_the_runs(tmp_path):
 @pytest.mark.slow
 def test_study_quick_mode_runs(tmp_path):
     env = dict(os.environ, WANDB_MODE="offline", QUICK="1", STUDY_OUT=str(tmp_path / "out"))
-    proc = subprocess.run(["bash", str(HERE / "run.sh"), str(tmp_path / "runs")], capture_output=True, text=True,
-                          env=env, timeout=3600)
+    proc = subprocess.run(
+        ["bash", str(HERE / "run.sh"), str(tmp_path / "runs")], capture_output=True, text=True, env=env, timeout=3600
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = json.loads((tmp_path / "out" / "results.json").read_text())
     assert {r["variant"] for r in res["rows"]} == {"vanilla", "concentration", "bas", "oracle"} and res["epochs"] == 1

@@ -8,15 +8,27 @@ import pytest
 import torch
 
 from salguide.attention.loss_modules import (
-    AttentionDiversityLoss, AttentionEntropyLoss, BackgroundSuppressionLoss, ConcentrationLoss, build_attention_loss,
+    AttentionDiversityLoss,
+    AttentionEntropyLoss,
+    BackgroundSuppressionLoss,
+    ConcentrationLoss,
+    build_attention_loss,
 )
 from salguide.attention.losses import (
-    background_mass_loss, concentration_loss, concentration_loss_all, diversity_loss, entropy_loss,
+    background_mass_loss,
+    concentration_loss,
+    concentration_loss_all,
+    diversity_loss,
+    entropy_loss,
 )
 from salguide.attention.recorder import AttentionRecorder
 from salguide.attention.stats import attention_rows, attention_with_entropy, cls_attention
 from salguide.attention.targets import (
-    gaussian_from_boxes, gaussian_from_points, mask_boxes, token_grid, token_target,
+    gaussian_from_boxes,
+    gaussian_from_points,
+    mask_boxes,
+    token_grid,
+    token_target,
 )
 from salguide.kernels import attention, attention_stats
 from salguide.models.vit import vit_digits
@@ -196,7 +208,9 @@ def test_bas_module_equals_naive_background_mass_and_shares_the_forward() -> Non
         vit(x)
     bg = 1 - token_target(mask, (8, 8))
     bg[:, 0] = 0
-    naive = [(naive_probs(rec[i].q, rec[i].k, rec[i].scale) * bg[:, None, None].double()).sum(-1).mean() for i in (0, 1)]
+    naive = [
+        (naive_probs(rec[i].q, rec[i].k, rec[i].scale) * bg[:, None, None].double()).sum(-1).mean() for i in (0, 1)
+    ]
     own = loss.penalty(vit, x, y, mask)  # runs its own forward
     assert own.item() == pytest.approx(2.0 * sum(naive).item() / 2, rel=1e-5)
     out = loss(vit, x, y, mask)  # one forward, shared
@@ -244,7 +258,9 @@ def test_concentration_entropy_diversity_modules_match_functional_on_naive_stats
     div = AttentionDiversityLoss(1.0, [0], num_queries=65).penalty(vit, x, y)
     pn = torch.nn.functional.normalize(p.mean(1), dim=-1)
     gram = pn @ pn.transpose(1, 2)
-    assert div.item() == pytest.approx(((gram.sum((1, 2)) - gram.diagonal(dim1=1, dim2=2).sum(1)) / (65 * 64)).mean().item(), rel=1e-4)
+    assert div.item() == pytest.approx(
+        ((gram.sum((1, 2)) - gram.diagonal(dim1=1, dim2=2).sum(1)) / (65 * 64)).mean().item(), rel=1e-4
+    )
 
 
 def test_loss_module_errors() -> None:

@@ -32,9 +32,16 @@ def test_attention_map_callback_writes_png_with_kept_tokens(tmp_path) -> None:
     torch.manual_seed(0)
     module = ClassifierModule(vit_digits(depth=2, embed_dim=32), lr=0.1, scheduler=None)
     cb = AttentionMapCallback(layers=[0, 1], num_images=3, out_dir=str(tmp_path))
-    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False,
-                         callbacks=[TokenPruningCallback(EViTPolicy([0], 0.5)), cb], num_sanity_val_steps=0)
+    trainer = pl.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[TokenPruningCallback(EViTPolicy([0], 0.5)), cb],
+        num_sanity_val_steps=0,
+    )
     trainer.fit(module, loader, loader)
     assert len(cb.paths) == 1 and cb.paths[0].exists() and cb.paths[0].stat().st_size > 1000
     assert cb.paths[0].read_bytes()[:4] == b"\x89PNG"

@@ -9,16 +9,23 @@ import pytest
 import torch
 from torch import nn
 
-from salguide.attention import BackgroundSuppressionLoss, token_grid
-from salguide.attention import route
+from salguide.attention import BackgroundSuppressionLoss, route, token_grid
 
 transformers = pytest.importorskip("transformers")
 
 
 def hf_vit(image_size) -> nn.Module:
-    cfg = transformers.ViTConfig(image_size=image_size, patch_size=4, num_channels=1, hidden_size=32,
-                                 num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, num_labels=10,
-                                 attn_implementation="eager")
+    cfg = transformers.ViTConfig(
+        image_size=image_size,
+        patch_size=4,
+        num_channels=1,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        num_labels=10,
+        attn_implementation="eager",
+    )
     torch.manual_seed(0)
     return transformers.ViTForImageClassification(cfg).eval()
 
@@ -42,8 +49,11 @@ def background_mass_reference(attn: torch.Tensor, mask: torch.Tensor, patch: int
     return (attn[:, :, 0] * w[:, None]).sum(-1).mean()
 
 
-@pytest.mark.parametrize("image_size, input_hw, wrap", [((32, 16), (32, 16), False), (32, (48, 24), True)],
-                         ids=["hw_tuple", "interpolate_pos_encoding"])
+@pytest.mark.parametrize(
+    "image_size, input_hw, wrap",
+    [((32, 16), (32, 16), False), (32, (48, 24), True)],
+    ids=["hw_tuple", "interpolate_pos_encoding"],
+)
 def test_attention_loss_uses_the_grid_of_the_actual_input(image_size, input_hw, wrap):
     vit = hf_vit(image_size)
     model = Interpolating(vit) if wrap else vit

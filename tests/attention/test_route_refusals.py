@@ -134,8 +134,11 @@ def test_unknown_block_and_attention_classes_are_refused_with_the_supported_list
     model = VARIANTS[name]()
     x = torch.randn(2, 1, 32, 32)
     before = model(x).detach()
-    with pytest.raises(TypeError, match=rf"(?s)cannot prove that it reproduces blocks\[\d\](\.attn)? \({name}\).*"
-                                        r"timm\.models\.vision_transformer\.Block.*timm\.layers\.attention\.Attention"):
+    with pytest.raises(
+        TypeError,
+        match=rf"(?s)cannot prove that it reproduces blocks\[\d\](\.attn)? \({name}\).*"
+        r"timm\.models\.vision_transformer\.Block.*timm\.layers\.attention\.Attention",
+    ):
         route(model)
     assert_unrouted(model, x, before)
 
@@ -147,9 +150,15 @@ def test_gated_attention_is_refused_even_under_timms_attention_class(declared):
         route(model)
 
 
-@pytest.mark.parametrize("make", [lambda: ResPostBlock(64, 4), lambda: _with_attn(DiffAttention(64, 4)),
-                                  lambda: _with_attn(GatedAttention(64, 4, gate_name="out_gate"))],
-                         ids=["post_norm", "diff_attention", "gate_under_another_name"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: ResPostBlock(64, 4),
+        lambda: _with_attn(DiffAttention(64, 4)),
+        lambda: _with_attn(GatedAttention(64, 4, gate_name="out_gate")),
+    ],
+    ids=["post_norm", "diff_attention", "gate_under_another_name"],
+)
 def test_a_wrongly_declared_look_alike_is_caught_by_the_numeric_check(declared, make):
     declared(ResPostBlock, DiffAttention, GatedAttention)
     model = with_block(make)
@@ -172,16 +181,27 @@ def test_rope_argument_is_refused_at_the_forward_when_the_classes_were_declared(
 
 
 transformers = pytest.importorskip("transformers")
-TINY = dict(image_size=32, patch_size=4, num_channels=1, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-            intermediate_size=64, num_labels=10)
+TINY = dict(
+    image_size=32,
+    patch_size=4,
+    num_channels=1,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=64,
+    num_labels=10,
+)
 
 
 @pytest.mark.parametrize("extra", [{}, {"use_relative_position_bias": True}], ids=["plain", "relative_bias"])
 def test_beit_is_refused_at_route_time(extra):
     cfg = transformers.BeitConfig(**TINY, **extra, attn_implementation="eager")
     model = transformers.BeitForImageClassification(cfg).eval()
-    with pytest.raises(TypeError, match=r"cannot prove that it reproduces BeitForImageClassification's attention "
-                                        r"\(BeitAttention\); supported Hugging Face attention classes: .*ViTAttention"):
+    with pytest.raises(
+        TypeError,
+        match=r"cannot prove that it reproduces BeitForImageClassification's attention "
+        r"\(BeitAttention\); supported Hugging Face attention classes: .*ViTAttention",
+    ):
         route(model)
     assert not hasattr(model, "salguide_router") and model.config._attn_implementation == "eager"
 

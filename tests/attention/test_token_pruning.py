@@ -106,7 +106,9 @@ def test_dynamic_masking_pruned_tokens_attend_to_kept_tokens_and_themselves() ->
     g = torch.Generator().manual_seed(5)
     q, k, v = (torch.randn(2, 2, 6, 4, generator=g) for _ in range(3))
     router = Router(1)
-    router.state.key_mask = torch.tensor([[True, False, True, False, True, False], [True, True, False, False, False, True]])
+    router.state.key_mask = torch.tensor(
+        [[True, False, True, False, True, False], [True, True, False, False, False, True]]
+    )
     out = routed_attention(router, 0, q, k, v, 0.5)
     policy = router.state.key_mask.float()[:, None, None, :]  # [B, 1, 1, N]
     attn_policy = policy + (1.0 - policy) * torch.eye(6)
@@ -232,8 +234,13 @@ def test_token_counts_match_the_forward_and_policies_share_the_budget(training: 
     model, x = _model(4), torch.randn(2, 1, 32, 32)
     model.train(training)
     counts = {}
-    for name, policy in (("none", None), ("evit", EViTPolicy([1, 2], 0.7)), ("dyn", DynamicMaskPolicy([1, 2], 0.7)),
-                         ("tome", ToMePolicy([1, 2], 0.7)), ("tome5", ToMePolicy([1, 2], 0.5))):
+    for name, policy in (
+        ("none", None),
+        ("evit", EViTPolicy([1, 2], 0.7)),
+        ("dyn", DynamicMaskPolicy([1, 2], 0.7)),
+        ("tome", ToMePolicy([1, 2], 0.7)),
+        ("tome5", ToMePolicy([1, 2], 0.5)),
+    ):
         use_policy(model, policy)
         with AttentionRecorder(model, [0, 1, 2, 3], cls=True) as rec, torch.no_grad():
             model(x)

@@ -14,24 +14,42 @@ import pytest
 import yaml
 
 HERE = Path(__file__).resolve().parents[2] / "experiments" / "token_pruning"
-DATA = {"_target_": "salguide.data.DigitsDataModule", "batch_size": 64, "image_size": 32, "test_fraction": 0.2,
-        "forget": None, "num_workers": 0}
+DATA = {
+    "_target_": "salguide.data.DigitsDataModule",
+    "batch_size": 64,
+    "image_size": 32,
+    "test_fraction": 0.2,
+    "forget": None,
+    "num_workers": 0,
+}
 
 
 def _run(root: Path, policy: str, keep: float, seed: int, acc: float) -> None:
     run = root / policy / f"{keep}-{seed}"
     (run / ".hydra").mkdir(parents=True)
     tp = {"name": policy} if policy == "none" else {"name": policy, "layers": [1, 2], "keep": keep, "warmup_steps": 230}
-    cfg = {"name": f"prune_digits_{policy}", "seed": seed, "data": {**DATA, "seed": seed}, "classify": {"epochs": 30},
-           "token_policy": tp, "paths": {"output_dir": "${hydra:runtime.output_dir}"}}
+    cfg = {
+        "name": f"prune_digits_{policy}",
+        "seed": seed,
+        "data": {**DATA, "seed": seed},
+        "classify": {"epochs": 30},
+        "token_policy": tp,
+        "paths": {"output_dir": "${hydra:runtime.output_dir}"},
+    }
     (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
-    (run / "results.json").write_text(json.dumps({"name": cfg["name"], "token_policy": policy, "seed": seed,
-                                                  "test_acc": acc, "seconds": 60.0}))
+    (run / "results.json").write_text(
+        json.dumps({"name": cfg["name"], "token_policy": policy, "seed": seed, "test_acc": acc, "seconds": 60.0})
+    )
 
 
 def _summarise(runs: Path, out: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(HERE / "summarise.py"), str(runs), "--out", str(out)],
-                          capture_output=True, text=True, timeout=300, env=dict(os.environ, WANDB_MODE="offline"))
+    return subprocess.run(
+        [sys.executable, str(HERE / "summarise.py"), str(runs), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, WANDB_MODE="offline"),
+    )
 
 
 def test_paired_differences_goal_and_throughput(tmp_path):
@@ -42,10 +60,28 @@ def test_paired_differences_goal_and_throughput(tmp_path):
         _run(runs, "evit", 0.7, seed, b - 0.2)  # -0.2 on every seed: goal met
         _run(runs, "evit", 0.5, seed, b - 1.0 + seed)  # -1, 0, +1
         _run(runs, "tome", 0.7, seed, b - 1.0)  # -1: goal missed by 0.5
-    bench = {"batch": 128, "steps": 30, "warmup": 5, "repeats": 3, "dtype": "fp32", "device_name": "CPU (2 threads)",
-             "torch": "2.x", "rows": [{"policy": "evit", "keep": 0.7, "tokens": [65, 47, 35, 35], "train_img_s": 931.0,
-                                       "train_ratio": 1.42, "train_flop_ratio": 1.36, "infer_img_s": 2629.0,
-                                       "infer_ratio": 1.2, "infer_flop_ratio": 1.36}]}
+    bench = {
+        "batch": 128,
+        "steps": 30,
+        "warmup": 5,
+        "repeats": 3,
+        "dtype": "fp32",
+        "device_name": "CPU (2 threads)",
+        "torch": "2.x",
+        "rows": [
+            {
+                "policy": "evit",
+                "keep": 0.7,
+                "tokens": [65, 47, 35, 35],
+                "train_img_s": 931.0,
+                "train_ratio": 1.42,
+                "train_flop_ratio": 1.36,
+                "infer_img_s": 2629.0,
+                "infer_ratio": 1.2,
+                "infer_flop_ratio": 1.36,
+            }
+        ],
+    }
     (runs / "throughput.json").write_text(json.dumps(bench))
     done = _summarise(runs, out)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -75,9 +111,13 @@ def test_needs_the_unpruned_run(tmp_path):
 @pytest.mark.slow
 def test_study_quick_mode_runs(tmp_path):
     env = dict(os.environ, WANDB_MODE="offline", QUICK="1", STUDY_OUT=str(tmp_path / "out"))
-    proc = subprocess.run(["bash", str(HERE / "run.sh"), str(tmp_path / "runs")], capture_output=True, text=True,
-                          env=env, timeout=1200)
+    proc = subprocess.run(
+        ["bash", str(HERE / "run.sh"), str(tmp_path / "runs")], capture_output=True, text=True, env=env, timeout=1200
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     doc = json.loads((tmp_path / "out" / "results.json").read_text())
-    assert set(doc["accuracy"]) == {"none@1.0", *(f"{p}@{k}" for p in ("evit", "dynamicvit", "tome") for k in (0.7, 0.5))}
+    assert set(doc["accuracy"]) == {
+        "none@1.0",
+        *(f"{p}@{k}" for p in ("evit", "dynamicvit", "tome") for k in (0.7, 0.5)),
+    }
     assert doc["epochs"] == 2 and doc["warmup_steps"] == 15 and len(doc["throughput"]) == 9

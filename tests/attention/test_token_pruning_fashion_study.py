@@ -16,21 +16,51 @@ SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "token_pruning_fa
 def _run(root: Path, policy: str, keep: float, seed: int, acc: float, seconds: float, mode: str = "scratch") -> None:
     run = root / mode / policy / f"{keep}-{seed}"
     (run / ".hydra").mkdir(parents=True)
-    cfg = {"seed": seed, "data": {"train_size": 100, "test_size": 50, "batch_size": 32},
-           "classify": {"epochs": 2, "lr": 2e-3}, "token_policy": {"name": policy} | ({} if policy == "none" else {"keep": keep}),
-           "init_from": None if mode == "scratch" else f"/base/{seed}.safetensors",
-           "trainer": {"limit_train_batches": 0} if mode == "off-the-shelf" else {"max_epochs": None}}
+    cfg = {
+        "seed": seed,
+        "data": {"train_size": 100, "test_size": 50, "batch_size": 32},
+        "classify": {"epochs": 2, "lr": 2e-3},
+        "token_policy": {"name": policy} | ({} if policy == "none" else {"keep": keep}),
+        "init_from": None if mode == "scratch" else f"/base/{seed}.safetensors",
+        "trainer": {"limit_train_batches": 0} if mode == "off-the-shelf" else {"max_epochs": None},
+    }
     (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
-    (run / "results.json").write_text(json.dumps({"name": f"prune_fashion_mnist_{policy}", "token_policy": policy,
-                                                  "seed": seed, "test_acc": acc, "seconds": seconds}))
+    (run / "results.json").write_text(
+        json.dumps(
+            {
+                "name": f"prune_fashion_mnist_{policy}",
+                "token_policy": policy,
+                "seed": seed,
+                "test_acc": acc,
+                "seconds": seconds,
+            }
+        )
+    )
 
 
 def test_paired_changes_throughput_and_goals(tmp_path):
     runs, out = tmp_path / "runs", tmp_path / "out"
-    bench = {"device_name": "CPU (1 threads)", "batch": 64, "steps": 4, "repeats": 3, "rows": [
-        {"policy": p, "keep": k, "tokens": [197, 140, 100, 100], "train_img_s": 100.0 * r, "infer_img_s": 300.0 * r,
-         "train_ratio": r, "infer_ratio": r, "train_flop_ratio": 1.4, "infer_flop_ratio": 1.4}
-        for p, r07 in (("evit", 1.35), ("tome", 1.25), ("dynamicvit", 1.0)) for k, r in ((1.0, 1.0), (0.7, r07))]}
+    bench = {
+        "device_name": "CPU (1 threads)",
+        "batch": 64,
+        "steps": 4,
+        "repeats": 3,
+        "rows": [
+            {
+                "policy": p,
+                "keep": k,
+                "tokens": [197, 140, 100, 100],
+                "train_img_s": 100.0 * r,
+                "infer_img_s": 300.0 * r,
+                "train_ratio": r,
+                "infer_ratio": r,
+                "train_flop_ratio": 1.4,
+                "infer_flop_ratio": 1.4,
+            }
+            for p, r07 in (("evit", 1.35), ("tome", 1.25), ("dynamicvit", 1.0))
+            for k, r in ((1.0, 1.0), (0.7, r07))
+        ],
+    }
     runs.mkdir()
     (runs / "throughput.json").write_text(json.dumps(bench))
     for seed, base in ((0, 70.0), (1, 80.0), (2, 75.0)):
@@ -38,8 +68,9 @@ def test_paired_changes_throughput_and_goals(tmp_path):
         _run(runs, "evit", 0.7, seed, base - 0.2, 10.0)  # paired change -0.2 on every seed
         _run(runs, "tome", 0.7, seed, base - 1.0 + seed, 16.0)  # -1, 0, +1
         _run(runs, "dynamicvit", 0.7, seed, base - 2.0, 20.0)
-    done = subprocess.run([sys.executable, str(SCRIPT), str(runs), "--out", str(out)], capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), str(runs), "--out", str(out)], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     doc = json.loads((out / "results.json").read_text())
     by = {(e["policy"], e["keep"]): e for e in doc["summary"]}
@@ -48,8 +79,13 @@ def test_paired_changes_throughput_and_goals(tmp_path):
     assert abs(by[("tome", 0.7)]["acc_diff"][0]) < 1e-9 and abs(by[("tome", 0.7)]["acc_diff"][1] - 1.0) < 1e-9
     assert abs(by[("evit", 0.7)]["run_train_ratio"][0] - 2.0) < 1e-9  # 20 s -> 10 s for the same images
     met = {(g["goal"].split()[0], g["policy"]): g["met"] for g in doc["goals"]}
-    assert met == {("accuracy", "evit"): True, ("training", "evit"): True, ("accuracy", "tome"): True,
-                   ("training", "tome"): False, ("accuracy", "dynamicvit"): False}
+    assert met == {
+        ("accuracy", "evit"): True,
+        ("training", "evit"): True,
+        ("accuracy", "tome"): True,
+        ("training", "tome"): False,
+        ("accuracy", "dynamicvit"): False,
+    }
     assert "**missed**" in done.stdout
     assert len((out / "results.csv").read_text().splitlines()) == 1 + 12
     assert (out / "figures" / "accuracy_throughput.png").read_bytes()[:4] == b"\x89PNG"
@@ -68,8 +104,9 @@ def test_fine_tuned_and_off_the_shelf_runs_pair_within_their_mode_and_set_the_go
         _run(runs, "none", 1.0, seed, base - 10, 0.1, "off-the-shelf")
         _run(runs, "evit", 0.7, seed, base - 10 - 4.0, 0.1, "off-the-shelf")  # -4 against the base
     (runs / "fine-tune" / "evit" / "results.json").write_text("[]")  # a sweep's combined table: not a run
-    done = subprocess.run([sys.executable, str(SCRIPT), str(runs), "--out", str(out)], capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), str(runs), "--out", str(out)], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     doc = json.loads((out / "results.json").read_text())
     by = {(e["mode"], e["policy"], e["keep"]): e for e in doc["summary"]}

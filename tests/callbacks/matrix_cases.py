@@ -79,8 +79,9 @@ def mlp(side: int = 4) -> ClassifierModule:
 
 def vit() -> VisionTransformer:
     torch.manual_seed(0)
-    return VisionTransformer(img_size=8, patch_size=4, in_chans=1, num_classes=CLASSES, embed_dim=16, depth=2,
-                             num_heads=2)
+    return VisionTransformer(
+        img_size=8, patch_size=4, in_chans=1, num_classes=CLASSES, embed_dim=16, depth=2, num_heads=2
+    )
 
 
 def vit_module() -> ClassifierModule:
@@ -97,8 +98,15 @@ def ddpm() -> nn.Module:
     from salguide.diffusion import DiffusionModule
 
     torch.manual_seed(0)
-    return DiffusionModule(num_classes=CLASSES, sample_size=8, block_out_channels=(8, 16), norm_num_groups=4,
-                           num_train_timesteps=20, attention=False, cond_drop_prob=0.0)
+    return DiffusionModule(
+        num_classes=CLASSES,
+        sample_size=8,
+        block_out_channels=(8, 16),
+        norm_num_groups=4,
+        num_train_timesteps=20,
+        attention=False,
+        cond_drop_prob=0.0,
+    )
 
 
 @dataclass
@@ -124,37 +132,90 @@ def _diffusion_objective() -> Any:
 
 
 CASES: dict[str, tuple[str, Callable[[Path], Case]]] = {
-    "WeightSaliencyCallback": ("trains", lambda out: Case(
-        mlp(), TinyData(with_mask=False), [WeightSaliencyCallback(ratio=0.5, log_figure=False)],
-        done=lambda cbs: cbs[0].mask is not None)),
-    "RandomLabelCallback": ("trains", lambda out: Case(
-        mlp(), TinyData(with_mask=False), [RandomLabelCallback(seed=3)])),
-    "InputSaliencyCallback": ("trains", lambda out: Case(
-        mlp(), TinyData(), [InputSaliencyCallback(RRRLoss(10.0))])),
-    "ExplanationMetricsCallback": ("observes", lambda out: Case(
-        mlp(), TinyData(), [ExplanationMetricsCallback(num_samples=4, steps=2)],
-        done=lambda cbs: bool(cbs[0].history))),
-    "SaliencyOverlayCallback": ("observes", lambda out: Case(
-        mlp(), TinyData(), [SaliencyOverlayCallback(methods=["gradient"], num_images=2, out_dir=str(out / "sal"))],
-        done=_files(out, "saliency_epoch*.png"))),
-    "DataSamplesCallback": ("observes", lambda out: Case(
-        mlp(), TinyData(), [DataSamplesCallback(per_class=2, out_dir=str(out))], done=_files(out, "data_samples.png"))),
-    "StageProgressBar": ("observes", lambda out: Case(
-        mlp(), TinyData(), [StageProgressBar(stage="matrix")], trainer={"enable_progress_bar": True})),
-    "AttentionLossCallback": ("trains", lambda out: Case(
-        vit_module(), TinyData(side=8), [AttentionLossCallback(ConcentrationLoss(1.0, layers=[-1], target="mask"))])),
-    "AuxiliaryLossCallback": ("trains", lambda out: Case(  # the neutral base, here with an attention loss
-        vit_module(), TinyData(side=8), [AuxiliaryLossCallback(ConcentrationLoss(1.0, layers=[-1], target="mask"))])),
-    "TokenPruningCallback": ("trains", lambda out: Case(
-        vit_module(), TinyData(side=8), [TokenPruningCallback(EViTPolicy([0], 0.5), warmup_steps=2)])),
-    "AttentionMapCallback": ("observes", lambda out: Case(
-        vit_module(), TinyData(side=8), [AttentionMapCallback(num_images=2, out_dir=str(out / "attn"))],
-        done=_files(out, "attention_epoch*.png"))),
-    "AttentionMaskingCallback": ("needs", lambda out: Case(
-        mim_module(), TinyData(side=8, with_mask=False),
-        [AttentionMaskingCallback("random", ratio=0.5, ema=0.5, seed=1)])),
-    "DiffusionUnlearningCallback": ("trains", lambda out: Case(
-        ddpm(), TinyData(side=8, with_mask=False), [DiffusionUnlearningCallback(_diffusion_objective(), seed=2)])),
+    "WeightSaliencyCallback": (
+        "trains",
+        lambda out: Case(
+            mlp(),
+            TinyData(with_mask=False),
+            [WeightSaliencyCallback(ratio=0.5, log_figure=False)],
+            done=lambda cbs: cbs[0].mask is not None,
+        ),
+    ),
+    "RandomLabelCallback": (
+        "trains",
+        lambda out: Case(mlp(), TinyData(with_mask=False), [RandomLabelCallback(seed=3)]),
+    ),
+    "InputSaliencyCallback": ("trains", lambda out: Case(mlp(), TinyData(), [InputSaliencyCallback(RRRLoss(10.0))])),
+    "ExplanationMetricsCallback": (
+        "observes",
+        lambda out: Case(
+            mlp(),
+            TinyData(),
+            [ExplanationMetricsCallback(num_samples=4, steps=2)],
+            done=lambda cbs: bool(cbs[0].history),
+        ),
+    ),
+    "SaliencyOverlayCallback": (
+        "observes",
+        lambda out: Case(
+            mlp(),
+            TinyData(),
+            [SaliencyOverlayCallback(methods=["gradient"], num_images=2, out_dir=str(out / "sal"))],
+            done=_files(out, "saliency_epoch*.png"),
+        ),
+    ),
+    "DataSamplesCallback": (
+        "observes",
+        lambda out: Case(
+            mlp(),
+            TinyData(),
+            [DataSamplesCallback(per_class=2, out_dir=str(out))],
+            done=_files(out, "data_samples.png"),
+        ),
+    ),
+    "StageProgressBar": (
+        "observes",
+        lambda out: Case(mlp(), TinyData(), [StageProgressBar(stage="matrix")], trainer={"enable_progress_bar": True}),
+    ),
+    "AttentionLossCallback": (
+        "trains",
+        lambda out: Case(
+            vit_module(), TinyData(side=8), [AttentionLossCallback(ConcentrationLoss(1.0, layers=[-1], target="mask"))]
+        ),
+    ),
+    "AuxiliaryLossCallback": (
+        "trains",
+        lambda out: Case(  # the neutral base, here with an attention loss
+            vit_module(), TinyData(side=8), [AuxiliaryLossCallback(ConcentrationLoss(1.0, layers=[-1], target="mask"))]
+        ),
+    ),
+    "TokenPruningCallback": (
+        "trains",
+        lambda out: Case(vit_module(), TinyData(side=8), [TokenPruningCallback(EViTPolicy([0], 0.5), warmup_steps=2)]),
+    ),
+    "AttentionMapCallback": (
+        "observes",
+        lambda out: Case(
+            vit_module(),
+            TinyData(side=8),
+            [AttentionMapCallback(num_images=2, out_dir=str(out / "attn"))],
+            done=_files(out, "attention_epoch*.png"),
+        ),
+    ),
+    "AttentionMaskingCallback": (
+        "needs",
+        lambda out: Case(
+            mim_module(),
+            TinyData(side=8, with_mask=False),
+            [AttentionMaskingCallback("random", ratio=0.5, ema=0.5, seed=1)],
+        ),
+    ),
+    "DiffusionUnlearningCallback": (
+        "trains",
+        lambda out: Case(
+            ddpm(), TinyData(side=8, with_mask=False), [DiffusionUnlearningCallback(_diffusion_objective(), seed=2)]
+        ),
+    ),
 }
 
 # Callbacks that never read or copy parameters (they rewrite batches, read the datamodule or draw a bar):
@@ -169,8 +230,14 @@ def build(name: str, out: Path) -> Case:
 def trainer(case: Case, **kwargs: Any) -> pl.Trainer:
     """A CPU Trainer for ``case``: 2 epochs of 4 batches (2 per rank on two processes), 1 validation batch."""
     settings: dict[str, Any] = {
-        "accelerator": "cpu", "devices": 1, "max_epochs": 2, "logger": False, "enable_checkpointing": False,
-        "enable_progress_bar": False, "enable_model_summary": False, "num_sanity_val_steps": 0,
+        "accelerator": "cpu",
+        "devices": 1,
+        "max_epochs": 2,
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "num_sanity_val_steps": 0,
         "limit_val_batches": 1,
     }
     settings.update(case.trainer)
@@ -197,4 +264,5 @@ def fit_ddp(name: str, out: Path, strategy: str) -> None:
     """``name``'s case on 2 CPU processes (gloo) with ``strategy`` (``ddp_spawn`` or ``ddp``)."""
     case = build(name, out)
     trainer(case, devices=2, strategy=strategy, callbacks=[*case.callbacks, RankReport(out, name)]).fit(
-        case.module, datamodule=case.data)
+        case.module, datamodule=case.data
+    )

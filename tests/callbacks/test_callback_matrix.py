@@ -98,8 +98,14 @@ def ddp_reports(tmp_path_factory) -> Path:
     """One launch of ``matrix_ddp_script.py`` under ``strategy=ddp``: every case fits in turn on both ranks."""
     out = tmp_path_factory.mktemp("ddp")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), *sys.path]), OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, str(HERE / "matrix_ddp_script.py"), str(out), *NAMES], env=env,
-                          capture_output=True, text=True, timeout=600, check=False)
+    proc = subprocess.run(
+        [sys.executable, str(HERE / "matrix_ddp_script.py"), str(out), *NAMES],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     (out / "log.txt").write_text(proc.stdout + proc.stderr)
     assert proc.returncode == 0, proc.stderr[-5000:]
     return out
@@ -117,8 +123,12 @@ def _bare(cls):
     return object.__new__(cls)
 
 
-SHARDED = [L.strategies.FSDPStrategy(), PL.strategies.FSDPStrategy(), _bare(L.strategies.DeepSpeedStrategy),
-           _bare(PL.strategies.DeepSpeedStrategy)]
+SHARDED = [
+    L.strategies.FSDPStrategy(),
+    PL.strategies.FSDPStrategy(),
+    _bare(L.strategies.DeepSpeedStrategy),
+    _bare(PL.strategies.DeepSpeedStrategy),
+]
 
 
 @pytest.mark.parametrize("strategy", SHARDED, ids=lambda s: f"{type(s).__module__.split('.')[0]}-{type(s).__name__}")
@@ -130,7 +140,10 @@ def test_sharded_strategies_are_refused_at_setup_or_supported(name, strategy, tm
         for cb in case.callbacks:
             cb.setup(stub, case.module, "fit")
         return
-    with pytest.raises(ValueError, match=rf"{name} supports single-device and DDP strategies only, "
-                                         rf"not {type(strategy).__name__}: "):
+    with pytest.raises(
+        ValueError,
+        match=rf"{name} supports single-device and DDP strategies only, "
+        rf"not {type(strategy).__name__}: ",
+    ):
         for cb in case.callbacks:
             cb.setup(stub, case.module, "fit")

@@ -47,8 +47,15 @@ def loader(side: int, classes: int) -> DataLoader:
 
 
 def fit(module, callbacks, side: int = 4, classes: int = 3) -> dict[str, torch.Tensor]:
-    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, callbacks=list(callbacks))
+    trainer = pl.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=list(callbacks),
+    )
     trainer.fit(module, train_dataloaders=loader(side, classes))
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
@@ -61,8 +68,9 @@ def cnn_module() -> ClassifierModule:
 
 def vit_module() -> ClassifierModule:
     torch.manual_seed(0)
-    return ClassifierModule(vit_digits(depth=2, embed_dim=32), lr=0.1, optimizer="sgd", momentum=0.0,
-                            weight_decay=0.0, scheduler=None)
+    return ClassifierModule(
+        vit_digits(depth=2, embed_dim=32), lr=0.1, optimizer="sgd", momentum=0.0, weight_decay=0.0, scheduler=None
+    )
 
 
 def test_input_saliency_wrapper_is_removed_when_fit_raises_and_a_retry_adds_the_penalty_once():

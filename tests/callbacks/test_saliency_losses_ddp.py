@@ -79,8 +79,9 @@ class Data(L.LightningDataModule):
         x, mask = inputs_for(self.kind, x, mask)
         data = TensorDataset(x, y, mask)
         # explicit sampler: Lightning's own distributed sampler for training shuffles
-        sampler = DistributedSampler(data, num_replicas=self.trainer.world_size, rank=self.trainer.global_rank,
-                                     shuffle=False)
+        sampler = DistributedSampler(
+            data, num_replicas=self.trainer.world_size, rank=self.trainer.global_rank, shuffle=False
+        )
         return DataLoader(data, batch_size=PER_RANK, sampler=sampler)
 
 

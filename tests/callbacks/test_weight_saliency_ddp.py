@@ -39,7 +39,10 @@ class RankReport(L.Callback):
 def test_ddp_ranks_share_the_mask_and_keep_frozen_weights_exact(tmp_path):
     module = LitNet("sgd", **SGD)
     theta0 = params_copy(module)
-    per_rank = [WeightMask.from_scores(saliency_scores(copy.deepcopy(module), loader(16, seed=3 + 100 * r)), 0.5) for r in (0, 1)]
+    per_rank = [
+        WeightMask.from_scores(saliency_scores(copy.deepcopy(module), loader(16, seed=3 + 100 * r)), 0.5)
+        for r in (0, 1)
+    ]
     assert per_rank[0] != per_rank[1]  # without the broadcast the ranks would disagree
 
     callbacks = [WeightSaliencyCallback(ratio=0.5, log_figure=False), RankReport(tmp_path)]

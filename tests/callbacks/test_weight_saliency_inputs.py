@@ -36,7 +36,9 @@ def test_mask_computed_from_forget_data_at_theta0(tmp_path, source, scope):
     reference_model = copy.deepcopy(module)  # θ₀, before any step
     data = ForgetData(seed=3)
     if source == "datamodule":
-        callback = WeightSaliencyCallback(ratio=0.3, scope=scope, save_mask_to=tmp_path / "m.safetensors", log_figure=False)
+        callback = WeightSaliencyCallback(
+            ratio=0.3, scope=scope, save_mask_to=tmp_path / "m.safetensors", log_figure=False
+        )
         trainer = fit(module, callback, datamodule=data)
     else:
         forget = loader(n=16, seed=3)
@@ -115,8 +117,13 @@ def _bare(cls):
 
 @pytest.mark.parametrize(
     "strategy",
-    [L.strategies.FSDPStrategy(), PL.strategies.FSDPStrategy(), _bare(L.strategies.DeepSpeedStrategy),
-     _bare(PL.strategies.DeepSpeedStrategy), _bare(L.strategies.XLAStrategy)],
+    [
+        L.strategies.FSDPStrategy(),
+        PL.strategies.FSDPStrategy(),
+        _bare(L.strategies.DeepSpeedStrategy),
+        _bare(PL.strategies.DeepSpeedStrategy),
+        _bare(L.strategies.XLAStrategy),
+    ],
     ids=lambda s: f"{type(s).__module__.split('.')[0]}-{type(s).__name__}",
 )
 def test_unsupported_strategies_are_refused(strategy):
@@ -129,8 +136,11 @@ def test_unsupported_strategies_are_refused(strategy):
 
 @pytest.mark.parametrize(
     "strategy",
-    [L.strategies.DDPStrategy(), PL.strategies.DDPStrategy(start_method="spawn"),
-     L.strategies.SingleDeviceStrategy(torch.device("cpu"))],
+    [
+        L.strategies.DDPStrategy(),
+        PL.strategies.DDPStrategy(start_method="spawn"),
+        L.strategies.SingleDeviceStrategy(torch.device("cpu")),
+    ],
 )
 def test_supported_strategies_pass(strategy):
     check_strategy(strategy)

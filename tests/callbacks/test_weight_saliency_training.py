@@ -3,8 +3,8 @@ under every optimizer / clipping / precision / accumulation setting, and trainab
 naive masked reference loop (mask gradients, clip, step, write θ₀ back with torch.where)."""
 
 import lightning.pytorch as L
-import pytorch_lightning as PL
 import pytest
+import pytorch_lightning as PL
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.plugins import MixedPrecision
@@ -82,14 +82,18 @@ def test_frozen_exact_and_trainable_match_reference(package, opt, trainer_kwargs
         clip_algo=trainer_kwargs.get("gradient_clip_algorithm", "norm"),
     )
     for n, p in module.named_parameters():
-        torch.testing.assert_close(p.detach(), expected[n], msg=lambda m: f"{n}: {m}")
+        torch.testing.assert_close(p.detach(), expected[n], msg=lambda m, n=n: f"{n}: {m}")
     assert callback.mask is not None and {n: callback.mask[n] for n in mask}.keys() == mask.keys()
 
 
 @pytest.mark.parametrize(
     "package, precision",
-    [("lightning", "bf16-mixed"), ("pytorch_lightning", "bf16-mixed"), ("lightning", "16-mixed-scaler"),
-     ("pytorch_lightning", "16-mixed")],
+    [
+        ("lightning", "bf16-mixed"),
+        ("pytorch_lightning", "bf16-mixed"),
+        ("lightning", "16-mixed-scaler"),
+        ("pytorch_lightning", "16-mixed"),
+    ],
 )
 def test_mixed_precision_keeps_frozen_exact(package, precision):
     """16-mixed with a real GradScaler runs the unscale -> step path; the string '16-mixed' falls back on CPU."""
@@ -136,4 +140,4 @@ def test_an_optimizer_recreated_during_fit_is_held_to_the_mask(opt):
     check_guarantee(module, theta0, mask, trainer.optimizers)
     expected = reference_run(name, kwargs, mask, 4, recreate_at=2)
     for n, p in module.named_parameters():
-        torch.testing.assert_close(p.detach(), expected[n], msg=lambda m: f"{n}: {m}")
+        torch.testing.assert_close(p.detach(), expected[n], msg=lambda m, n=n: f"{n}: {m}")

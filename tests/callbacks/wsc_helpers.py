@@ -99,8 +99,14 @@ def check_guarantee(module: nn.Module, theta0: dict, mask, optimizers=()) -> Non
 def fit(module, callback, pkg=L, datamodule=None, ckpt_path=None, **trainer_kwargs):
     """Fit ``module`` for a few steps on CPU with ``callback`` (one or a list); returns the Trainer."""
     settings = dict(
-        accelerator="cpu", devices=1, max_steps=4, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+        accelerator="cpu",
+        devices=1,
+        max_steps=4,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
     )
     settings.update(trainer_kwargs)
     callbacks = callback if isinstance(callback, list) else [callback]

@@ -177,19 +177,23 @@ def test_memo_reference_bomb_is_refused_before_any_conversion(cifar_dir, protoco
     assert peak < 5 << 20, peak  # nothing near the 80 MB expansion was allocated
 
 
-@pytest.mark.parametrize("content", [b"", "truncated", b"\x93\x17random bytes \x00\xff" * 50],
-                         ids=["empty", "truncated", "random"])
+@pytest.mark.parametrize(
+    "content", [b"", "truncated", b"\x93\x17random bytes \x00\xff" * 50], ids=["empty", "truncated", "random"]
+)
 def test_unreadable_batches_name_the_file(cifar_dir, content):
     folder = cifar_dir / "cifar-10-batches-py"
     if content == "truncated":
         content = (folder / "data_batch_2").read_bytes()[:5000]
     (folder / "data_batch_2").write_bytes(content)
-    with pytest.raises((ValueError, pickle.UnpicklingError), match=r"data_batch_2: not a readable CIFAR-10 python batch"):
+    with pytest.raises(
+        (ValueError, pickle.UnpicklingError), match=r"data_batch_2: not a readable CIFAR-10 python batch"
+    ):
         CIFAR10DataModule(cifar_dir).setup()
 
 
-@pytest.mark.parametrize("labels, match", [([[1], [2]] * 6, "must be 12 integers, got list"),
-                                           ([3] * 11 + [12], "0..9, got 12")])
+@pytest.mark.parametrize(
+    "labels, match", [([[1], [2]] * 6, "must be 12 integers, got list"), ([3] * 11 + [12], "0..9, got 12")]
+)
 def test_labels_are_checked_before_conversion_and_name_the_file(cifar_dir, labels, match):
     bad = _batch(1, PER_BATCH, "x")
     bad[b"labels"] = labels

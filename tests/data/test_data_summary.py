@@ -63,13 +63,19 @@ def test_callback_writes_csv_png_and_logs_a_table_and_an_image(tmp_path):
     dm = DigitsDataModule(forget=None)
     logger = _Recorder(tmp_path)
     callback = DataSamplesCallback(per_class=2, out_dir=str(tmp_path))
-    trainer = lp.Trainer(max_steps=1, limit_val_batches=0, logger=logger, callbacks=[callback],
-                         enable_progress_bar=False, enable_model_summary=False)
+    trainer = lp.Trainer(
+        max_steps=1,
+        limit_val_batches=0,
+        logger=logger,
+        callbacks=[callback],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer.fit(_Tiny(), datamodule=dm)
     with open(tmp_path / "data_splits.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert [int(r["count"]) for r in rows if r["split"] == "train"] == np.bincount(dm.train_y.numpy()).tolist()
-    (key, columns, data), = logger.tables
+    ((key, columns, data),) = logger.tables
     assert key == "data/splits" and columns == ["split", "class", "name", "count"] and len(data) == len(rows)
     assert logger.images == [("data/samples", [str(tmp_path / "data_samples.png")])]
     assert (tmp_path / "data_samples.png").read_bytes()[:4] == b"\x89PNG"

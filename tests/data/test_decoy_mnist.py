@@ -83,9 +83,13 @@ def test_subsets_and_bad_arguments(root):
     dm = DecoyFashionMNISTDataModule(root, train_size=100, test_size=50, val_fraction=0.2)
     dm.setup()
     assert len(dm.train_dataset) == 80 and len(dm.val_dataset) == 20 and len(dm.test_dataset) == 50
-    for kw, match in ((dict(train_regime="decoy"), "train_regime"), (dict(val_regime="clean"), "val_regime"),
-                      (dict(patch_size=15), "patch_size"), (dict(val_fraction=1.0), "val_fraction"),
-                      (dict(train_size=0), "train_size")):
+    for kw, match in (
+        (dict(train_regime="decoy"), "train_regime"),
+        (dict(val_regime="clean"), "val_regime"),
+        (dict(patch_size=15), "patch_size"),
+        (dict(val_fraction=1.0), "val_fraction"),
+        (dict(train_size=0), "train_size"),
+    ):
         with pytest.raises(ValueError, match=match):
             DecoyFashionMNISTDataModule(root, **kw)
     with pytest.raises(ValueError, match="MNIST: data_dir is required"):

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_loaders_resume import FakeTrainer, _digits, _train_loader
 from torch.utils.data import TensorDataset
 
 from salguide.data.loaders import EpochShuffle
-from test_loaders_resume import FakeTrainer, _digits, _train_loader
 
 
 def _perm(n: int, seed: int) -> list[int]:  # the reference: torch's DistributedSampler rule, seed + epoch

@@ -28,7 +28,7 @@ def test_reads_the_files_and_normalises_with_train_statistics(files):
     root, raw = files
     dm = FashionMNISTDataModule(root, batch_size=16, forget="class", forget_class=3)
     dm.setup()
-    (x_tr, y_tr), (x_te, y_te) = raw["train"], raw["test"]
+    (x_tr, y_tr), (_, y_te) = raw["train"], raw["test"]
     assert torch.equal(dm.train_x[:, 0], torch.from_numpy(x_tr)) and dm.train_x.dtype == torch.uint8
     assert dm.train_y.tolist() == y_tr.tolist() and dm.test_y.tolist() == y_te.tolist()
     mean, std = x_tr.astype(np.float64).mean() / 255, x_tr.astype(np.float64).std(ddof=1) / 255
@@ -135,8 +135,10 @@ def _naive_read(path: Path) -> np.ndarray:
         return np.frombuffer(f.read(), dtype=np.uint8).reshape(shape)
 
 
-@pytest.mark.skipif(not Path(FASHION_MNIST_DIR, "train-images-idx3-ubyte.gz").exists(),
-                    reason="Debian's dataset-fashion-mnist is not installed (apt-get install dataset-fashion-mnist)")
+@pytest.mark.skipif(
+    not Path(FASHION_MNIST_DIR, "train-images-idx3-ubyte.gz").exists(),
+    reason="Debian's dataset-fashion-mnist is not installed (apt-get install dataset-fashion-mnist)",
+)
 def test_real_fashion_mnist_from_the_debian_package():
     dm = FashionMNISTDataModule(forget="class", forget_class=0)
     dm.setup()

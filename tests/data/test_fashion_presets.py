@@ -16,15 +16,20 @@ from idx_helpers import make_idx_dir
 from salguide.pipelines import run_task
 
 PRESETS = {
-    "unlearn_fashion_mnist": "unlearn", "unlearn_fashion_mnist_random": "unlearn",
+    "unlearn_fashion_mnist": "unlearn",
+    "unlearn_fashion_mnist_random": "unlearn",
     **{f"decoy_fashion_mnist_{v}": "classify" for v in ("vanilla", "rrr", "sgt", "clean")},
     **{f"prune_fashion_mnist_{p}": "attention" for p in ("evit", "tome", "dynamicvit")},
 }
 TINY = {
     "unlearn": ["original.epochs=1", "unlearning.epochs=1", "+retrain.epochs=1", "data.train_size=60"],
     "classify": ["classify.epochs=1", "classify.explain_samples=16", "data.train_size=100"],
-    "attention": ["classify.epochs=1", "+trainer.limit_train_batches=2", "data.train_size=40",
-                  "attention_maps.every_n_epochs=1"],
+    "attention": [
+        "classify.epochs=1",
+        "+trainer.limit_train_batches=2",
+        "data.train_size=40",
+        "attention_maps.every_n_epochs=1",
+    ],
 }
 
 
@@ -68,8 +73,15 @@ def test_each_preset_runs_end_to_end_on_tiny_files(tmp_path, preset, monkeypatch
     task = PRESETS[preset]
     out = tmp_path / "out"
     logger = "default" if preset in ("decoy_fashion_mnist_rrr", "unlearn_fashion_mnist") else "csv"
-    cfg = _compose(f"experiment={preset}", f"data.data_dir={tmp_path / 'fm'}", f"paths.output_dir={out}",
-                   f"paths.cache_dir={tmp_path / 'cache'}", "data.test_size=20", f"logger={logger}", *TINY[task])
+    cfg = _compose(
+        f"experiment={preset}",
+        f"data.data_dir={tmp_path / 'fm'}",
+        f"paths.output_dir={out}",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+        "data.test_size=20",
+        f"logger={logger}",
+        *TINY[task],
+    )
     run_task(cfg)
     results = json.loads((out / "results.json").read_text())
     rows = _csv(out / "results.csv")
@@ -106,9 +118,18 @@ def test_attention_pipeline_tests_in_loader_batches(tmp_path, monkeypatch):
         return forward(self, x)
 
     monkeypatch.setattr(VisionTransformer, "forward", recording)
-    cfg = _compose("experiment=prune_fashion_mnist_tome", f"data.data_dir={tmp_path / 'fm'}", "data.batch_size=8",
-                   f"paths.output_dir={tmp_path / 'out'}", "logger=none", "callbacks=none", "classify.epochs=1",
-                   "+trainer.limit_train_batches=1", "+trainer.limit_val_batches=0", "attention_maps.every_n_epochs=0")
+    cfg = _compose(
+        "experiment=prune_fashion_mnist_tome",
+        f"data.data_dir={tmp_path / 'fm'}",
+        "data.batch_size=8",
+        f"paths.output_dir={tmp_path / 'out'}",
+        "logger=none",
+        "callbacks=none",
+        "classify.epochs=1",
+        "+trainer.limit_train_batches=1",
+        "+trainer.limit_val_batches=0",
+        "attention_maps.every_n_epochs=0",
+    )
     acc = run_task(cfg)
     assert sum(seen) >= 30 and max(seen) <= 8
     assert json.loads((tmp_path / "out" / "results.json").read_text())["test_acc"] == pytest.approx(acc)

@@ -84,8 +84,11 @@ def test_huge_claims_fail_before_allocation(tmp_path, isize_matches):
     small.write_bytes(_lying_gzip((100, 300), isize_matches=True))
     tracemalloc.start()
     try:
-        for path, match in ((raw, "the file holds"), (gz, "more than a .*-byte gzip file can hold"),
-                            (small, "truncated IDX data|corrupt gzip IDX file")):
+        for path, match in (
+            (raw, "the file holds"),
+            (gz, "more than a .*-byte gzip file can hold"),
+            (small, "truncated IDX data|corrupt gzip IDX file"),
+        ):
             with pytest.raises(ValueError, match=match):
                 read_idx(path)
         peak = tracemalloc.get_traced_memory()[1]
@@ -99,7 +102,9 @@ def test_corrupt_gzip_and_missing_file(tmp_path):
     blob[20] ^= 0xFF
     (tmp_path / "c.gz").write_bytes(bytes(blob))
     # a flipped bit may break the deflate stream, its length or its checksum: any of them is named
-    with pytest.raises(ValueError, match=r"c\.gz: (corrupt gzip IDX file|truncated|100 bytes of IDX data are followed)"):
+    with pytest.raises(
+        ValueError, match=r"c\.gz: (corrupt gzip IDX file|truncated|100 bytes of IDX data are followed)"
+    ):
         read_idx(tmp_path / "c.gz")
     with pytest.raises(FileNotFoundError, match="nothing-here"):
         read_idx(tmp_path / "nothing-here")

@@ -52,10 +52,17 @@ def _readme_salun(root: Path, *extra, ckpt_path=None) -> dict[str, torch.Tensor]
     torch.manual_seed(0)
     module = ClassifierModule(SmallCNN(), lr=0.02, optimizer="sgd", momentum=0.9, weight_decay=5e-4, scheduler="cosine")
     plugins = [WeightSaliencyCallback(ratio=0.5, log_figure=False), RandomLabelCallback()]
-    trainer = L.Trainer(max_epochs=3, limit_train_batches=4, callbacks=[*plugins, *extra], logger=False,
-                        enable_progress_bar=False,
-                        enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in extra),
-                        enable_model_summary=False, limit_val_batches=0, default_root_dir=root)
+    trainer = L.Trainer(
+        max_epochs=3,
+        limit_train_batches=4,
+        callbacks=[*plugins, *extra],
+        logger=False,
+        enable_progress_bar=False,
+        enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in extra),
+        enable_model_summary=False,
+        limit_val_batches=0,
+        default_root_dir=root,
+    )
     trainer.fit(module, datamodule=_digits(), ckpt_path=ckpt_path)
     return {k: v.clone() for k, v in module.state_dict().items()}
 
@@ -96,8 +103,15 @@ def _even_retain() -> DigitsDataModule:
 def test_two_processes_train_what_one_process_trains(tmp_path):
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))  # no BatchNorm (per-process statistics)
     one, two = (ClassifierModule(copy.deepcopy(net), lr=0.05) for _ in range(2))
-    kw = dict(max_epochs=1, accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
-              enable_checkpointing=False, limit_val_batches=0)
+    kw = dict(
+        max_epochs=1,
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        limit_val_batches=0,
+    )
     L.Trainer(devices=1, **kw).fit(one, datamodule=_even_retain())
     ddp = L.Trainer(strategy="ddp_spawn", devices=2, callbacks=[StepReport(tmp_path)], **kw)
     ddp.fit(two, datamodule=_even_retain())

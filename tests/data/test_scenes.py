@@ -51,7 +51,7 @@ def test_correlation_and_eval_correlation_are_respected(corr: float):
     dm = SyntheticScenesDataModule(seed=0, tile=4, correlation=corr, eval_correlation=corr)
     dm.setup()
     x, y, m = dm.train_dataset.tensors
-    assert x.shape[1:] == (3, 24, 24) and bool(((m.sum((1, 2, 3)) == 144)).all())  # a 12x12 tile each
+    assert x.shape[1:] == (3, 24, 24) and bool((m.sum((1, 2, 3)) == 144).all())  # a 12x12 tile each
     agree = (_background_class(x, m) == y).float().mean().item()
     expected = corr + (1 - corr) * 0.1  # a random background is the label's 1 time in 10
     assert abs(agree - expected) < 0.05

@@ -2,4 +2,6 @@
 
 import importlib.util
 
-collect_ignore_glob = [] if importlib.util.find_spec("diffusers") and importlib.util.find_spec("peft") else ["test_*.py"]
+collect_ignore_glob = (
+    [] if importlib.util.find_spec("diffusers") and importlib.util.find_spec("peft") else ["test_*.py"]
+)

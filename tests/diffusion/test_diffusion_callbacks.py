@@ -1,27 +1,39 @@
 """SalUn / ANT / ESD / FT as callbacks on a Lightning fit: masked update bit-exact, the loss they return,
 hooks undone, pickling, and bad inputs refused before any training."""
 
-import copy
 import pickle
 
 import lightning.pytorch as L
 import pytest
 import torch
-from torch.utils.data import DataLoader
 from diff_helpers import T, batches, tiny
+from torch.utils.data import DataLoader
 
 from salguide._rng import Generator
 from salguide.callbacks import DiffusionUnlearningCallback, WeightSaliencyCallback
-from salguide.diffusion import (ANTObjective, ESDObjective, FTObjective, SalUnObjective, diffusion_ant_mask,
-                                diffusion_saliency_mask)
-from salguide.diffusion.adapters import add_lora, adapter_names
+from salguide.diffusion import (
+    ANTObjective,
+    ESDObjective,
+    FTObjective,
+    SalUnObjective,
+    diffusion_ant_mask,
+    diffusion_saliency_mask,
+)
+from salguide.diffusion.adapters import adapter_names, add_lora
 from salguide.models import SmallCNN
 from salguide.weights import WeightMask
 
 
 def fit(module, callbacks, steps=3, retain=None):
-    trainer = L.Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, accelerator="cpu", callbacks=callbacks)
+    trainer = L.Trainer(
+        max_steps=steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        callbacks=callbacks,
+    )
     data = batches(4, label=None, seed=9) if retain is None else retain
     trainer.fit(module, train_dataloaders=DataLoader(data, batch_size=None))  # one (x, y) batch per item
     return trainer
@@ -48,8 +60,11 @@ OBJECTIVES = [SalUnObjective(beta=1.0), ANTObjective(), ESDObjective(eta=1.0, be
 def test_unlearning_keeps_frozen_weights_bit_identical(objective, prompt):
     m = tiny(prompt=prompt, weight_decay=0.1)  # AdamW decay would move frozen weights without the guarantee
     forget = batches(2, label=1)
-    mask = (diffusion_ant_mask(m, forget, 0.3, seeds=(0, 1)) if objective.name == "ANT"
-            else diffusion_saliency_mask(m, forget, 0.3))
+    mask = (
+        diffusion_ant_mask(m, forget, 0.3, seeds=(0, 1))
+        if objective.name == "ANT"
+        else diffusion_saliency_mask(m, forget, 0.3)
+    )
     before = snapshot(m)
     cb = DiffusionUnlearningCallback(objective, forget_dataloader=forget, seed=0)
     fit(m, [WeightSaliencyCallback(mask, log_figure=False), cb])
@@ -64,8 +79,13 @@ def test_lora_adapters_only_base_untouched():
     assert set(mask) == adapter_names(m)
     base = {n: p.detach().clone() for n, p in m.named_parameters() if n not in mask}
     before = snapshot(m)
-    fit(m, [WeightSaliencyCallback(mask, strict=False, log_figure=False),
-            DiffusionUnlearningCallback(SalUnObjective(), forget_dataloader=forget)])
+    fit(
+        m,
+        [
+            WeightSaliencyCallback(mask, strict=False, log_figure=False),
+            DiffusionUnlearningCallback(SalUnObjective(), forget_dataloader=forget),
+        ],
+    )
     assert all(torch.equal(p.detach(), base[n]) for n, p in m.named_parameters() if n in base)
     assert_masked_update(before, m, mask)
 
@@ -123,16 +143,31 @@ def _refused(module, callbacks, match):
 
 def test_bad_inputs_are_refused_before_training():
     m = tiny()
-    _refused(m, [DiffusionUnlearningCallback(SalUnObjective(), forget_dataloader=batches(1, label=6))],
-             "forget class 6 is outside the model's forget classes 0..3")
+    _refused(
+        m,
+        [DiffusionUnlearningCallback(SalUnObjective(), forget_dataloader=batches(1, label=6))],
+        "forget class 6 is outside the model's forget classes 0..3",
+    )
     _refused(m, [DiffusionUnlearningCallback(SalUnObjective(), forget_dataloader=[])], "forget set is empty")
-    _refused(m, [DiffusionUnlearningCallback(SalUnObjective(t_range=(5, T + 5)), forget_dataloader=batches(1))],
-             r"t_range=\(5, 25\) lies outside the schedule")
-    _refused(m, [DiffusionUnlearningCallback(ANTObjective(t_split=0), forget_dataloader=batches(1))],
-             "t_split=0 must lie strictly inside the schedule")
+    _refused(
+        m,
+        [DiffusionUnlearningCallback(SalUnObjective(t_range=(5, T + 5)), forget_dataloader=batches(1))],
+        r"t_range=\(5, 25\) lies outside the schedule",
+    )
+    _refused(
+        m,
+        [DiffusionUnlearningCallback(ANTObjective(t_split=0), forget_dataloader=batches(1))],
+        "t_split=0 must lie strictly inside the schedule",
+    )
     cnn_mask = WeightMask({n: torch.ones_like(p, dtype=torch.bool) for n, p in SmallCNN(4).named_parameters()})
-    _refused(m, [WeightSaliencyCallback(cnn_mask, log_figure=False),
-                 DiffusionUnlearningCallback(SalUnObjective(), forget_dataloader=batches(1))], "mask")
+    _refused(
+        m,
+        [
+            WeightSaliencyCallback(cnn_mask, log_figure=False),
+            DiffusionUnlearningCallback(SalUnObjective(), forget_dataloader=batches(1)),
+        ],
+        "mask",
+    )
     with pytest.raises(ValueError, match="eta"):
         ESDObjective(eta=0)
 

@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-import torch.nn.functional as F
 from diff_helpers import T, tiny
 
 from salguide.diffusion import check_guidance, check_t_range, denoising_loss, guided_eps, sample_images

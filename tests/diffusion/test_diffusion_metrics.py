@@ -6,8 +6,8 @@ import torch
 from diff_helpers import tiny
 from scipy import linalg
 
-from salguide.models import SmallCNN
 from salguide.diffusion.metrics import frechet_distance, generate_per_class, generation_metrics, judge_features
+from salguide.models import SmallCNN
 
 
 def test_frechet_distance_matches_scipy_sqrtm():

@@ -31,8 +31,14 @@ def test_salun_target_is_the_detached_misaligned_prediction():
     loss = salun_forget_loss(net, X, TT, Y, misaligned(Y, 4))
     assert torch.equal(misaligned(Y, 4), torch.tensor([2, 2, 3]))
     w, b = net.w.detach(), net.b.detach()
-    want = ((net.w[Y].view(-1, 1, 1, 1) * X + net.b[Y].view(-1, 1, 1, 1)
-             - (w[Y + 1].view(-1, 1, 1, 1) * X + b[Y + 1].view(-1, 1, 1, 1))) ** 2).mean()
+    want = (
+        (
+            net.w[Y].view(-1, 1, 1, 1) * X
+            + net.b[Y].view(-1, 1, 1, 1)
+            - (w[Y + 1].view(-1, 1, 1, 1) * X + b[Y + 1].view(-1, 1, 1, 1))
+        )
+        ** 2
+    ).mean()
     torch.testing.assert_close(loss, want)
     loss.backward()
     assert net.w.grad[3] == 0 and net.w.grad[1] != 0  # no gradient through the target class
@@ -61,7 +67,12 @@ def test_esd_targets_the_originals_negative_guidance():
 
 def test_ant_reverses_guidance_late_and_keeps_it_early():
     net, orig = Toy(0), Toy(1)
-    xe, te, xl, tl = torch.randn(3, 1, 2, 2), torch.tensor([18, 19, 17]), torch.randn(3, 1, 2, 2), torch.tensor([1, 2, 3])
+    xe, te, xl, tl = (
+        torch.randn(3, 1, 2, 2),
+        torch.tensor([18, 19, 17]),
+        torch.randn(3, 1, 2, 2),
+        torch.tensor([1, 2, 3]),
+    )
     got = ant_loss(net, orig, (xe, te), (xl, tl), Y, 4, eta=1.5, alpha1=0.3, alpha2=0.7)
     null = torch.full_like(Y, 4)
 
@@ -83,8 +94,16 @@ def test_ant_splits_timesteps_at_the_early_fraction():
         seen.setdefault("t", []).append(t.clone())
         return x
 
-    obj.forget_loss(spy, spy, sched, 4, 4, torch.randn(6, 1, 2, 2), torch.zeros(6, dtype=torch.long),
-                    torch.Generator().manual_seed(0))
+    obj.forget_loss(
+        spy,
+        spy,
+        sched,
+        4,
+        4,
+        torch.randn(6, 1, 2, 2),
+        torch.zeros(6, dtype=torch.long),
+        torch.Generator().manual_seed(0),
+    )
     late, early = seen["t"][0], seen["t"][5]  # five calls per range: the late range first
     assert late.max() < 15 and early.min() >= 15
 

@@ -8,10 +8,24 @@ from omegaconf import open_dict
 
 from salguide.pipelines import run_task
 
-TINY = ["model.block_out_channels=[8,16]", "model.norm_num_groups=4", "model.num_train_timesteps=20",
-        "model.attention=false", "original.epochs=1", "judge.epochs=1", "judge.width=4", "generation.per_class=3",
-        "generation.steps=2", "generation.grid_per_class=2", "diffusion_unlearning.epochs=1", "logger=none",
-        "callbacks=none", "+trainer.limit_val_batches=0", "+trainer.enable_progress_bar=false", "print_table=false"]
+TINY = [
+    "model.block_out_channels=[8,16]",
+    "model.norm_num_groups=4",
+    "model.num_train_timesteps=20",
+    "model.attention=false",
+    "original.epochs=1",
+    "judge.epochs=1",
+    "judge.width=4",
+    "generation.per_class=3",
+    "generation.steps=2",
+    "generation.grid_per_class=2",
+    "diffusion_unlearning.epochs=1",
+    "logger=none",
+    "callbacks=none",
+    "+trainer.limit_val_batches=0",
+    "+trainer.enable_progress_bar=false",
+    "print_table=false",
+]
 
 
 def _cfg(tmp_path, *overrides):
@@ -29,7 +43,11 @@ def test_salun_end_to_end_then_cached(tmp_path):
     assert [r["method"] for r in rows] == ["Original", "Retrain", "SalUn"]
     assert all(0 <= r["UA"] <= 100 and 0 <= r["Acc_r"] <= 100 and r["FD"] >= 0 for r in rows)
     assert "FD (judge)" in (out / "results.md").read_text()
-    assert {p.name for p in out.glob("samples_*.png")} == {"samples_Original.png", "samples_Retrain.png", "samples_SalUn.png"}
+    assert {p.name for p in out.glob("samples_*.png")} == {
+        "samples_Original.png",
+        "samples_Retrain.png",
+        "samples_SalUn.png",
+    }
     assert (out / "mask.safetensors").is_file()
     cached = sorted(p.name.split("-")[1] for p in (tmp_path / "cache").glob("*.safetensors"))
     assert cached == ["judge", "original", "retrain"]
@@ -40,16 +58,22 @@ def test_salun_end_to_end_then_cached(tmp_path):
     assert json.loads((out / "results.json").read_text())[-1]["method"] == "ANT"
 
 
-@pytest.mark.parametrize("overrides,message", [
-    (["model.num_classes=5"], "class 9 is outside the model's classes 0..4"),
-    (["data.forget_class=11"], "forget split is empty: class 11 is not in the training set"),
-    (["diffusion_unlearning=ant", "diffusion_unlearning.objective.t_split=40"], "t_split=40 must lie strictly inside"),
-    (["diffusion_unlearning.objective.t_range=[0,30]"], "lies outside the schedule"),
-    (["generation.guidance_scale=0"], "generation.guidance_scale must be a number > 0"),
-    (["diffusion_unlearning=esd", "diffusion_unlearning.objective.eta=-1"], "eta must be a number > 0"),
-    (["init_from=model.safetensors"], "task=unlearn_diffusion does not support init_from"),
-    (["data.image_size=12"], r"images \(1, 12, 12\) do not match the model's sample shape \(1, 16, 16\)"),
-])
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["model.num_classes=5"], "class 9 is outside the model's classes 0..4"),
+        (["data.forget_class=11"], "forget split is empty: class 11 is not in the training set"),
+        (
+            ["diffusion_unlearning=ant", "diffusion_unlearning.objective.t_split=40"],
+            "t_split=40 must lie strictly inside",
+        ),
+        (["diffusion_unlearning.objective.t_range=[0,30]"], "lies outside the schedule"),
+        (["generation.guidance_scale=0"], "generation.guidance_scale must be a number > 0"),
+        (["diffusion_unlearning=esd", "diffusion_unlearning.objective.eta=-1"], "eta must be a number > 0"),
+        (["init_from=model.safetensors"], "task=unlearn_diffusion does not support init_from"),
+        (["data.image_size=12"], r"images \(1, 12, 12\) do not match the model's sample shape \(1, 16, 16\)"),
+    ],
+)
 def test_bad_inputs_fail_before_anything_is_trained_or_written(tmp_path, overrides, message):
     overrides = [("+" + o if "t_range" in o or "t_split" in o else o) for o in overrides]
     with pytest.raises(ValueError, match=message):

@@ -4,11 +4,15 @@ import copy
 
 import pytest
 import torch
-import torch.nn.functional as F
 from diff_helpers import T, batches, tiny
 
-from salguide.diffusion import (check_mask_fits, diffusion_ant_mask, diffusion_saliency_mask,
-                                diffusion_saliency_scores, gaussian_noise)
+from salguide.diffusion import (
+    check_mask_fits,
+    diffusion_ant_mask,
+    diffusion_saliency_mask,
+    diffusion_saliency_scores,
+    gaussian_noise,
+)
 from salguide.models import SmallCNN
 from salguide.weights import WeightMask
 

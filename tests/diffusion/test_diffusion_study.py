@@ -14,8 +14,10 @@ def test_summary_means_and_stds(tmp_path):
     for method, seed, ua in (("SalUn", 0, 90.0), ("SalUn", 1, 100.0), ("ESD", 0, 50.0)):
         d = runs / method / str(seed)
         d.mkdir(parents=True)
-        rows = [{"method": "Original", "seed": seed, "UA": 1.0, "Acc_r": 90.0, "FD": 1.0, "RTE": None},
-                {"method": method, "seed": seed, "UA": ua, "Acc_r": 80.0, "FD": 2.0, "RTE": 10.0}]
+        rows = [
+            {"method": "Original", "seed": seed, "UA": 1.0, "Acc_r": 90.0, "FD": 1.0, "RTE": None},
+            {"method": method, "seed": seed, "UA": ua, "Acc_r": 80.0, "FD": 2.0, "RTE": 10.0},
+        ]
         (d / "results.json").write_text(json.dumps(rows))
         (d / ".hydra").mkdir()
         (d / ".hydra" / "config.yaml").write_text(f"seed: {seed}\n")

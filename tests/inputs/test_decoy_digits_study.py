@@ -27,12 +27,30 @@ def _run(root: Path, variant: str, seed: int, acc: float, energy: float) -> None
     run = root / variant / str(seed)
     (run / ".hydra").mkdir(parents=True)
     data = {**PRESET["data"], "seed": seed}
-    cfg = {"name": f"decoy_{variant}", "seed": seed, "task": "classify", "classify": {"epochs": 30},
-           "data": data, "model": PRESET["model"], "paths": {"output_dir": "${hydra:runtime.output_dir}"}}
+    cfg = {
+        "name": f"decoy_{variant}",
+        "seed": seed,
+        "task": "classify",
+        "classify": {"epochs": 30},
+        "data": data,
+        "model": PRESET["model"],
+        "paths": {"output_dir": "${hydra:runtime.output_dir}"},
+    }
     (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
-    (run / "results.json").write_text(json.dumps({
-        "name": f"decoy_{variant}", "seed": seed, "test_acc": acc, "test_energy_in_mask": energy,
-        "test_pointing_game": 0.9, "test_deletion_auc": 0.2, "test_insertion_auc": 0.6, "seconds": 3.0}))
+    (run / "results.json").write_text(
+        json.dumps(
+            {
+                "name": f"decoy_{variant}",
+                "seed": seed,
+                "test_acc": acc,
+                "test_energy_in_mask": energy,
+                "test_pointing_game": 0.9,
+                "test_deletion_auc": 0.2,
+                "test_insertion_auc": 0.6,
+                "seconds": 3.0,
+            }
+        )
+    )
     torch.manual_seed(seed)
     save_weights(instantiate(PRESET["model"]), run / "models" / "classify.safetensors")
 
@@ -45,8 +63,13 @@ def test_summary_of_synthetic_runs(tmp_path):
             _run(runs, v, seed, acc, 0.9 + 0.01 * seed)
     (runs / "vanilla" / "results.json").write_text("[]")  # a sweep's combined table: not a run, skipped
     env = dict(os.environ, WANDB_MODE="offline")
-    done = subprocess.run([sys.executable, str(HERE / "summarise.py"), str(runs), "--out", str(out)],
-                          capture_output=True, text=True, timeout=300, env=env)
+    done = subprocess.run(
+        [sys.executable, str(HERE / "summarise.py"), str(runs), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     doc = json.loads((out / "results.json").read_text())
     assert len(doc["rows"]) == 8 and doc["epochs"] == 30 and doc["paper"]["rrr"] == 96.07
@@ -66,16 +89,21 @@ def test_summary_refuses_a_foreign_preset(tmp_path):
     _run(tmp_path, "vanilla", 0, 50.0, 0.9)
     cfg = tmp_path / "vanilla" / "0" / ".hydra" / "config.yaml"
     cfg.write_text(cfg.read_text().replace("name: decoy_vanilla", "name: scenes_rrr"))
-    done = subprocess.run([sys.executable, str(HERE / "summarise.py"), str(tmp_path), "--out", str(tmp_path / "o")],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, str(HERE / "summarise.py"), str(tmp_path), "--out", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode != 0 and "'scenes_rrr' is not one of the presets" in done.stderr
 
 
 @pytest.mark.slow
 def test_study_quick_mode_runs(tmp_path):
     env = dict(os.environ, WANDB_MODE="offline", QUICK="1", STUDY_OUT=str(tmp_path / "out"))
-    proc = subprocess.run(["bash", str(HERE / "run.sh"), str(tmp_path / "runs")], capture_output=True, text=True,
-                          env=env, timeout=900)
+    proc = subprocess.run(
+        ["bash", str(HERE / "run.sh"), str(tmp_path / "runs")], capture_output=True, text=True, env=env, timeout=900
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = json.loads((tmp_path / "out" / "results.json").read_text())
     assert {r["variant"] for r in res["rows"]} == {"vanilla", "rrr", "sgt", "clean"} and res["epochs"] == 2

@@ -12,8 +12,16 @@ import salguide
 from salguide.pipelines.classify import run_classify
 
 CONFIGS = str(Path(salguide.__file__).parent / "configs")
-PRESETS = ["decoy_vanilla", "decoy_rrr", "decoy_sgt", "decoy_clean", "decoy_energy", "scenes_vanilla", "scenes_rrr",
-           "scenes_energy"]
+PRESETS = [
+    "decoy_vanilla",
+    "decoy_rrr",
+    "decoy_sgt",
+    "decoy_clean",
+    "decoy_energy",
+    "scenes_vanilla",
+    "scenes_rrr",
+    "scenes_energy",
+]
 
 
 def _compose(*overrides: str):
@@ -27,7 +35,9 @@ def test_presets_compose(preset):
     assert cfg.task == "classify" and cfg.name == preset
     expected = preset.split("_")[1] if preset.split("_")[1] in ("rrr", "sgt", "energy") else "none"
     assert cfg.input_loss.name == expected
-    assert cfg.data._target_.endswith("DecoyDigitsDataModule" if preset.startswith("decoy") else "SyntheticScenesDataModule")
+    assert cfg.data._target_.endswith(
+        "DecoyDigitsDataModule" if preset.startswith("decoy") else "SyntheticScenesDataModule"
+    )
     assert "forget" not in cfg.data  # the digits defaults were replaced, not merged
     assert _compose(f"experiment={preset}", "input_loss=sgt").input_loss.name == "sgt"
 
@@ -45,8 +55,13 @@ def test_bad_loss_and_recipe_keys_fail_before_training(tmp_path):
 def test_classify_pipeline_writes_results_figures_and_wandb_images(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     cfg = _compose(
-        "experiment=scenes_rrr", f"paths.output_dir={tmp_path}", "classify.epochs=2", "classify.overlay_every_n_epochs=1",
-        "classify.explain_samples=32", "logger=default", "callbacks=none",
+        "experiment=scenes_rrr",
+        f"paths.output_dir={tmp_path}",
+        "classify.epochs=2",
+        "classify.overlay_every_n_epochs=1",
+        "classify.explain_samples=32",
+        "logger=default",
+        "callbacks=none",
     )
     acc = run_classify(cfg)
     row = json.loads((tmp_path / "results.json").read_text())
@@ -57,6 +72,8 @@ def test_classify_pipeline_writes_results_figures_and_wandb_images(tmp_path, mon
     assert pngs == ["saliency_epoch000.png", "saliency_epoch001.png"]
     assert (tmp_path / "test_saliency.png").stat().st_size > 1000
     metrics = (next((tmp_path / "csv").rglob("metrics.csv"))).read_text()
-    assert "val_expl/deletion_auc" in metrics and "val_expl/energy_in_mask" in metrics and "train/rrr_penalty" in metrics
+    assert (
+        "val_expl/deletion_auc" in metrics and "val_expl/energy_in_mask" in metrics and "train/rrr_penalty" in metrics
+    )
     media = [p for p in (tmp_path / "wandb").rglob("*.png") if "media" in p.parts]
     assert len(media) >= 3  # two epochs of overlays + the test figure

@@ -48,7 +48,7 @@ def test_scenes_background_follows_the_label_in_training_and_not_at_test():
     dm.setup()
 
     def background_class(x, mask):
-        bg = (1 - mask)
+        bg = 1 - mask
         mean = (x * bg).sum((2, 3)) / bg.sum((2, 3))  # [N, 3] mean background colour
         dirs = _COLOURS / _COLOURS.norm(dim=1, keepdim=True)
         return (mean / mean.norm(dim=1, keepdim=True) @ dirs.T).argmax(1)

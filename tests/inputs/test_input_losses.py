@@ -74,7 +74,9 @@ def test_accepted_mask_shapes(shape):
 def test_mask_shape_mismatch_is_a_clear_error(shape):
     net = nn.Sequential(nn.Flatten(), nn.Linear(75, 3))
     x = torch.rand(2, 3, 5, 5)
-    with pytest.raises(ValueError, match=r"annotation mask of shape .* does not match the input of shape \(2, 3, 5, 5\)"):
+    with pytest.raises(
+        ValueError, match=r"annotation mask of shape .* does not match the input of shape \(2, 3, 5, 5\)"
+    ):
         RRRLoss()(net, x, torch.tensor([0, 1]), torch.ones(shape))
     with pytest.raises(ValueError, match="needs a mask"):
         RRRLoss()(net, x, torch.tensor([0, 1]))
@@ -133,7 +135,9 @@ def test_energy_in_mask_hand_computed_and_loss():
 
 def test_energy_loss_with_gradcam_trains_the_conv():
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.Tanh(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 2))
+    net = nn.Sequential(
+        nn.Conv2d(1, 3, 3, padding=1), nn.Tanh(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 2)
+    )
     x, y = torch.rand(2, 1, 6, 6), torch.tensor([0, 1])
     region = torch.zeros(2, 6, 6)
     region[:, 2:4, 2:4] = 1

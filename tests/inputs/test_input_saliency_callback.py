@@ -43,8 +43,16 @@ class HandWritten(ClassifierModule):
 
 
 def fit(module: pl.LightningModule, callbacks=(), **kw) -> dict[str, torch.Tensor]:
-    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, callbacks=list(callbacks), **kw)
+    trainer = pl.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=list(callbacks),
+        **kw,
+    )
     trainer.fit(module, train_dataloaders=data())
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
@@ -56,7 +64,9 @@ def test_callback_equals_the_hand_written_loss(make_loss, precision, accumulate)
     plain = ClassifierModule(net(), lr=0.1, optimizer="sgd", momentum=0.0, weight_decay=0.0, scheduler=None)
     zero_code = fit(plain, [InputSaliencyCallback(make_loss())], **kw)
     by_hand = fit(HandWritten(net(), make_loss()), **kw)
-    baseline = fit(ClassifierModule(net(), lr=0.1, optimizer="sgd", momentum=0.0, weight_decay=0.0, scheduler=None), **kw)
+    baseline = fit(
+        ClassifierModule(net(), lr=0.1, optimizer="sgd", momentum=0.0, weight_decay=0.0, scheduler=None), **kw
+    )
     for k in by_hand:
         torch.testing.assert_close(zero_code[k], by_hand[k], msg=k)
     # and the term really changed training (added once, not zero times)
@@ -85,9 +95,15 @@ def test_inverts_a_relevant_mask_for_rrr_and_refuses_manual_optimisation():
             return DataLoader(TensorDataset(x, y, 1 - m), batch_size=4)
 
     module = ClassifierModule(net(), lr=0.1, optimizer="sgd", momentum=0.0, weight_decay=0.0, scheduler=None)
-    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False,
-                         callbacks=[InputSaliencyCallback(RRRLoss(5.0))])
+    trainer = pl.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[InputSaliencyCallback(RRRLoss(5.0))],
+    )
     trainer.fit(module, datamodule=Dm())
     ref = fit(HandWritten(net(), RRRLoss(5.0)))
     for k, v in module.state_dict().items():

@@ -28,10 +28,14 @@ def test_smoothgrad_equals_a_naive_loop_with_the_same_noise():
     noise = 0.3 * torch.randn(5, *x.shape, dtype=torch.float64)
     for squared in (False, True):
         got = smoothgrad(model, x, y, n_samples=5, noise=noise, squared=squared)
-        ref = torch.stack([
-            torch.stack([per_sample_grad(model, x[b] + noise[s, b], int(y[b])) ** (2 if squared else 1) for s in range(5)]).mean(0)
-            for b in range(3)
-        ])
+        ref = torch.stack(
+            [
+                torch.stack(
+                    [per_sample_grad(model, x[b] + noise[s, b], int(y[b])) ** (2 if squared else 1) for s in range(5)]
+                ).mean(0)
+                for b in range(3)
+            ]
+        )
         torch.testing.assert_close(got, ref)
 
 

@@ -59,4 +59,4 @@ def run(fn, leaves: dict[str, Tensor], kwargs: dict, seed: int = 1) -> dict[str,
 def assert_all_close(got: dict[str, Tensor], want: dict[str, Tensor], atol: float, rtol: float) -> None:
     assert got.keys() == want.keys()
     for name in want:
-        torch.testing.assert_close(got[name], want[name], atol=atol, rtol=rtol, msg=lambda m: f"{name}: {m}")
+        torch.testing.assert_close(got[name], want[name], atol=atol, rtol=rtol, msg=lambda m, name=name: f"{name}: {m}")

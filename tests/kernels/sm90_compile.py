@@ -31,22 +31,68 @@ HEAD_DIMS = (32, 64, 128)
 # instead of None); "io" stands for the input dtype; None as flag means always passed.
 _F32, _I32, _I8 = "fp32", "i32", "i8"
 POINTERS = {
-    "forward": dict(Q=("io", None), K=("io", None), V=("io", None), Out=("io", None), Lse=(_F32, None),
-                    Mass=(_F32, "HAS_TARGET"), Bias=(_F32, "HAS_BIAS"), W=(_F32, "HAS_TARGET"),
-                    Index=(_I32, "INDEXED"), Count=(_I32, "INDEXED")),
-    "own_forward": dict(Q=("io", None), K=("io", None), V=("io", None), Out=("io", None), Lse=(_F32, None),
-                        Mass=(_F32, "HAS_TARGET"), Colsum=(_F32, "HAS_COLSUM"), Bias=(_F32, "HAS_BIAS"),
-                        W=(_F32, "HAS_TARGET"), Own=(_I8, None)),
-    "delta": dict(Out=("io", None), DOut=("io", None), Mass=(_F32, "HAS_TARGET"), DMass=(_F32, "HAS_TARGET"),
-                  DLse=(_F32, None), Delta=(_F32, None)),
-    "dkdv": dict(Q=("io", None), K=("io", None), V=("io", None), DO=("io", None), DK=("io", None),
-                 DV=("io", None), Lse=(_F32, None), Delta=(_F32, None), G=(_F32, "HAS_TARGET"),
-                 Bias=(_F32, "HAS_BIAS"), W=(_F32, "HAS_TARGET"), DBias=(_F32, "NEED_DBIAS"),
-                 DW=(_F32, "NEED_DW"), Index=(_I32, "INDEXED"), Count=(_I32, "INDEXED")),
-    "colsum": dict(Q=("io", None), K=("io", None), Lse=(_F32, None), Colsum=(_F32, None),
-                   Bias=(_F32, "HAS_BIAS"), Index=(_I32, "INDEXED"), Count=(_I32, "INDEXED")),
+    "forward": dict(
+        Q=("io", None),
+        K=("io", None),
+        V=("io", None),
+        Out=("io", None),
+        Lse=(_F32, None),
+        Mass=(_F32, "HAS_TARGET"),
+        Bias=(_F32, "HAS_BIAS"),
+        W=(_F32, "HAS_TARGET"),
+        Index=(_I32, "INDEXED"),
+        Count=(_I32, "INDEXED"),
+    ),
+    "own_forward": dict(
+        Q=("io", None),
+        K=("io", None),
+        V=("io", None),
+        Out=("io", None),
+        Lse=(_F32, None),
+        Mass=(_F32, "HAS_TARGET"),
+        Colsum=(_F32, "HAS_COLSUM"),
+        Bias=(_F32, "HAS_BIAS"),
+        W=(_F32, "HAS_TARGET"),
+        Own=(_I8, None),
+    ),
+    "delta": dict(
+        Out=("io", None),
+        DOut=("io", None),
+        Mass=(_F32, "HAS_TARGET"),
+        DMass=(_F32, "HAS_TARGET"),
+        DLse=(_F32, None),
+        Delta=(_F32, None),
+    ),
+    "dkdv": dict(
+        Q=("io", None),
+        K=("io", None),
+        V=("io", None),
+        DO=("io", None),
+        DK=("io", None),
+        DV=("io", None),
+        Lse=(_F32, None),
+        Delta=(_F32, None),
+        G=(_F32, "HAS_TARGET"),
+        Bias=(_F32, "HAS_BIAS"),
+        W=(_F32, "HAS_TARGET"),
+        DBias=(_F32, "NEED_DBIAS"),
+        DW=(_F32, "NEED_DW"),
+        Index=(_I32, "INDEXED"),
+        Count=(_I32, "INDEXED"),
+    ),
+    "colsum": dict(
+        Q=("io", None),
+        K=("io", None),
+        Lse=(_F32, None),
+        Colsum=(_F32, None),
+        Bias=(_F32, "HAS_BIAS"),
+        Index=(_I32, "INDEXED"),
+        Count=(_I32, "INDEXED"),
+    ),
 }
-POINTERS["dq"] = {n: p for n, p in POINTERS["dkdv"].items() if n not in ("DK", "DV", "DBias", "DW")} | {"DQ": ("io", None)}
+POINTERS["dq"] = {n: p for n, p in POINTERS["dkdv"].items() if n not in ("DK", "DV", "DBias", "DW")} | {
+    "DQ": ("io", None)
+}
 POINTERS["own_backward"] = {n: p for n, p in POINTERS["dkdv"].items() if n not in ("Index", "Count")} | {
     "DQ": ("io", None), "Own": (_I8, None)}  # fmt: skip
 

@@ -8,7 +8,12 @@ import torch
 from attention_cases import make_case
 
 from salguide.kernels import (
-    BACKEND_ENV_VAR, VALIDATE_ENV_VAR, AttentionResult, attention, attention_reference, attention_stats,
+    BACKEND_ENV_VAR,
+    VALIDATE_ENV_VAR,
+    AttentionResult,
+    attention,
+    attention_reference,
+    attention_stats,
 )
 from salguide.kernels.dispatch import AUTO, LONG_MASS_KEYS, resolve_backend, resolve_validate
 
@@ -31,8 +36,11 @@ def _bad(q, k, v):
         (dict(q=q[:, :, :0], k=k[:, :, :0], v=v[:, :, :0]), ValueError, "empty"),
         (dict(key_mask=torch.ones(B, N + 1, dtype=torch.bool)), ValueError, "key_mask must have shape"),
         (dict(key_mask=torch.ones(B, N)), TypeError, "key_mask must be a bool"),
-        (dict(key_index=torch.zeros(B, 2, dtype=torch.long), key_mask=torch.ones(B, N, dtype=torch.bool)),
-         ValueError, "mutually exclusive"),  # fmt: skip
+        (
+            dict(key_index=torch.zeros(B, 2, dtype=torch.long), key_mask=torch.ones(B, N, dtype=torch.bool)),
+            ValueError,
+            "mutually exclusive",
+        ),  # fmt: skip
         (dict(key_index=torch.zeros(B, 2)), TypeError, "int32 or int64"),
         (dict(key_index=torch.zeros(B, 0, dtype=torch.long)), ValueError, "1 <= Nk"),
         (dict(key_index=torch.tensor([[0, N], [0, 1]])), ValueError, "lie in \\[0, N"),
@@ -117,7 +125,9 @@ def test_auto_table_cuda_triton_for_mass_and_stats_vendor_elsewhere_with_fallbac
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     assert {case: resolve_backend("auto", fake, case) for case in AUTO["cuda"]} == AUTO["cuda"]
     assert {case for case, path in AUTO["cuda"].items() if path == "triton"} == {"mass", "stats"}
-    long = type("T", (), {"device": torch.device("cuda"), "dtype": torch.float16, "shape": (1, 1, LONG_MASS_KEYS, 64)})()
+    long = type(
+        "T", (), {"device": torch.device("cuda"), "dtype": torch.float16, "shape": (1, 1, LONG_MASS_KEYS, 64)}
+    )()
     assert resolve_backend("auto", long, "mass") == "sdpa"  # long sequences: the mass rides on SDPA
     assert resolve_backend("auto", long, "stats") == "triton"
     fake.dtype = torch.float64

@@ -25,11 +25,13 @@ def _smoke(script: str, tmp_path: Path, out: Path | None = None) -> tuple[str, s
 @pytest.mark.slow
 def test_benchmark_smoke_prints_table(tmp_path):
     out = tmp_path / "table.md"
-    earlier = "header of an earlier step\n| 9,9,9,9 | 1.0 | a row from a killed earlier step | 1.000 | 1.00 | n/a | n/a |\n"
+    earlier = (
+        "header of an earlier step\n| 9,9,9,9 | 1.0 | a row from a killed earlier step | 1.000 | 1.00 | n/a | n/a |\n"
+    )
     out.write_text(earlier)
     text, stdout = _smoke("attention.py", tmp_path, out)
     assert text.startswith(earlier)  # rows are appended, nothing is lost
-    new = text[len(earlier):]
+    new = text[len(earlier) :]
     assert new.strip() in stdout and "| B,H,N,D |" not in new
     for method in ("SDPA flash", "SDPA flash, V+w (mass)", "salguide triton + mass",
                    "salguide triton + mass, kernels only", "SDPA bool key mask", "salguide key_index + mass",

@@ -35,8 +35,10 @@ WORKER = Path(sm90.__file__)
 ROOT = WORKER.parents[2]
 PTXAS = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
 # one xdist worker runs the whole matrix (its fixture spreads the compiles over every core itself)
-pytestmark = [pytest.mark.skipif(not PTXAS.exists(), reason="this triton build ships no ptxas"),
-              pytest.mark.xdist_group("sm90_compile")]
+pytestmark = [
+    pytest.mark.skipif(not PTXAS.exists(), reason="this triton build ships no ptxas"),
+    pytest.mark.xdist_group("sm90_compile"),
+]
 
 
 def _compiler(args: list[str], stdin: str = "") -> subprocess.CompletedProcess:

@@ -42,7 +42,9 @@ def test_gradient_ascent_raises_forget_loss(setup):
     def forget_ce(m):
         m.eval()
         with torch.no_grad():
-            return sum(torch.nn.functional.cross_entropy(m(x), y, reduction="sum").item() for x, y in dm.forget_dataloader())
+            return sum(
+                torch.nn.functional.cross_entropy(m(x), y, reduction="sum").item() for x, y in dm.forget_dataloader()
+            )
 
     res = unlearn(original, dm, method_spec("ga", epochs=2, lr=5e-3), trainer_kwargs=TRAINER)
     assert forget_ce(res.model) > 2 * forget_ce(original)

@@ -16,10 +16,16 @@ import yaml
 HERE = Path(__file__).resolve().parents[2] / "experiments" / "unlearning_digits"
 METHODS = ["Original", "Retrain", "FT", "GA", "RL", "l1-sparse", "SalUn"]
 NAMES = {"ft": "FT", "ga": "GA", "rl": "RL", "l1_sparse": "l1-sparse", "salun": "SalUn"}
-GRIDS = {"class": {"ft": (0.2, 0.8), "ga": (1e-3, 1e-2), "rl": (0.01, 0.03), "l1_sparse": (0.2, 0.8),
-                   "salun": (0.01, 0.03)},
-         "random": {"ft": (0.02, 0.1), "ga": (0.02, 0.1), "rl": (2.5e-4, 1e-3), "l1_sparse": (0.02, 0.1),
-                    "salun": (2.5e-4, 1e-3)}}
+GRIDS = {
+    "class": {"ft": (0.2, 0.8), "ga": (1e-3, 1e-2), "rl": (0.01, 0.03), "l1_sparse": (0.2, 0.8), "salun": (0.01, 0.03)},
+    "random": {
+        "ft": (0.02, 0.1),
+        "ga": (0.02, 0.1),
+        "rl": (2.5e-4, 1e-3),
+        "l1_sparse": (0.02, 0.1),
+        "salun": (2.5e-4, 1e-3),
+    },
+}
 RETRAIN = {"UA": 100.0, "RA": 100.0, "TA": 98.0, "MIA": 100.0}
 
 
@@ -32,23 +38,34 @@ def gap_of(mode: str, key: str, lr: float, seed: int) -> float:
 def _run(root: Path, mode: str, key: str, lr: float, seed: int) -> None:
     run = root / mode / key / f"{lr:g}-{seed}"
     (run / ".hydra").mkdir(parents=True)
-    cfg = {"name": "unlearn_digits" if mode == "class" else "unlearn_digits_random", "seed": seed,
-           "data": {"forget": mode}, "original": {"epochs": 15, "lr": 0.05}, "unlearning": {"method": key, "lr": lr,
-                                                                                          "epochs": 5}}
+    cfg = {
+        "name": "unlearn_digits" if mode == "class" else "unlearn_digits_random",
+        "seed": seed,
+        "data": {"forget": mode},
+        "original": {"epochs": 15, "lr": 0.05},
+        "unlearning": {"method": key, "lr": lr, "epochs": 5},
+    }
     (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
     gap = gap_of(mode, key, lr, seed)
     original = {"UA": 0.0, "RA": 100.0, "TA": 98.0 - seed, "MIA": 0.0}
-    rows = [{"method": "Original", "seed": seed, **original, "RTE": None},
-            {"method": "Retrain", "seed": seed, **RETRAIN, "RTE": 4.0},
-            {"method": NAMES[key], "seed": seed, **{**RETRAIN, "UA": 100.0 - 4 * gap}, "RTE": 1.0}]
+    rows = [
+        {"method": "Original", "seed": seed, **original, "RTE": None},
+        {"method": "Retrain", "seed": seed, **RETRAIN, "RTE": 4.0},
+        {"method": NAMES[key], "seed": seed, **{**RETRAIN, "UA": 100.0 - 4 * gap}, "RTE": 1.0},
+    ]
     for r in rows:  # Avg.Gap as the pipeline writes it: mean absolute gap of UA, RA, TA, MIA to Retrain
         r["Avg.Gap"] = sum(abs(r[k] - RETRAIN[k]) for k in RETRAIN) / 4
     (run / "results.json").write_text(json.dumps(rows))
 
 
 def _summarise(*args: str) -> subprocess.CompletedProcess:
-    done = subprocess.run([sys.executable, str(HERE / "summarise.py"), *args], capture_output=True, text=True,
-                          timeout=300, env=dict(os.environ, WANDB_MODE="offline"))
+    done = subprocess.run(
+        [sys.executable, str(HERE / "summarise.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, WANDB_MODE="offline"),
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return done
 
@@ -81,9 +98,17 @@ def test_select_prints_the_lr_with_the_smallest_mean_gap(study):
 
 def test_writes_every_output(study):
     _, out, _ = study
-    names = ["results_classwise.md", "results_classwise.json", "results_random.md", "results_random.json",
-             "sweep.json", "avg_gap.png", "lr_sweep.png", "metrics_vs_retrain_classwise.png",
-             "metrics_vs_retrain_random.png"]
+    names = [
+        "results_classwise.md",
+        "results_classwise.json",
+        "results_random.md",
+        "results_random.json",
+        "sweep.json",
+        "avg_gap.png",
+        "lr_sweep.png",
+        "metrics_vs_retrain_classwise.png",
+        "metrics_vs_retrain_random.png",
+    ]
     for name in names:
         path = out / name
         assert path.is_file() and path.stat().st_size > 0, name
@@ -110,7 +135,9 @@ def test_result_tables_have_every_method(study, suffix):
         # the chosen lr is the one with the smallest mean Avg.Gap, and that mean is the synthetic one
         best = min(doc["sweep"][name], key=lambda p: p["gap_mean"])
         assert doc["chosen_lr"][name] == best["lr"]
-        assert best["gap_mean"] == pytest.approx((gap_of(mode, key, best["lr"], 0) + gap_of(mode, key, best["lr"], 1)) / 2)
+        assert best["gap_mean"] == pytest.approx(
+            (gap_of(mode, key, best["lr"], 0) + gap_of(mode, key, best["lr"], 1)) / 2
+        )
         row = next(r for r in doc["rows"] if r["method"] == name)
         assert row["Avg.Gap"] == pytest.approx(best["gap_mean"]) and row["lr"] == best["lr"]
     assert doc["seed_wins"]["FT"] == 2 and sum(doc["seed_wins"].values()) == 2  # FT has the smallest offset
@@ -155,16 +182,21 @@ def test_refuses_runs_of_another_study(tmp_path):
     _run(tmp_path, "class", "ft", 0.2, 0)
     cfg = tmp_path / "class" / "ft" / "0.2-0" / ".hydra" / "config.yaml"
     cfg.write_text(cfg.read_text().replace("method: ft", "method: esd"))
-    done = subprocess.run([sys.executable, str(HERE / "summarise.py"), "select", str(tmp_path)], capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, str(HERE / "summarise.py"), "select", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode != 0 and "unlearning='esd' is not part of this study" in done.stderr
 
 
 @pytest.mark.slow
 def test_study_quick_mode_runs(tmp_path):
     env = dict(os.environ, WANDB_MODE="offline", QUICK="1", STUDY_OUT=str(tmp_path / "out"))
-    proc = subprocess.run(["bash", str(HERE / "run.sh"), str(tmp_path / "runs")], capture_output=True, text=True,
-                          env=env, timeout=3600)
+    proc = subprocess.run(
+        ["bash", str(HERE / "run.sh"), str(tmp_path / "runs")], capture_output=True, text=True, env=env, timeout=3600
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     for suffix in ("classwise", "random"):
         doc = json.loads((tmp_path / "out" / f"results_{suffix}.json").read_text())

@@ -17,15 +17,22 @@ def _run(root: Path, mode: str, method: str, lr: float, seed: int, gap: float, k
     """One run folder as salguide-train leaves it: results.json (Original, Retrain, method) and its config."""
     run = root / f"{mode}-{method}-{kind}-{lr:g}-{seed}"
     (run / ".hydra").mkdir(parents=True)
-    cfg = {"task": "unlearn", "seed": seed, "data": {"forget": mode, "train_size": 800, "test_size": 1000},
-           "original": {"epochs": 10}, "unlearning": {"method": method, "lr": lr, "epochs": 5},
-           "saliency": {"kind": kind}}
+    cfg = {
+        "task": "unlearn",
+        "seed": seed,
+        "data": {"forget": mode, "train_size": 800, "test_size": 1000},
+        "original": {"epochs": 10},
+        "unlearning": {"method": method, "lr": lr, "epochs": 5},
+        "saliency": {"kind": kind},
+    }
     (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
     name = {"ft": "FT", "salun": "SalUn"}[method]
     ret = {"UA": 100.0, "RA": 90.0, "TA": 80.0, "MIA": 100.0}
-    rows = [{"method": "Original", "seed": seed, "UA": 10.0, "RA": 90.0, "TA": 80.0, "MIA": 20.0, "RTE": None},
-            {"method": "Retrain", "seed": seed, **ret, "RTE": 12.0},
-            {"method": name, "seed": seed, **{**ret, "UA": 100.0 - 4 * gap}, "RTE": 3.0}]
+    rows = [
+        {"method": "Original", "seed": seed, "UA": 10.0, "RA": 90.0, "TA": 80.0, "MIA": 20.0, "RTE": None},
+        {"method": "Retrain", "seed": seed, **ret, "RTE": 12.0},
+        {"method": name, "seed": seed, **{**ret, "UA": 100.0 - 4 * gap}, "RTE": 3.0},
+    ]
     for r in rows:  # Avg.Gap as the pipeline writes it: mean absolute gap of UA, RA, TA, MIA to Retrain
         r["Avg.Gap"] = sum(abs(r[k] - ret[k]) for k in ret) / 4
     (run / "results.json").write_text(json.dumps(rows))

@@ -31,12 +31,22 @@ def test_ant_recipe_intersects_runs_per_layer(dm):
     torch.manual_seed(0)
     net = SmallCNN(width=8)
     cfg = OmegaConf.create(
-        {"kind": "ant", "ratio": 0.5, "scope": "layer", "seeds": [0, 1], "noise_std": 0.5, "trajectory_steps": 0, "lr": 1e-3}
+        {
+            "kind": "ant",
+            "ratio": 0.5,
+            "scope": "layer",
+            "seeds": [0, 1],
+            "noise_std": 0.5,
+            "trajectory_steps": 0,
+            "lr": 1e-3,
+        }
     )
     mask = mask_builder(cfg, dm)(net)
-    single = WeightMask.from_scores(saliency_scores(net, dm.forget_dataloader(), progress=False), ratio=0.5, scope="layer")
+    single = WeightMask.from_scores(
+        saliency_scores(net, dm.forget_dataloader(), progress=False), ratio=0.5, scope="layer"
+    )
     # an intersection of per-layer top-50 % masks keeps at most half of every tensor, and noise makes runs differ
-    for name, m in mask.items():
+    for m in mask.values():
         assert int(m.sum()) <= max(1, int(0.5 * m.numel()))
     assert mask.num_selected < single.num_selected
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import lightning.pytorch as L
 import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-import lightning.pytorch as L
 from salguide.callbacks import RandomLabelCallback
 from salguide.unlearning.random_labels import draw_random_labels, forget_count
 
@@ -46,8 +46,15 @@ class DM(L.LightningDataModule):
 
 def _fit(callback, epochs=3, ckpt_path=None, **kw):
     module, dm = Recorder(), DM()
-    trainer = L.Trainer(max_epochs=epochs, callbacks=[callback], logger=False, enable_progress_bar=False,
-                        enable_model_summary=False, enable_checkpointing=False, **kw)
+    trainer = L.Trainer(
+        max_epochs=epochs,
+        callbacks=[callback],
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        **kw,
+    )
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
     return module, trainer
 
@@ -102,8 +109,13 @@ def test_missing_forget_data_and_bad_batches_are_clear_errors():
             L.LightningDataModule.__init__(self)
             self.retain_dataset = TensorDataset(torch.arange(10).float(), torch.arange(10) % C)
 
-    trainer = L.Trainer(max_epochs=1, callbacks=[RandomLabelCallback()], logger=False, enable_progress_bar=False,
-                        enable_checkpointing=False)
+    trainer = L.Trainer(
+        max_epochs=1,
+        callbacks=[RandomLabelCallback()],
+        logger=False,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+    )
     with pytest.raises(ValueError, match="needs forget data"):
         trainer.fit(Recorder(), datamodule=NoForget())
 

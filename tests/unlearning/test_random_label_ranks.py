@@ -18,8 +18,12 @@ N_FORGET, N_RETAIN, C = 40, 200, 10
 def _rank_view(rank: int, seed: int = 4) -> tuple[RandomLabelCallback, list[int]]:
     """The callback as rank ``rank`` of 2 sets it up; the forget samples it appends to one retain batch."""
     forget = TensorDataset(-1.0 - torch.arange(N_FORGET).float(), torch.arange(N_FORGET) % C)
-    trainer = SimpleNamespace(global_rank=rank, current_epoch=0, datamodule=SimpleNamespace(forget_dataset=forget,
-                              num_classes=C), train_dataloader=SimpleNamespace(dataset=range(N_RETAIN)))
+    trainer = SimpleNamespace(
+        global_rank=rank,
+        current_epoch=0,
+        datamodule=SimpleNamespace(forget_dataset=forget, num_classes=C),
+        train_dataloader=SimpleNamespace(dataset=range(N_RETAIN)),
+    )
     cb = pickle.loads(pickle.dumps(RandomLabelCallback(seed=seed)))  # as ddp_spawn ships it to the rank
     cb.on_fit_start(trainer, None)
     cb.on_train_epoch_start(trainer, None)

@@ -60,7 +60,7 @@ def test_trajectory_sums_scores_along_descent_and_leaves_model_untouched(model, 
     walker = copy.deepcopy(model)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     expected = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
-    for step in range(3):
+    for _ in range(3):
         walker.zero_grad(set_to_none=True)
         walker.eval()
         for p in walker.parameters():

@@ -28,6 +28,7 @@ def path(request, monkeypatch):
 def sort_reference(scores, ratio, scope, largest):
     """SalUn's generate_mask.py rule with stable ties: rank the float32 scores (largest first, stable in
     (dict order, flat index) order) and keep ranks < int(len * ratio), at least one."""
+
     def pick(tensors):
         flat = torch.cat([t.reshape(-1).float() for t in tensors])
         threshold_index = max(1, int(len(flat) * ratio))
@@ -86,7 +87,12 @@ def test_exact_count_and_earliest_ties_win(path):
 def test_keep_count_is_salun_floor_with_at_least_one():
     """SalUn: threshold_index = int(len(all_elements) * ratio); round() would keep one more here."""
     assert [select_module.keep_count(r, n) for r, n in ((0.37, 10), (0.57, 100), (0.5, 3), (0.05, 10), (1.0, 7))] == [
-        3, 56, 1, 1, 7]
+        3,
+        56,
+        1,
+        1,
+        7,
+    ]
     scores = {"a": torch.arange(10.0), "b": torch.arange(3.0)}
     got = topk_mask(scores, 0.37)  # int(4.81) = 4, round = 5
     assert got["a"].tolist() == [False] * 6 + [True] * 4 and not got["b"].any()
@@ -155,8 +161,9 @@ def test_all_zero_scores_warn_that_the_mask_is_arbitrary(recwarn):
     torch.manual_seed(0)
     net = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
     x, y = torch.randn(6, 4), torch.full((6,), -100)  # every label ignored: the loss is 0, so is every gradient
-    scores = saliency_scores(net, [(x, y)], lambda logits, t: F.cross_entropy(logits, t, reduction="sum"),
-                             progress=False)
+    scores = saliency_scores(
+        net, [(x, y)], lambda logits, t: F.cross_entropy(logits, t, reduction="sum"), progress=False
+    )
     with pytest.warns(UserWarning, match=r"all scores are equal \(0\).*mask is arbitrary"):
         WeightMask.from_scores(scores, 0.5)
     with pytest.warns(UserWarning, match=r"the scores of 1\.weight, 1\.bias are equal.*arbitrary"):

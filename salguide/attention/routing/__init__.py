@@ -15,6 +15,15 @@ from .routed import layer_target, routed_attention
 from .router import Router, TokenState, attach_router, find_routed, router_of, unroute
 
 __all__ = [
-    "SUPPORTED", "Router", "TokenState", "attach_router", "declare_timm_layout", "find_routed", "layer_target",
-    "route", "routed_attention", "router_of", "unroute",
+    "SUPPORTED",
+    "Router",
+    "TokenState",
+    "attach_router",
+    "declare_timm_layout",
+    "find_routed",
+    "layer_target",
+    "route",
+    "routed_attention",
+    "router_of",
+    "unroute",
 ]

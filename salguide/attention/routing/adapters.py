@@ -34,6 +34,5 @@ def route(model: nn.Module, backend: str | None = None) -> nn.Module:
     if is_hf_model(model):
         return route_hf(model, backend)
     raise TypeError(
-        f"cannot route the attention of {type(model).__name__}: supported models are\n  - "
-        + "\n  - ".join(SUPPORTED)
+        f"cannot route the attention of {type(model).__name__}: supported models are\n  - " + "\n  - ".join(SUPPORTED)
     )

@@ -97,8 +97,11 @@ def route_hf(model: Any, backend: str | None = None) -> nn.Module:
     router.hook = model.register_forward_pre_hook(begin_forward, with_kwargs=True)
     router.undo = functools.partial(_restore, shared, mods)
     try:
-        check_same_outputs([f"{type(m).__name__} #{i}" for i, m in enumerate(mods)], original,
-                           eval_outputs(model, cases, begin=router.begin))
+        check_same_outputs(
+            [f"{type(m).__name__} #{i}" for i, m in enumerate(mods)],
+            original,
+            eval_outputs(model, cases, begin=router.begin),
+        )
     except BaseException:
         unroute(model)
         raise

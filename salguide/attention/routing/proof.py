@@ -11,7 +11,8 @@ each routed block is compared with the original on a small random input.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -88,8 +89,9 @@ def tolerance(dtype: torch.dtype) -> float:
 
 
 @torch.no_grad()
-def eval_outputs(model: nn.Module, cases: Sequence[tuple[nn.Module, int]], begin: Callable[[], None] | None = None
-                 ) -> list[Tensor]:
+def eval_outputs(
+    model: nn.Module, cases: Sequence[tuple[nn.Module, int]], begin: Callable[[], None] | None = None
+) -> list[Tensor]:
     """Output of each (module, width) on the same random [2, CHECK_TOKENS, width] input, in eval mode (module
     modes and the global RNG are left as they were); ``begin`` runs before each call (routed state reset)."""
     modes = [(m, m.training) for m in model.modules()]

@@ -52,18 +52,47 @@ def routed_attention(router: Router, index: int, q: Tensor, k: Tensor, v: Tensor
     res = None
     if "entropy" in want:
         res, entropy = attention_with_entropy(
-            q, k, v, scale=scale, key_mask=mask, key_bias=bias, always_self=always_self, target=target,
-            return_colsum="colsum" in want, backend=router.backend, validate=router.validate,
+            q,
+            k,
+            v,
+            scale=scale,
+            key_mask=mask,
+            key_bias=bias,
+            always_self=always_self,
+            target=target,
+            return_colsum="colsum" in want,
+            backend=router.backend,
+            validate=router.validate,
         )
     elif want & {"mass", "colsum", "lse"}:
         res = attention_stats(
-            q, k, v, key_mask=mask, key_bias=bias, always_self=always_self, target=target,
-            return_colsum="colsum" in want, return_lse="lse" in want, scale=scale, backend=router.backend,
+            q,
+            k,
+            v,
+            key_mask=mask,
+            key_bias=bias,
+            always_self=always_self,
+            target=target,
+            return_colsum="colsum" in want,
+            return_lse="lse" in want,
+            scale=scale,
+            backend=router.backend,
             validate=router.validate,
         )
-    out = res.out if res is not None else attention(
-        q, k, v, key_mask=mask, key_bias=bias, always_self=always_self, scale=scale, backend=router.backend,
-        validate=router.validate,
+    out = (
+        res.out
+        if res is not None
+        else attention(
+            q,
+            k,
+            v,
+            key_mask=mask,
+            key_bias=bias,
+            always_self=always_self,
+            scale=scale,
+            backend=router.backend,
+            validate=router.validate,
+        )
     )
     cls = None
     if need_cls:  # a one-query softmax: O(N D), no log-sum-exp needed
@@ -72,10 +101,16 @@ def routed_attention(router: Router, index: int, q: Tensor, k: Tensor, v: Tensor
             st.cls_attn = cls
     if rec is not None:
         rec.records[index] = AttentionStats(
-            mass=None if res is None else res.mass, colsum=None if res is None else res.colsum,
-            cls=cls if "cls" in want else None, lse=res.lse if res is not None and "lse" in want else None,
+            mass=None if res is None else res.mass,
+            colsum=None if res is None else res.colsum,
+            cls=cls if "cls" in want else None,
+            lse=res.lse if res is not None and "lse" in want else None,
             entropy=entropy,
-            q=q if "qk" in want else None, k=k if "qk" in want else None, scale=scale, key_bias=bias,
-            key_mask=mask, positions=st.positions,
+            q=q if "qk" in want else None,
+            k=k if "qk" in want else None,
+            scale=scale,
+            key_bias=bias,
+            key_mask=mask,
+            positions=st.positions,
         )
     return out

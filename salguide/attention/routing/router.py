@@ -9,8 +9,9 @@ look it up.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from torch import Tensor, nn
 

@@ -109,8 +109,9 @@ def route_timm(model: Any, backend: str | None = None) -> nn.Module:
     router = attach_router(model, Router(len(model.blocks), backend))
     router.undo = functools.partial(_restore_timm, saved)
     try:
-        check_same_outputs([f"blocks[{i}]" for i in range(len(cases))], original,
-                           eval_outputs(model, cases, begin=router.begin))
+        check_same_outputs(
+            [f"blocks[{i}]" for i in range(len(cases))], original, eval_outputs(model, cases, begin=router.begin)
+        )
     except BaseException:
         unroute(model)
         raise
