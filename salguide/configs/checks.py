@@ -115,6 +115,7 @@ NAME_RULES: dict[str, Any] = {
     "eval_correlation": UNIT,
     "tile": Num(True, 1, nullable=True),
     "augment": FLAG,
+    "erase_background": FLAG,
     "train_size": Num(True, 1, nullable=True),
     "test_size": Num(True, 1, nullable=True),
     # models
