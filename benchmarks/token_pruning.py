@@ -27,6 +27,7 @@ from salguide.attention import DynamicMaskPolicy, EViTPolicy, ToMePolicy, router
 from salguide.attention.policies import TokenPolicy, token_counts
 from salguide.io import atomic_write_json, atomic_write_text
 from salguide.models.vit import VisionTransformer, vit_digits, vit_small_patch16
+from salguide.studies import throughput_table
 
 MODELS = {  # model, image shape, blocks where every policy acts
     "digits": (lambda: vit_digits(), (1, 32, 32), [1, 2]),
@@ -150,24 +151,6 @@ def run(
     return rows
 
 
-def markdown(rows: list[dict], header: str) -> str:
-    """Measured images/s and speed-ups, next to the FLOP bound (unpruned FLOPs / pruned FLOPs)."""
-    lines = [
-        header,
-        "",
-        "| policy | keep | tokens after each block | train img/s | train x | train FLOP x | "
-        "infer img/s | infer x | infer FLOP x |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    lines += [
-        f"| {r['policy']} | {r['keep']} | {r['tokens']} | {r['train_img_s']:.0f} | {r['train_ratio']:.2f} | "
-        f"{r['train_flop_ratio']:.2f} | {r['infer_img_s']:.0f} | {r['infer_ratio']:.2f} | "
-        f"{r['infer_flop_ratio']:.2f} |"
-        for r in rows
-    ]
-    return "\n".join(lines) + "\n"
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description="token pruning throughput")
     ap.add_argument("--model", choices=sorted(MODELS), default="digits")
@@ -194,7 +177,7 @@ def main() -> None:
         a.model, a.device, dtype, a.batch, a.steps, a.warmup, tuple(a.keeps), a.repeats, tuple(a.policies), a.compile
     )
     dev = torch.cuda.get_device_name() if a.device.startswith("cuda") else f"CPU ({torch.get_num_threads()} threads)"
-    text = markdown(
+    text = throughput_table(
         rows,
         f"Token pruning throughput: {a.model}{', torch.compile' if a.compile else ''}, batch {a.batch}, {a.dtype}, {dev}, torch {torch.__version__}",
     )

@@ -84,3 +84,22 @@ def run_datamodule(run: Path) -> Any:
     dm = instantiate(run_config(run).data)
     dm.setup("fit")
     return dm
+
+
+def throughput_table(rows: Sequence[dict[str, Any]], header: str) -> str:
+    """benchmarks/token_pruning.py's rows as markdown: measured images/s and speed-ups next to the FLOP bound
+    (unpruned FLOPs / pruned FLOPs); shared by the benchmark and the token-pruning study's summary."""
+    lines = [
+        header,
+        "",
+        "| policy | keep | tokens after each block | train img/s | train x | train FLOP x | "
+        "infer img/s | infer x | infer FLOP x |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['policy']} | {r['keep']} | {r['tokens']} | {r['train_img_s']:.0f} | {r['train_ratio']:.2f} | "
+        f"{r['train_flop_ratio']:.2f} | {r['infer_img_s']:.0f} | {r['infer_ratio']:.2f} | "
+        f"{r['infer_flop_ratio']:.2f} |"
+        for r in rows
+    ]
+    return "\n".join(lines) + "\n"

@@ -26,7 +26,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from salguide.io import atomic_write_json, atomic_write_text  # noqa: E402
-from salguide.studies import job_results, log_results_table, run_datamodule, summary_arguments  # noqa: E402
+from salguide.studies import (  # noqa: E402
+    job_results,
+    log_results_table,
+    run_datamodule,
+    summary_arguments,
+    throughput_table,
+)
 
 POLICY_NAMES = ["evit", "dynamicvit", "tome"]
 GOAL_DROP, GOAL_SPEEDUP = 0.5, 1.3
@@ -93,24 +99,6 @@ def summarise(acc: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
             }
         )
     return rows
-
-
-def throughput_table(tp: list[dict[str, Any]], header: str) -> str:
-    """Measured images/s and speed-ups next to the FLOP bound (benchmarks/token_pruning.py's table)."""
-    lines = [
-        header,
-        "",
-        "| policy | keep | tokens after each block | train img/s | train x | train FLOP x | "
-        "infer img/s | infer x | infer FLOP x |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    lines += [
-        f"| {r['policy']} | {r['keep']} | {r['tokens']} | {r['train_img_s']:.0f} | {r['train_ratio']:.2f} | "
-        f"{r['train_flop_ratio']:.2f} | {r['infer_img_s']:.0f} | {r['infer_ratio']:.2f} | "
-        f"{r['infer_flop_ratio']:.2f} |"
-        for r in tp
-    ]
-    return "\n".join(lines) + "\n"
 
 
 def write(acc: dict[str, dict[str, float]], bench: dict[str, Any], meta: dict[str, Any], out: Path) -> str:
