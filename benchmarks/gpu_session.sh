@@ -57,7 +57,8 @@ run_step() {
             --output "$OUT/token_pruning_gpu.md" ;;
     pruning_compile)
         step pruning_compile "$PY" benchmarks/token_pruning.py --model vit_s16 --device cuda --dtype bf16 \
-            --batch 128 --policies evit --keeps 1.0 0.7 --compile --output "$OUT/token_pruning_compile.md" ;;
+            --batch 128 --policies evit --keeps 1.0 0.7 --modes train --repeats 2 --compile ${COMPILE_MODE:+--compile-mode $COMPILE_MODE} \
+            --output "$OUT/token_pruning_compile${COMPILE_MODE:+_$COMPILE_MODE}.md" ;;
     smoke)
         step smoke "$PY" -m pytest -q -p no:cacheprovider tests/kernels/test_attention_benchmark.py ;;
     profile_attention | profile_vit)

@@ -104,18 +104,21 @@ def run(
     keeps: tuple[float, ...] = (1.0, 0.7, 0.5),
     repeats: int = 3,
     policies: tuple[str, ...] = tuple(POLICIES),
-    compile: bool = False,
+    compile: bool | str = False,
+    modes: tuple[str, ...] = ("train", "infer"),
 ) -> list[dict]:
     """One row per (policy, keep). Each pruned measurement is paired with a measurement of the unpruned
     model taken just before it, ``repeats`` times; the ratio is the median of the paired ratios (robust
-    to a shared machine's drift), the images/s the median of the pruned runs."""
+    to a shared machine's drift), the images/s the median of the pruned runs. ``compile``: False, True
+    (torch.compile's default mode) or a mode name such as ``"reduce-overhead"`` (CUDA graphs). ``modes``:
+    which of training ("train") and inference ("infer") to time; each row is printed as it is measured."""
     make, shape, layers = MODELS[model_name]
     torch.manual_seed(0)
     model = make().to(device)
     router_of(model).validate = False  # no per-layer NaN check (a device sync) in a timing loop
     if compile:  # one graph per (policy, mode), compiled in the warm-up steps; the router stays reachable
         torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
-        model = torch.compile(model)
+        model = torch.compile(model, mode=None if compile is True else compile)
     rows = []
     base_flops = flops(model, None, True)
 
@@ -123,7 +126,8 @@ def run(
         use_policy(model, policy)
         return throughput(model, shape, batch, device, dtype, train, steps, warmup)
 
-    base = {train: measure(None, train) for train in (True, False)}
+    trains = [m == "train" for m in modes]
+    base = {train: measure(None, train) for train in trains}
     for name in policies:
         cls = POLICIES[name]
         for keep in keeps:
@@ -136,7 +140,7 @@ def run(
                     m for _, _, m in token_counts(policy, model.patch_embed.num_patches, len(model.blocks), False)
                 ],
             }
-            for train in (True, False):
+            for train in trains:
                 key = "train" if train else "infer"
                 if keep == 1.0:
                     ips, ratio = base[train], 1.0
@@ -146,6 +150,7 @@ def run(
                     ratio = statistics.median(p / b for b, p in pairs)
                 row[f"{key}_img_s"], row[f"{key}_ratio"] = ips, ratio
                 row[f"{key}_flop_ratio"] = base_flops / flops(model, policy, train)
+            print({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}, flush=True)
             rows.append(row)
     use_policy(model, None)
     return rows
@@ -164,6 +169,8 @@ def main() -> None:
     ap.add_argument("--policies", nargs="+", choices=sorted(POLICIES), default=list(POLICIES))
     ap.add_argument("--keeps", nargs="+", type=float, default=[1.0, 0.7, 0.5])
     ap.add_argument("--compile", action="store_true", help="torch.compile the model (baseline and pruned alike)")
+    ap.add_argument("--compile-mode", default=None, help="torch.compile mode, e.g. reduce-overhead (implies --compile)")
+    ap.add_argument("--modes", nargs="+", choices=["train", "infer"], default=["train", "infer"])
     ap.add_argument("--output", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None, help="also write the rows (and the run's settings) as JSON")
     a = ap.parse_args()
@@ -174,12 +181,23 @@ def main() -> None:
         if not 0 < keep <= 1:
             ap.error(f"--keeps: each keep rate must be in (0, 1], got {keep}")
     rows = run(
-        a.model, a.device, dtype, a.batch, a.steps, a.warmup, tuple(a.keeps), a.repeats, tuple(a.policies), a.compile
+        a.model,
+        a.device,
+        dtype,
+        a.batch,
+        a.steps,
+        a.warmup,
+        tuple(a.keeps),
+        a.repeats,
+        tuple(a.policies),
+        a.compile_mode or a.compile,
+        tuple(a.modes),
     )
     dev = torch.cuda.get_device_name() if a.device.startswith("cuda") else f"CPU ({torch.get_num_threads()} threads)"
+    compiled = f", torch.compile {a.compile_mode or 'default'}" if a.compile or a.compile_mode else ""
     text = throughput_table(
         rows,
-        f"Token pruning throughput: {a.model}{', torch.compile' if a.compile else ''}, batch {a.batch}, {a.dtype}, {dev}, torch {torch.__version__}",
+        f"Token pruning throughput: {a.model}{compiled}, batch {a.batch}, {a.dtype}, {dev}, torch {torch.__version__}",
     )
     print(text)
     if a.output:

@@ -96,10 +96,13 @@ def throughput_table(rows: Sequence[dict[str, Any]], header: str) -> str:
         "infer img/s | infer x | infer FLOP x |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
+
+    def cells(r: dict[str, Any], mode: str) -> str:  # a mode the run did not time shows as dashes
+        if f"{mode}_img_s" not in r:
+            return "– | – | –"
+        return f"{r[f'{mode}_img_s']:.0f} | {r[f'{mode}_ratio']:.2f} | {r[f'{mode}_flop_ratio']:.2f}"
+
     lines += [
-        f"| {r['policy']} | {r['keep']} | {r['tokens']} | {r['train_img_s']:.0f} | {r['train_ratio']:.2f} | "
-        f"{r['train_flop_ratio']:.2f} | {r['infer_img_s']:.0f} | {r['infer_ratio']:.2f} | "
-        f"{r['infer_flop_ratio']:.2f} |"
-        for r in rows
+        f"| {r['policy']} | {r['keep']} | {r['tokens']} | {cells(r, 'train')} | {cells(r, 'infer')} |" for r in rows
     ]
     return "\n".join(lines) + "\n"
