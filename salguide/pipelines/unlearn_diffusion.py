@@ -14,8 +14,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +23,11 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from salguide.cache import cached_seconds, cached_weights, config_key
-from salguide.io import atomic_write_csv, atomic_write_json, atomic_write_text, check_writable
+from salguide.io import atomic_write_json, check_writable
 from salguide.viz.samples import plot_sample_grid
 
-from .fit import fit_module
-from .stages import LazyLoggers, is_rank_zero, log_images, log_table, stage_callbacks, trainer_kwargs, weight_settings
+from .runner import Stage, StageRunner
+from .stages import weight_settings
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 1  # bump when the code trains different diffusion weights from the same config
@@ -104,9 +103,9 @@ def run_unlearn_diffusion(cfg: DictConfig) -> float | None:
     from salguide.diffusion.saliency import check_mask_fits
     from salguide.models import SmallCNN
 
-    out = Path(cfg.paths.output_dir)
+    runner = StageRunner(cfg)
+    out, seed, writer = runner.out, runner.seed, runner.writer
     check_writable(cfg.paths.cache_dir, "paths.cache_dir")
-    run_id, seed, writer = f"{cfg.name}-{out.name}", int(cfg.seed), is_rank_zero()
     ucfg = cfg.diffusion_unlearning
     objective = instantiate(ucfg.objective) if ucfg.get("objective") else None
     mask_fn = instantiate(ucfg.mask) if ucfg.get("mask") else None
@@ -114,23 +113,23 @@ def run_unlearn_diffusion(cfg: DictConfig) -> float | None:
     datamodule.setup("fit")
     make_model: Callable[[], Any] = lambda: instantiate(cfg.model)  # noqa: E731
     _preflight(cfg, make_model(), datamodule, objective)
-    paths, tkw = diffusion_cache_paths(cfg), trainer_kwargs(cfg)
+    paths = diffusion_cache_paths(cfg)
     epochs = int(cfg.original.epochs)
 
     def train_on(split: str, key: str) -> Any:
         """The cached DDPM trained on ``split`` (``full``: original; ``retain``: Retrain), with its run time."""
 
-        def fit(model: Any) -> Any:
+        def fit(model: Any, stage: Stage) -> Any:
             datamodule.train_on = split
             start = time.perf_counter()
-            fit_module(model, datamodule, epochs, seed, tkw, lg(), cb)
+            stage.fit(model, datamodule, epochs)
             if writer:
                 atomic_write_json(paths[key].with_suffix(".json"), {"seconds": time.perf_counter() - start})
             return model
 
-        with _stage(cfg, key, run_id) as (lg, cb):
+        with runner.stage(key, checkpoint=False) as stage:
             torch.manual_seed(seed)
-            model, hit = cached_weights(paths[key], make_model(), fit, write=writer)
+            model, hit = cached_weights(paths[key], make_model(), lambda m: fit(m, stage), write=writer)
         log.info("%s DDPM %s %s", key, "loaded from" if hit else "trained and cached at", paths[key])
         return model.eval()
 
@@ -161,8 +160,8 @@ def run_unlearn_diffusion(cfg: DictConfig) -> float | None:
                 DiffusionUnlearningCallback(objective, datamodule.forget_dataloader(shuffle=True), seed=seed)
             )
         datamodule.train_on = "retain"
-        with _stage(cfg, method, run_id) as (lg, cb):
-            fit_module(net, datamodule, int(ucfg.epochs), seed, tkw, lg(), [*plugins, *cb])
+        with runner.stage(method, checkpoint=False) as stage:
+            stage.fit(net, datamodule, int(ucfg.epochs), plugins)
         return net.eval(), time.perf_counter() - start, mask
 
     method = str(ucfg.name)
@@ -207,30 +206,10 @@ def run_unlearn_diffusion(cfg: DictConfig) -> float | None:
         return None
     if mask is not None:
         mask.save(out / "mask.safetensors", metadata={"method": method})
-    atomic_write_json(out / "results.json", rows)
-    atomic_write_csv(out / "results.csv", rows)
-    table = format_rows(rows)
-    atomic_write_text(out / "results.md", table)
-    with _stage(cfg, "results", run_id) as (lazy, _):
-        loggers = lazy()
-        log_table(loggers, "results", rows)
-        log_images(loggers, images)
-        for logger in loggers:
-            logger.log_metrics({f"final/{k}": v for k, v in rows[-1].items() if isinstance(v, (int, float))})
-    if cfg.get("print_table", True):
-        print(f"\n{table}\nresults: {out / 'results.md'}")
+    runner.write_results(rows, format_rows(rows))
+    with runner.stage("results", checkpoint=False) as stage:
+        stage.log_results(rows, images)
     return float(rows[-1]["UA"])
-
-
-@contextmanager
-def _stage(cfg: DictConfig, name: str, run_id: str) -> Iterator[tuple[LazyLoggers, list[Any]]]:
-    """Loggers opened on first use (a stage read from the cache opens no W&B run) and fresh callbacks
-    (the progress bar named after the stage) for one stage; loggers closed afterwards."""
-    loggers = LazyLoggers(cfg, name, run_id)
-    try:
-        yield loggers, stage_callbacks(cfg, name)
-    finally:
-        loggers.close()
 
 
 def torch_grid_index(labels: Any, per_class: int) -> Any:
