@@ -12,6 +12,7 @@ from .input_saliency import InputSaliencyCallback
 from .progress import StageProgressBar
 from .random_labels import RandomLabelCallback
 from .saliency_overlays import SaliencyOverlayCallback
+from .test_metrics import TestMetricsCallback
 from .token_pruning import TokenPruningCallback
 from .weight_saliency import WeightSaliencyCallback
 
@@ -29,4 +30,5 @@ __all__ = [
     "TokenPruningCallback",
     "DataSamplesCallback",
     "DiffusionUnlearningCallback",
+    "TestMetricsCallback",
 ]

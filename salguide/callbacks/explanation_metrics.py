@@ -11,7 +11,7 @@ from salguide._checks import as_int
 from salguide._lightning import Callback
 from salguide.callbacks._strategy import refuse_sharded
 from salguide.data.protocols import mask_semantics_of
-from salguide.inputs import invert
+from salguide.evaluation import relevant_region
 from salguide.metrics import evaluate_explanations
 
 
@@ -35,13 +35,6 @@ def fixed_val_batch(trainer: Any, n: int) -> tuple[Tensor, ...]:
     if not parts:
         raise RuntimeError("the validation dataloader is empty")
     return tuple(torch.cat(p)[:n] for p in parts)
-
-
-def relevant_region(mask: Tensor, semantics: str) -> Tensor:
-    """The relevant region from a batch mask that marks ``semantics`` ("relevant"/"irrelevant")."""
-    if semantics not in ("relevant", "irrelevant"):
-        raise ValueError(f"mask semantics must be 'relevant' or 'irrelevant', got {semantics!r}")
-    return mask if semantics == "relevant" else invert(mask)
 
 
 class ExplanationMetricsCallback(Callback):

@@ -31,9 +31,11 @@ from salguide.callbacks import (
     RandomLabelCallback,
     SaliencyOverlayCallback,
     StageProgressBar,
+    TestMetricsCallback,
     TokenPruningCallback,
     WeightSaliencyCallback,
 )
+from salguide.evaluation import ExplanationScores
 from salguide.inputs import RRRLoss
 from salguide.models import ClassifierModule
 from salguide.models.vit import VisionTransformer
@@ -154,6 +156,10 @@ CASES: dict[str, tuple[str, Callable[[Path], Case]]] = {
             [ExplanationMetricsCallback(num_samples=4, steps=2)],
             done=lambda cbs: bool(cbs[0].history),
         ),
+    ),
+    "TestMetricsCallback": (  # test-time only: a fit must leave the weights alone
+        "observes",
+        lambda out: Case(mlp(), TinyData(), [TestMetricsCallback({"explanations": ExplanationScores(steps=2)})]),
     ),
     "SaliencyOverlayCallback": (
         "observes",
