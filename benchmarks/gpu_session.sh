@@ -55,8 +55,8 @@ run_step() {
     pruning)
         step pruning "$PY" benchmarks/token_pruning.py --model vit_s16 --device cuda --dtype bf16 --batch 128 \
             --output "$OUT/token_pruning_gpu.md" ;;
-    pruning_compile)
-        step pruning_compile "$PY" benchmarks/token_pruning.py --model vit_s16 --device cuda --dtype bf16 \
+    pruning_compile)  # one Triton config per kernel: autotuning every pruned length is what makes the first step slow
+        SALGUIDE_TRITON_AUTOTUNE=0 step pruning_compile "$PY" benchmarks/token_pruning.py --model vit_s16 --device cuda --dtype bf16 \
             --batch 128 --policies evit --keeps 1.0 0.7 --modes train --repeats 2 --compile ${COMPILE_MODE:+--compile-mode $COMPILE_MODE} \
             --output "$OUT/token_pruning_compile${COMPILE_MODE:+_$COMPILE_MODE}.md" ;;
     smoke)
