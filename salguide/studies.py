@@ -86,6 +86,16 @@ def run_datamodule(run: Path) -> Any:
     return dm
 
 
+def test_split(datamodule: Any) -> tuple[Any, ...]:
+    """The whole test split as tensors (x, y[, mask]) from a datamodule's (unshuffled) test loader, for the
+    summaries' figures and re-evaluations (pipelines evaluate batch by batch instead)."""
+    import torch
+
+    datamodule.setup("test")
+    batches = [list(b) for b in datamodule.test_dataloader()]
+    return tuple(torch.cat([b[i] for b in batches]) for i in range(len(batches[0])))
+
+
 def throughput_table(rows: Sequence[dict[str, Any]], header: str) -> str:
     """benchmarks/token_pruning.py's rows as markdown: measured images/s and speed-ups next to the FLOP bound
     (unpruned FLOPs / pruned FLOPs); shared by the benchmark and the token-pruning study's summary."""

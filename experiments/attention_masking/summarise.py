@@ -38,8 +38,7 @@ from salguide.attention.masking import (  # noqa: E402
 from salguide.callbacks.attention_masking import load_teacher  # noqa: E402
 from salguide.io import atomic_write_json, atomic_write_text  # noqa: E402
 from salguide.models.mim import MaskedReconstructionModule, evaluate_masked  # noqa: E402
-from salguide.pipelines.classify import test_split  # noqa: E402
-from salguide.studies import job_results, log_results_table, run_config, run_datamodule, summary_arguments  # noqa: E402
+from salguide.studies import job_results, log_results_table, run_config, run_datamodule, summary_arguments, test_split  # noqa: E402
 from salguide.weights_io import read_state  # noqa: E402
 
 MODE_NAMES = {

@@ -22,8 +22,7 @@ import torch
 
 from salguide.io import atomic_write_json, atomic_write_text
 from salguide.metrics import explain
-from salguide.pipelines.classify import test_split
-from salguide.studies import job_results, log_results_table, run_datamodule, run_model, summary_arguments
+from salguide.studies import job_results, log_results_table, run_datamodule, run_model, summary_arguments, test_split
 from salguide.viz.saliency import plot_accuracy_bars, plot_saliency_overlays
 
 PAPER = {"vanilla": 51.55, "rrr": 96.07, "clean": 96.11}  # RRR, DecoyMNIST test accuracy (%)

@@ -9,7 +9,6 @@ AttentionMaskingCallback; reports the CLS head's clean test accuracy and the tes
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -20,29 +19,21 @@ from omegaconf import DictConfig, OmegaConf
 from salguide._lightning import pl
 from salguide.attention import build_attention_loss, build_policy
 from salguide.attention.masking import attention_guided_mask, cls_attention_scores
-from salguide.attention.metrics import attention_object_mass
-from salguide.callbacks.attention_loss import AttentionLossCallback
-from salguide.callbacks.attention_maps import AttentionMapCallback
-from salguide.callbacks.attention_masking import AttentionMaskingCallback, load_teacher
-from salguide.callbacks.token_pruning import TokenPruningCallback
-from salguide.io import atomic_write_csv, atomic_write_json, atomic_write_text
-from salguide.metrics import accuracy
+from salguide.callbacks import (
+    AttentionLossCallback,
+    AttentionMapCallback,
+    AttentionMaskingCallback,
+    TestMetricsCallback,
+    TokenPruningCallback,
+)
+from salguide.callbacks.attention_masking import load_teacher
+from salguide.evaluation import ObjectMass
 from salguide.models import ClassifierModule
 from salguide.models.mim import MaskedReconstructionModule, evaluate_masked
-from salguide.weights_io import save_weights
 
-from .classify import _MODULE_KEYS, _markdown, classify_recipe, test_split
-from .stages import (
-    check_ckpt_path,
-    check_init_from,
-    close_loggers,
-    init_model,
-    is_rank_zero,
-    log_table,
-    stage_callbacks,
-    stage_loggers,
-    trainer_kwargs,
-)
+from .classify import _MODULE_KEYS, _markdown, classify_recipe, tested_row
+from .runner import StageRunner
+from .stages import check_ckpt_path, check_init_from, init_model
 
 
 def _group(cfg: DictConfig, key: str) -> dict[str, Any]:
@@ -68,109 +59,90 @@ def attention_callbacks(cfg: DictConfig, out: Path | None) -> tuple[list[Any], d
     return cbs, {"attention_loss": str(lname), "token_policy": str(pname)}
 
 
-def _fit(
-    cfg: DictConfig, out: Path, module: Any, callbacks: list[Any], epochs: int, stage: str, datamodule: Any
-) -> tuple[list[Any], float]:
-    ckpt_path = check_ckpt_path(cfg)
-    loggers = stage_loggers(cfg, stage, f"{cfg.name}-{out.name}")
-    tkw = {
-        "enable_model_summary": False,
-        "num_sanity_val_steps": 0,
-        "default_root_dir": str(out),
-        **trainer_kwargs(cfg),
-        "enable_checkpointing": True,
-    }
-    trainer = pl.Trainer(
-        max_epochs=epochs,
-        callbacks=[*stage_callbacks(cfg, stage, out / "checkpoints"), *callbacks],
-        logger=list(loggers) if loggers else False,
-        **tkw,
-    )
-    start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-    seconds = time.perf_counter() - start
-    if is_rank_zero():
-        save_weights(module, out / "models" / f"{stage}.safetensors")
-    return loggers, seconds
-
-
-def _finish(cfg: DictConfig, out: Path, loggers: list[Any], row: dict[str, Any]) -> None:
-    if not is_rank_zero():  # strategy=ddp runs the pipeline on every rank; rank 0 alone reports
-        close_loggers(loggers)
-        return
-    for logger in loggers:
-        logger.log_metrics({f"final/{k}": v for k, v in row.items() if isinstance(v, (int, float))})
-    log_table(loggers, "results", [row])
-    close_loggers(loggers)
-    atomic_write_json(out / "results.json", row)
-    atomic_write_text(out / "results.md", _markdown(row))
-    atomic_write_csv(out / "results.csv", [row])
-    if cfg.get("print_table", True):
-        print(f"\n{_markdown(row)}\nresults: {out / 'results.md'}")
-
-
-def run_masking(cfg: DictConfig, out: Path, mcfg: dict[str, Any]) -> float:
-    mode, seed = mcfg.pop("name"), int(cfg.seed)
+def run_masking(cfg: DictConfig, mcfg: dict[str, Any]) -> float:
+    """Masked image modelling with attention-guided masking: one ``mim`` stage, then the CLS head's clean
+    test accuracy and the reconstruction error under the final mask, batch by batch over the test loader."""
+    runner = StageRunner(cfg)
+    out, seed = runner.out, runner.seed
+    mode = mcfg.pop("name")
     recon_weight = float(mcfg.pop("recon_weight", 1.0))
     rc = classify_recipe(cfg)
     teacher_path = out / "teacher.safetensors"  # written by rank 0, also when the fit ran in spawned processes
     callback = AttentionMaskingCallback(mode, seed=seed, save_teacher_to=teacher_path, **mcfg)
+    init_from, ckpt_path = check_init_from(cfg), check_ckpt_path(cfg)
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
     pl.seed_everything(seed, verbose=False)
     module = MaskedReconstructionModule(
-        init_model(instantiate(cfg.model), check_init_from(cfg)), lr=float(rc["lr"]), recon_weight=recon_weight
+        init_model(instantiate(cfg.model), init_from), lr=float(rc["lr"]), recon_weight=recon_weight
     )
-    loggers, seconds = _fit(cfg, out, module, [callback], int(rc["epochs"]), "mim", datamodule)
-    if not is_rank_zero():  # rank 0 may still be writing the teacher
-        close_loggers(loggers)
-        return float("nan")
-    x, y, *_ = test_split(datamodule)
-    module.eval()
-    with torch.no_grad():
-        acc = 100.0 * float((module(x).argmax(-1) == y).float().mean())
-        scores = cls_attention_scores(load_teacher(teacher_path, module), x, callback.layer)
-        mask = attention_guided_mask(
-            scores, callback.schedule(10**9), mode, generator=torch.Generator().manual_seed(seed), **callback.kwargs
+    with runner.stage("mim") as stage:
+        fitted = stage.fit(
+            module, datamodule, int(rc["epochs"]), [callback], ckpt_path=ckpt_path, seed=None, plugins_first=False
         )
-        recon = evaluate_masked(module, x, y, mask)["recon_mse"]
-    row = {
-        "name": cfg.name,
-        "masking": mode,
-        "seed": seed,
-        "test_acc": acc,
-        "test_recon_mse": recon,
-        "seconds": seconds,
-    }
-    _finish(cfg, out, loggers, row)
-    return acc
+        runner.keep(module, "mim")
+        if not runner.writer:  # rank 0 may still be writing the teacher
+            return float("nan")
+        teacher = load_teacher(teacher_path, module)
+        generator = torch.Generator().manual_seed(seed)
+        hits, count, err_sum, hidden = 0, 0, 0.0, 0
+        module.eval()
+        datamodule.setup("test")
+        with torch.no_grad():
+            for x, y, *_ in datamodule.test_dataloader():
+                hits += int((module(x).argmax(-1) == y).sum())
+                count += len(y)
+                scores = cls_attention_scores(teacher, x, callback.layer)
+                ratio = callback.schedule(10**9)
+                mask = attention_guided_mask(scores, ratio, mode, generator=generator, **callback.kwargs)
+                part = evaluate_masked(module, x, y, mask, batch_size=len(x))
+                n_hidden = int(mask.sum())
+                err_sum += part["recon_mse"] * n_hidden if n_hidden else 0.0
+                hidden += n_hidden
+        row = {
+            "name": cfg.name,
+            "masking": mode,
+            "seed": seed,
+            "test_acc": 100.0 * hits / max(count, 1),
+            "test_recon_mse": err_sum / hidden if hidden else float("nan"),
+            "seconds": fitted.seconds,
+        }
+        stage.log_results([row])
+    runner.write_results([row], _markdown(row), single=True)
+    return row["test_acc"]
 
 
 def run_attention(cfg: DictConfig) -> float:
-    out = Path(cfg.paths.output_dir)
-    seed = int(cfg.seed)
+    """The Hydra pipeline behind ``task=attention``: one stage that trains and tests with the attention
+    plugins active (token policies prune at test time too); on data with object masks the test loop also
+    measures the CLS attention mass on the object."""
     mcfg = _group(cfg, "attention_masking")
     if mcfg.get("name", "none") != "none":
-        return run_masking(cfg, out, mcfg)
-    cbs, names = attention_callbacks(cfg, out)
+        return run_masking(cfg, mcfg)
+    runner = StageRunner(cfg)
+    cbs, names = attention_callbacks(cfg, runner.out)
     rc = classify_recipe(cfg)
-    init_from = check_init_from(cfg)
+    init_from, ckpt_path = check_init_from(cfg), check_ckpt_path(cfg)
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
-    pl.seed_everything(seed, verbose=False)
+    pl.seed_everything(runner.seed, verbose=False)
     module = ClassifierModule(init_model(instantiate(cfg.model), init_from), **{k: rc[k] for k in _MODULE_KEYS})
-    loggers, seconds = _fit(cfg, out, module, cbs, int(rc["epochs"]), "attention", datamodule)
-    for cb in cbs:  # token policies stay active at test time
-        if isinstance(cb, TokenPruningCallback):
-            cb.setup(None, module, "test")
-    x, y, *rest = test_split(datamodule)
-    module.eval()
-    acc = accuracy(module, datamodule.test_dataloader())  # in batches: 10,000 x 197 tokens do not fit at once
-    row = {"name": cfg.name, **names, "seed": seed, "test_acc": acc, "seconds": seconds}
-    if rest:
-        row["test_attn_object_mass"] = next(iter(attention_object_mass(module, x, rest[0]).values()))
-    for cb in cbs:
-        if isinstance(cb, TokenPruningCallback):
-            cb.teardown(None, module, "test")
-    _finish(cfg, out, loggers, row)
-    return acc
+    with runner.stage("attention") as stage:
+        plugins = [*cbs, TestMetricsCallback({"object_mass": ObjectMass()})]
+        fitted = stage.fit(
+            module,
+            datamodule,
+            int(rc["epochs"]),
+            plugins,
+            ckpt_path=ckpt_path,
+            test=True,
+            seed=None,
+            plugins_first=False,
+        )
+        runner.keep(module, "attention")
+        row = {"name": cfg.name, **names, "seed": runner.seed, **tested_row(fitted.tested), "seconds": fitted.seconds}
+        if not runner.writer:  # strategy=ddp runs the pipeline on every rank; rank 0 alone reports
+            return row["test_acc"]
+        stage.log_results([row])
+    runner.write_results([row], _markdown(row), single=True)
+    return row["test_acc"]

@@ -9,39 +9,28 @@ overlays of test images to ``test_saliency.png`` in ``cfg.paths.output_dir``.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from torch import nn
 
 from salguide._lightning import pl
-from salguide.callbacks.explanation_metrics import ExplanationMetricsCallback, relevant_region
-from salguide.callbacks.input_saliency import InputSaliencyCallback
-from salguide.callbacks.saliency_overlays import SaliencyOverlayCallback
+from salguide.callbacks import (
+    ExplanationMetricsCallback,
+    InputSaliencyCallback,
+    SaliencyOverlayCallback,
+    TestMetricsCallback,
+)
+from salguide.evaluation import ExplanationScores
 from salguide.inputs import InputLoss, build_input_loss
-from salguide.io import atomic_write_csv, atomic_write_json, atomic_write_text
-from salguide.metrics import evaluate_explanations, explain
+from salguide.metrics import explain
 from salguide.models import ClassifierModule
 from salguide.viz.saliency import plot_saliency_overlays
-from salguide.weights_io import save_weights
 
-from .stages import (
-    check_ckpt_path,
-    check_init_from,
-    close_loggers,
-    init_model,
-    is_rank_zero,
-    log_images,
-    log_table,
-    stage_callbacks,
-    stage_loggers,
-    trainer_kwargs,
-)
+from .runner import StageRunner
+from .stages import check_ckpt_path, check_init_from, init_model
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +51,15 @@ DEFAULT_RECIPE: dict[str, Any] = {
 _MODULE_KEYS = ("lr", "optimizer", "momentum", "weight_decay", "scheduler")
 
 
-def test_split(datamodule: Any) -> tuple[torch.Tensor, ...]:
-    """The whole test split as tensors (x, y[, mask]), from any datamodule's (unshuffled) test loader."""
+def first_test_images(datamodule: Any, n: int) -> tuple[torch.Tensor, ...]:
+    """The first ``n`` test samples (x, y[, mask]), from any datamodule's (unshuffled) test loader."""
     datamodule.setup("test")
-    batches = [list(b) for b in datamodule.test_dataloader()]
-    return tuple(torch.cat([b[i] for b in batches]) for i in range(len(batches[0])))
+    parts: list[list[torch.Tensor]] = []
+    for batch in datamodule.test_dataloader():
+        parts = [[*p, b] for p, b in zip(parts, batch)] if parts else [[b] for b in batch]
+        if sum(len(b) for b in parts[0]) >= n:
+            break
+    return tuple(torch.cat(p)[:n] for p in parts)
 
 
 def classify_recipe(cfg: DictConfig) -> dict[str, Any]:
@@ -78,76 +71,27 @@ def classify_recipe(cfg: DictConfig) -> dict[str, Any]:
     return {**DEFAULT_RECIPE, **recipe}
 
 
-def train_classifier(
-    datamodule: Any,
-    model: nn.Module,
-    *,
-    input_loss: InputLoss | None = None,
-    recipe: dict[str, Any] | None = None,
-    seed: int = 0,
-    trainer_kwargs: dict[str, Any] | None = None,
-    loggers: Sequence[Any] = (),
-    callbacks: Sequence[Any] = (),
-    out_dir: str | Path | None = None,
-    ckpt_path: str | None = None,
-) -> tuple[ClassifierModule, dict[str, Any]]:
-    """Fit ``ClassifierModule(model)`` (+ ``input_loss`` via the callback; resumed from ``ckpt_path`` if
-    given), test it, score its test-set explanations. Returns the module and a row: test accuracy (%),
-    explanation metrics, seconds."""
-    rc = {**DEFAULT_RECIPE, **(recipe or {})}
-    module = ClassifierModule(model, **{k: rc[k] for k in _MODULE_KEYS})
-    cbs = list(callbacks)
+def classify_plugins(rc: dict[str, Any], input_loss: InputLoss | None, out: Path) -> list[Any]:
+    """The stage's plugins: the input loss, validation-time explanation metrics and overlays, and the
+    test-time explanation scores (``test_*`` in the results)."""
+    cbs: list[Any] = []
     if input_loss is not None:
         cbs.append(InputSaliencyCallback(input_loss))
     if rc["explain_every_n_epochs"]:
-        cbs.append(
-            ExplanationMetricsCallback(
-                rc["explain_method"], rc["explain_samples"], every_n_epochs=rc["explain_every_n_epochs"]
-            )
-        )
-    if out_dir is not None and rc["overlay_every_n_epochs"]:
-        cbs.append(
-            SaliencyOverlayCallback(
-                rc["overlay_methods"],
-                rc["overlay_every_n_epochs"],
-                rc["overlay_images"],
-                out_dir=str(Path(out_dir) / "saliency"),
-            )
-        )
-    tkw = {
-        "enable_checkpointing": False,
-        "enable_model_summary": False,
-        "num_sanity_val_steps": 0,
-        "default_root_dir": str(out_dir) if out_dir else None,
-        **(trainer_kwargs or {}),
-    }
-    if not loggers:
-        tkw.setdefault("logger", False)
-    pl.seed_everything(seed, workers=True, verbose=False)
-    trainer = pl.Trainer(
-        max_epochs=int(rc["epochs"]), callbacks=cbs, **({"logger": list(loggers)} if loggers else {}), **tkw
-    )
-    start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-    seconds = time.perf_counter() - start
-    tested = trainer.test(module, datamodule=datamodule, verbose=False)[0]
-    module.eval()
-    x, y, *rest = test_split(datamodule)
-    sem = getattr(datamodule, "mask_semantics", "relevant")
-    region = relevant_region(rest[0], sem) if rest else None
-    expl = evaluate_explanations(module, x, y, region, method=rc["explain_method"])
-    row = {
-        "test_acc": 100.0 * float(tested["test/acc"]),
-        **{f"test_{k}": v for k, v in expl.items()},
-        "seconds": seconds,
-    }
-    return module, row
+        every = rc["explain_every_n_epochs"]
+        cbs.append(ExplanationMetricsCallback(rc["explain_method"], rc["explain_samples"], every_n_epochs=every))
+    if rc["overlay_every_n_epochs"]:
+        methods, every, n = rc["overlay_methods"], rc["overlay_every_n_epochs"], rc["overlay_images"]
+        cbs.append(SaliencyOverlayCallback(methods, every, n, out_dir=str(out / "saliency")))
+    cbs.append(TestMetricsCallback({"explanations": ExplanationScores(rc["explain_method"])}))
+    return cbs
 
 
 def run_classify(cfg: DictConfig) -> float:
-    """The Hydra pipeline behind ``task=classify`` (see ``experiment=decoy_*`` / ``scenes_*`` presets)."""
-    out = Path(cfg.paths.output_dir)
-    seed = int(cfg.seed)
+    """The Hydra pipeline behind ``task=classify`` (see ``experiment=decoy_*`` / ``scenes_*`` presets): one
+    stage that trains, tests and scores the test-set explanations."""
+    runner = StageRunner(cfg)
+    out, seed = runner.out, runner.seed
     lcfg = OmegaConf.to_container(cfg.get("input_loss") or {"name": "none"}, resolve=True)
     input_loss = build_input_loss(lcfg.pop("name", "none"), **lcfg)  # fail on a bad loss before training
     recipe = classify_recipe(cfg)
@@ -156,27 +100,24 @@ def run_classify(cfg: DictConfig) -> float:
     datamodule.setup("fit")
     pl.seed_everything(seed, verbose=False)
     model = init_model(instantiate(cfg.model), init_from)  # fine-tune the user's model (init_from=)
-    run_id = f"{cfg.name}-{out.name}"
-    loggers = stage_loggers(cfg, "classify", run_id)
-    try:
-        module, row = train_classifier(
-            datamodule,
-            model,
-            input_loss=input_loss,
-            recipe=recipe,
-            seed=seed,
-            trainer_kwargs={**trainer_kwargs(cfg), "enable_checkpointing": True},
-            loggers=loggers,
-            callbacks=stage_callbacks(cfg, "classify", out / "checkpoints"),
-            out_dir=out,
-            ckpt_path=ckpt_path,
+    module = ClassifierModule(model, **{k: recipe[k] for k in _MODULE_KEYS})
+    with runner.stage("classify") as stage:
+        plugins = classify_plugins(recipe, input_loss, out)
+        fitted = stage.fit(
+            module, datamodule, int(recipe["epochs"]), plugins, ckpt_path=ckpt_path, test=True, plugins_first=False
         )
-        row = {"name": cfg.name, "input_loss": input_loss.name if input_loss else "none", "seed": seed, **row}
-        if not is_rank_zero():  # strategy=ddp runs the pipeline on every rank; rank 0 alone reports
+        row = {
+            "name": cfg.name,
+            "input_loss": input_loss.name if input_loss else "none",
+            "seed": seed,
+            **tested_row(fitted.tested),
+            "seconds": fitted.seconds,
+        }
+        if not runner.writer:  # strategy=ddp runs the pipeline on every rank; rank 0 alone reports
             return row["test_acc"]
-        save_weights(module.model, out / "models" / "classify.safetensors")
-        x, y, *_ = test_split(datamodule)
-        x, y = x[:8], y[:8]
+        runner.keep(module.model, "classify")
+        module.eval()
+        x, y, *_ = first_test_images(datamodule, 8)
         methods = recipe["overlay_methods"] or DEFAULT_RECIPE["overlay_methods"]
         maps = {m: explain(module, x, y, m) for m in methods}
         fig = plot_saliency_overlays(
@@ -187,18 +128,18 @@ def run_classify(cfg: DictConfig) -> float:
             preds=module(x).argmax(-1).tolist(),
             title=f"{cfg.name}: test images",
         )
-        for logger in loggers:
-            logger.log_metrics({f"final/{k}": v for k, v in row.items() if isinstance(v, (int, float))})
-        log_images(loggers, {"test_saliency": fig})
-        log_table(loggers, "results", [row])
-    finally:
-        close_loggers(loggers)
-    atomic_write_json(out / "results.json", row)
-    atomic_write_text(out / "results.md", _markdown(row))
-    atomic_write_csv(out / "results.csv", [row])
-    if cfg.get("print_table", True):
-        print(f"\n{_markdown(row)}\nresults: {out / 'results.md'}")
+        stage.log_results([row], {"test_saliency": fig})
+    runner.write_results([row], _markdown(row), single=True)
     return row["test_acc"]
+
+
+def tested_row(tested: dict[str, float]) -> dict[str, float]:
+    """The test loop's ``test/<name>`` values as ``test_<name>`` columns, accuracy in percent first."""
+    row = {"test_acc": 100.0 * tested["test/acc"]}
+    row.update(
+        {f"test_{k[5:]}": v for k, v in tested.items() if k.startswith("test/") and k not in ("test/acc", "test/loss")}
+    )
+    return row
 
 
 def _markdown(row: dict[str, Any]) -> str:
