@@ -49,8 +49,18 @@ _DISPLAY_CALLBACKS = (
 )
 
 
+def as_dict(node: Any) -> dict[str, Any]:
+    """A config mapping as a plain, resolved dict ({} for None); anything else is a TypeError."""
+    if node is None:
+        return {}
+    out = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+    if not isinstance(out, dict):
+        raise TypeError(f"expected a mapping in the config, got {type(out).__name__}: {out!r}")
+    return {str(k): v for k, v in out.items()}
+
+
 def trainer_kwargs(cfg: DictConfig) -> dict[str, Any]:
-    kwargs = OmegaConf.to_container(cfg.trainer, resolve=True) or {}
+    kwargs = as_dict(cfg.trainer) or {}
     kwargs.pop("_target_", None)
     kwargs.pop("max_epochs", None)
     return kwargs
@@ -58,7 +68,7 @@ def trainer_kwargs(cfg: DictConfig) -> dict[str, Any]:
 
 def run_hyperparams(cfg: DictConfig, stage: str) -> dict[str, Any]:
     """The whole resolved config (Hydra's own node aside) and the stage: what every logger records."""
-    params = OmegaConf.to_container(cfg, resolve=True)
+    params = as_dict(cfg)
     params.pop("hydra", None)
     return {**params, "stage": stage}
 
@@ -182,7 +192,7 @@ def weight_settings(cfg: DictConfig) -> dict[str, Any]:
     if tkw.get("accelerator", "auto") == "auto":
         tkw["accelerator"] = "cuda" if torch.cuda.is_available() else "cpu"
     node = cfg.get("callbacks")
-    entries = OmegaConf.to_container(node, resolve=True) if node else {}
+    entries = as_dict(node) if node else {}
     callbacks = {
         name: c for name, c in entries.items() if c and not str(c.get("_target_", "")).endswith(_DISPLAY_CALLBACKS)
     }

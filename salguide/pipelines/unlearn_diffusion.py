@@ -20,14 +20,14 @@ from typing import Any
 
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from salguide.cache import cached_seconds, cached_weights, config_key
 from salguide.io import atomic_write_json, check_writable
 from salguide.viz.samples import plot_sample_grid
 
 from .runner import Stage, StageRunner
-from .stages import weight_settings
+from .stages import as_dict, weight_settings
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 1  # bump when the code trains different diffusion weights from the same config
@@ -44,17 +44,17 @@ def model_inputs(datamodule: Any, x: torch.Tensor) -> torch.Tensor:
 def diffusion_cache_paths(cfg: DictConfig) -> dict[str, Path]:
     """Cache files of the original DDPM, the Retrain DDPM and the judge: keys hold data, model, recipe, seed,
     weight-changing trainer settings and ``CACHE_VERSION``; the original's and the judge's omit the forget split."""
-    data = {k: v for k, v in OmegaConf.to_container(cfg.data, resolve=True).items() if k != "num_workers"}
+    data = {k: v for k, v in as_dict(cfg.data).items() if k != "num_workers"}
     split = {k: v for k, v in data.items() if not k.startswith("forget")}
     common = (
-        OmegaConf.to_container(cfg.model, resolve=True),
-        OmegaConf.to_container(cfg.original, resolve=True),
+        as_dict(cfg.model),
+        as_dict(cfg.original),
         weight_settings(cfg),
         int(cfg.seed),
         CACHE_VERSION,
         "ddpm",
     )
-    judge = config_key(split, OmegaConf.to_container(cfg.judge, resolve=True), int(cfg.seed), CACHE_VERSION, "judge")
+    judge = config_key(split, as_dict(cfg.judge), int(cfg.seed), CACHE_VERSION, "judge")
     cache = Path(cfg.paths.cache_dir)
     return {
         "original": cache / f"ddpm-original-{config_key(split, *common)}.safetensors",
@@ -134,7 +134,7 @@ def run_unlearn_diffusion(cfg: DictConfig) -> float | None:
         return model.eval()
 
     original, retrained = train_on("full", "original"), train_on("retain", "retrain")
-    jcfg = OmegaConf.to_container(cfg.judge, resolve=True)
+    jcfg = as_dict(cfg.judge)
     judge, _ = cached_weights(
         paths["judge"],
         SmallCNN(datamodule.num_classes, datamodule.input_shape[0], jcfg["width"]),
@@ -170,9 +170,10 @@ def run_unlearn_diffusion(cfg: DictConfig) -> float | None:
     else:
         model, seconds, mask = run_method()
 
-    gen = OmegaConf.to_container(cfg.generation, resolve=True)
+    gen = as_dict(cfg.generation)
     test_x, test_y = model_inputs(datamodule, datamodule.test_x), datamodule.test_y
-    rows, images = [], {}
+    rows: list[dict[str, Any]] = []
+    images: dict[str, Any] = {}
     for name, net, rte in (
         ("Original", original, None),
         ("Retrain", retrained, cached_seconds(paths["retrain"].with_suffix(".json"))),
