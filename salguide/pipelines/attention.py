@@ -1,9 +1,10 @@
 """``task=attention``: train a (routed) ViT with an attention loss, a token policy or attention-guided masking.
 
-Classification (``attention_loss`` / ``token_policy`` groups, ``experiment=attn_scenes_*`` / ``prune_digits_*``):
-``ClassifierModule`` with AttentionLossCallback, TokenPruningCallback and AttentionMapCallback; reports
-test accuracy and, on datasets with object masks, the CLS attention mass on the object. Masked image
-modelling (``attention_masking`` group, ``experiment=mim_digits``): MaskedReconstructionModule with
+Classification (``attention_loss`` / ``token_policy`` groups: ``callbacks.attention_loss`` /
+``callbacks.token_policy``, ``experiment=attn_scenes_*`` / ``prune_digits_*``): ``ClassifierModule`` with
+AttentionLossCallback, TokenPruningCallback and AttentionMapCallback; reports test accuracy and, on datasets
+with object masks, the CLS attention mass on the object. Masked image modelling (``attention_masking`` group:
+``callbacks.attention_masking``, ``experiment=mim_digits``): MaskedReconstructionModule with
 AttentionMaskingCallback; reports the CLS head's clean test accuracy and the test reconstruction error.
 """
 
@@ -15,10 +16,9 @@ from typing import Any
 
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from salguide._lightning import pl
-from salguide.attention import build_attention_loss, build_policy
 from salguide.attention.masking import attention_guided_mask, cls_attention_scores
 from salguide.attention.metrics import attention_object_mass
 from salguide.callbacks.attention_loss import AttentionLossCallback
@@ -45,27 +45,24 @@ from .stages import (
 )
 
 
-def _group(cfg: DictConfig, key: str) -> dict[str, Any]:
-    node = cfg.get(key)
-    return {"name": "none"} if node is None else OmegaConf.to_container(node, resolve=True)  # type: ignore[return-value]
-
-
 def attention_callbacks(cfg: DictConfig, out: Path | None) -> tuple[list[Any], dict[str, str]]:
-    """Callbacks for the ``attention_loss`` and ``token_policy`` groups (built before training, so a bad
-    config fails early) and the names of what was chosen."""
-    lcfg, pcfg = _group(cfg, "attention_loss"), _group(cfg, "token_policy")
-    lname, pname = lcfg.pop("name", "none"), pcfg.pop("name", "none")
-    warmup = int(pcfg.pop("warmup_steps", 0))
-    loss, policy = build_attention_loss(lname, **lcfg), build_policy(pname, **pcfg)
-    cbs: list[Any] = []
-    if loss is not None:
-        cbs.append(AttentionLossCallback(loss))
-    if policy is not None:
-        cbs.append(TokenPruningCallback(policy, warmup_steps=warmup))
+    """The ``callbacks:`` of ``cfg`` (the ``attention_loss``, ``token_policy`` and ``attention_masking`` groups
+    among them; built before training, so a bad config fails early), the attention-map callback, and the names
+    of the loss and the policy."""
+    cbs = stage_callbacks(cfg)
+    if out is not None:  # again, for the stage: the progress bar's name and the checkpoint's file
+        stage = "mim" if any(isinstance(cb, AttentionMaskingCallback) for cb in cbs) else "attention"
+        cbs = stage_callbacks(cfg, stage, out / "checkpoints")
+    loss = next((cb.loss for cb in cbs if isinstance(cb, AttentionLossCallback)), None)
+    policy = next((cb.policy for cb in cbs if isinstance(cb, TokenPruningCallback)), None)
     every = int((cfg.get("attention_maps") or {}).get("every_n_epochs", 0))
     if out is not None and every:
         cbs.append(AttentionMapCallback(every_n_epochs=every, out_dir=str(out / "attention")))
-    return cbs, {"attention_loss": str(lname), "token_policy": str(pname)}
+    names = {
+        "attention_loss": loss.name.removeprefix("attn_") if loss is not None else "none",  # attn_bas -> bas
+        "token_policy": policy.name if policy is not None else "none",
+    }
+    return cbs, names
 
 
 def _fit(
@@ -82,7 +79,7 @@ def _fit(
     }
     trainer = pl.Trainer(
         max_epochs=epochs,
-        callbacks=[*stage_callbacks(cfg, stage, out / "checkpoints"), *callbacks],
+        callbacks=callbacks,
         logger=list(loggers) if loggers else False,
         **tkw,
     )
@@ -109,19 +106,21 @@ def _finish(cfg: DictConfig, out: Path, loggers: list[Any], row: dict[str, Any])
         print(f"\n{_markdown(row)}\nresults: {out / 'results.md'}")
 
 
-def run_masking(cfg: DictConfig, out: Path, mcfg: dict[str, Any]) -> float:
-    mode, seed = mcfg.pop("name"), int(cfg.seed)
-    recon_weight = float(mcfg.pop("recon_weight", 1.0))
+def run_masking(cfg: DictConfig, out: Path, cbs: list[Any], callback: AttentionMaskingCallback) -> float:
+    """Masked image modelling with ``callback`` (one of ``cbs``, the stage's callbacks); its teacher file
+    (``save_teacher_to``, written by rank 0 also when the fit ran in spawned processes) gives the test mask."""
+    seed = int(cfg.seed)
+    recon_weight = float((cfg.get("mim") or {}).get("recon_weight", 1.0))
     rc = classify_recipe(cfg)
-    teacher_path = out / "teacher.safetensors"  # written by rank 0, also when the fit ran in spawned processes
-    callback = AttentionMaskingCallback(mode, seed=seed, save_teacher_to=teacher_path, **mcfg)
+    if callback.save_teacher_to is None:
+        raise ValueError("callbacks.attention_masking.save_teacher_to: task=attention reads the teacher from this file")
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
     pl.seed_everything(seed, verbose=False)
     module = MaskedReconstructionModule(
         init_model(instantiate(cfg.model), check_init_from(cfg)), lr=float(rc["lr"]), recon_weight=recon_weight
     )
-    loggers, seconds = _fit(cfg, out, module, [callback], int(rc["epochs"]), "mim", datamodule)
+    loggers, seconds = _fit(cfg, out, module, cbs, int(rc["epochs"]), "mim", datamodule)
     if not is_rank_zero():  # rank 0 may still be writing the teacher
         close_loggers(loggers)
         return float("nan")
@@ -129,14 +128,18 @@ def run_masking(cfg: DictConfig, out: Path, mcfg: dict[str, Any]) -> float:
     module.eval()
     with torch.no_grad():
         acc = 100.0 * float((module(x).argmax(-1) == y).float().mean())
-        scores = cls_attention_scores(load_teacher(teacher_path, module), x, callback.layer)
+        scores = cls_attention_scores(load_teacher(callback.save_teacher_to, module), x, callback.layer)
         mask = attention_guided_mask(
-            scores, callback.schedule(10**9), mode, generator=torch.Generator().manual_seed(seed), **callback.kwargs
+            scores,
+            callback.schedule(10**9),
+            callback.mode,
+            generator=torch.Generator().manual_seed(seed),
+            **callback.kwargs,
         )
         recon = evaluate_masked(module, x, y, mask)["recon_mse"]
     row = {
         "name": cfg.name,
-        "masking": mode,
+        "masking": callback.mode,
         "seed": seed,
         "test_acc": acc,
         "test_recon_mse": recon,
@@ -149,10 +152,10 @@ def run_masking(cfg: DictConfig, out: Path, mcfg: dict[str, Any]) -> float:
 def run_attention(cfg: DictConfig) -> float:
     out = Path(cfg.paths.output_dir)
     seed = int(cfg.seed)
-    mcfg = _group(cfg, "attention_masking")
-    if mcfg.get("name", "none") != "none":
-        return run_masking(cfg, out, mcfg)
     cbs, names = attention_callbacks(cfg, out)
+    masking = next((cb for cb in cbs if isinstance(cb, AttentionMaskingCallback)), None)
+    if masking is not None:
+        return run_masking(cfg, out, [cb for cb in cbs if not isinstance(cb, AttentionMapCallback)], masking)
     rc = classify_recipe(cfg)
     init_from = check_init_from(cfg)
     datamodule = instantiate(cfg.data)

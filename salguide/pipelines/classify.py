@@ -1,9 +1,10 @@
 """``task=classify``: train and test a classifier, optionally with an input-saliency loss.
 
 The loss reaches the plain ``ClassifierModule`` through ``InputSaliencyCallback`` (the zero-code
-path). Explanation metrics are logged per validation epoch, saliency overlays every N epochs; the
-test accuracy and test-set explanation metrics go to ``results.json`` / ``results.md`` and the
-overlays of test images to ``test_saliency.png`` in ``cfg.paths.output_dir``.
+path; the ``input_loss`` group puts it in ``callbacks.input_loss``). Explanation metrics are logged per
+validation epoch, saliency overlays every N epochs; the test accuracy and test-set explanation metrics go
+to ``results.json`` / ``results.md`` and the overlays of test images to ``test_saliency.png`` in
+``cfg.paths.output_dir``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from salguide._lightning import pl
 from salguide.callbacks.explanation_metrics import ExplanationMetricsCallback, relevant_region
 from salguide.callbacks.input_saliency import InputSaliencyCallback
 from salguide.callbacks.saliency_overlays import SaliencyOverlayCallback
-from salguide.inputs import InputLoss, build_input_loss
+from salguide.inputs import InputLoss
 from salguide.io import atomic_write_csv, atomic_write_json, atomic_write_text
 from salguide.metrics import evaluate_explanations, explain
 from salguide.models import ClassifierModule
@@ -148,8 +149,8 @@ def run_classify(cfg: DictConfig) -> float:
     """The Hydra pipeline behind ``task=classify`` (see ``experiment=decoy_*`` / ``scenes_*`` presets)."""
     out = Path(cfg.paths.output_dir)
     seed = int(cfg.seed)
-    lcfg = OmegaConf.to_container(cfg.get("input_loss") or {"name": "none"}, resolve=True)
-    input_loss = build_input_loss(lcfg.pop("name", "none"), **lcfg)  # fail on a bad loss before training
+    callbacks = stage_callbacks(cfg, "classify", out / "checkpoints")  # a bad input loss fails before training
+    input_loss = next((cb.loss for cb in callbacks if isinstance(cb, InputSaliencyCallback)), None)
     recipe = classify_recipe(cfg)
     init_from, ckpt_path = check_init_from(cfg), check_ckpt_path(cfg)
     datamodule = instantiate(cfg.data)
@@ -162,12 +163,11 @@ def run_classify(cfg: DictConfig) -> float:
         module, row = train_classifier(
             datamodule,
             model,
-            input_loss=input_loss,
             recipe=recipe,
             seed=seed,
             trainer_kwargs={**trainer_kwargs(cfg), "enable_checkpointing": True},
             loggers=loggers,
-            callbacks=stage_callbacks(cfg, "classify", out / "checkpoints"),
+            callbacks=callbacks,
             out_dir=out,
             ckpt_path=ckpt_path,
         )
