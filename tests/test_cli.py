@@ -33,7 +33,7 @@ def test_every_group_option_composes(group, option):
     cfg = _compose(f"{group}={option}")
     assert cfg.task in ("unlearn", "classify", "attention", "unlearn_diffusion")
     if group == "experiment" and option.startswith(("decoy", "scenes")):
-        assert cfg.task == "classify" and "input_loss" in cfg
+        assert cfg.task == "classify" and "input_loss" in cfg.callbacks
     if group == "unlearning":
         assert cfg.unlearning.method == option
     if group == "experiment" and option == "unlearn_digits_random":

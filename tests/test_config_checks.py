@@ -46,15 +46,18 @@ def test_bad_value_names_key_rule_and_value(override, message):
     "overrides,message",
     [
         (
-            ["experiment=mim_digits", "attention_masking.ratio=1.0"],
-            "attention_masking.ratio must be a number in [0, 1)",
+            ["experiment=mim_digits", "callbacks.attention_masking.ratio=1.0"],
+            "callbacks.attention_masking.ratio must be a number in [0, 1)",
         ),
         (["experiment=mim_digits", "classify.epochs=0"], "classify.epochs must be an integer >= 1, got 0"),
         (
-            ["experiment=prune_digits_evit", "token_policy.keep=0"],
-            "token_policy.keep must be a number in (0, 1], got 0",
+            ["experiment=prune_digits_evit", "callbacks.token_policy.policy.keep=0"],
+            "callbacks.token_policy.policy.keep must be a number in (0, 1], got 0",
         ),
-        (["experiment=decoy_rrr", "input_loss.weight=-1"], "input_loss.weight must be a number >= 0, got -1"),
+        (
+            ["experiment=decoy_rrr", "callbacks.input_loss.input_loss.weight=-1"],
+            "callbacks.input_loss.input_loss.weight must be a number >= 0, got -1",
+        ),
         (["experiment=decoy_vanilla", "model._args_.1.in_features=0"], "model._args_.1.in_features must be an integer"),
     ],
 )

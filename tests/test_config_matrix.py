@@ -98,8 +98,6 @@ def test_the_matrix_sees_every_group_and_preset():
 
 def build_group(group: str, cfg: Any) -> list[Any]:
     """The objects the pipeline builds from ``group``'s node (before any training)."""
-    from salguide.attention import build_attention_loss, build_policy
-    from salguide.inputs import build_input_loss
     from salguide.pipelines.unlearn import mask_builder
     from salguide.unlearning import method_spec
 
@@ -124,17 +122,9 @@ def build_group(group: str, cfg: Any) -> list[Any]:
         return [mask_builder(cfg.saliency, datamodule=None)]
     if group == "unlearning":
         return [method_spec(node.pop("method"), **node)]
-    if group in ("input_loss", "attention_loss", "token_policy"):
-        build = {"input_loss": build_input_loss, "attention_loss": build_attention_loss, "token_policy": build_policy}
-        node.pop("warmup_steps", None)
-        return [build[group](node.pop("name"), **node)]
-    if group == "attention_masking":
-        from salguide.callbacks import AttentionMaskingCallback
-
-        if node["name"] == "none":
-            return [None]
-        kwargs = {k: v for k, v in node.items() if k not in ("name", "recon_weight")}
-        return [AttentionMaskingCallback(node["name"], **kwargs)]
+    if group in ("input_loss", "attention_loss", "token_policy", "attention_masking"):  # callbacks.<group>
+        node = cfg.callbacks.get(group)
+        return [instantiate(node) if node else None]
     if group == "diffusion_unlearning":
         return [instantiate(cfg[group][k]) for k in ("objective", "mask") if cfg[group].get(k) is not None]
     if group == "paths":
@@ -159,7 +149,7 @@ def test_every_group_option_composes_and_builds(group, option, data_dirs, tmp_pa
         assert len(dm.train_dataset) > 0
     if group == "model":
         assert sum(p.numel() for p in built[0].parameters()) > 0
-    if group in ("input_loss", "attention_loss", "token_policy"):
+    if group in ("input_loss", "attention_loss", "token_policy", "attention_masking"):
         assert (built[0] is None) == (option == "none")
 
 
@@ -170,7 +160,12 @@ def test_every_preset_composes_and_builds(preset, data_dirs, tmp_path):
 
     check_config(cfg)
     assert cfg.name == preset
-    for group in ("data", "model", "callbacks", *(g for g in HOSTS if cfg.get(g) is not None)):
+    for group in (
+        "data",
+        "model",
+        "callbacks",
+        *(g for g in HOSTS if cfg.get(g) is not None or g in (cfg.get("callbacks") or {})),
+    ):
         assert isinstance(build_group(group, cfg), list), group
 
 

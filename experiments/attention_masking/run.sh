@@ -14,7 +14,7 @@ SEEDS=${SEEDS:-0,1,2}
 MODES=${MODES:-random attmask_high attmask_low attmask_hint acmil}
 OUT=${STUDY_OUT:-$HERE}
 EPOCHS=20 RAMP=600
-COMMON=(data.batch_size=16 attention_masking.ratio_start=0.1 trainer=cpu logger=csv '~callbacks.progress'
+COMMON=(data.batch_size=16 callbacks.attention_masking.ratio_start=0.1 trainer=cpu logger=csv '~callbacks.progress'
         +trainer.enable_progress_bar=false)
 if [[ "${QUICK:-0}" == 1 ]]; then
   SEEDS=0 EPOCHS=1 RAMP=30 OUT=${STUDY_OUT:-$(mktemp -d)}
@@ -23,7 +23,7 @@ fi
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} WANDB_MODE=offline WANDB_SILENT=true
 start=$SECONDS
 for m in $MODES; do
-  nice -n 19 salguide-train -m experiment=mim_digits attention_masking="$m" attention_masking.ratio_steps=$RAMP \
+  nice -n 19 salguide-train -m experiment=mim_digits attention_masking="$m" callbacks.attention_masking.ratio_steps=$RAMP \
     classify.epochs=$EPOCHS seed="$SEEDS" "${COMMON[@]}" hydra.sweep.dir="$RUNS/$m"
 done
 python "$HERE/summarise.py" "$RUNS" --out "$OUT" --wall-seconds $((SECONDS - start))

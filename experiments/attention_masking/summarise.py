@@ -48,7 +48,9 @@ MODE_NAMES = {
     "hint": "attmask_hint",
     "acmil": "acmil",
 }  # callback mode -> attention_masking option
-SCHEDULE_KEYS = ("name", "ratio", "ratio_start", "ratio_steps", "layer", "ema", "recon_weight")
+# settings of the callback that are not arguments of the mask function (older runs: name, recon_weight)
+SCHEDULE_KEYS = ("_target_", "mode", "name", "ratio", "ratio_start", "ratio_steps", "layer", "ema", "seed")
+SCHEDULE_KEYS += ("recon_weight",)
 METRICS = {  # key -> (column title, format, higher is better)
     "recon_own": ("recon MSE, own masks", "{:.3f}", False),
     "recon_shared": ("recon MSE, shared random masks", "{:.3f}", False),
@@ -58,13 +60,20 @@ METRICS = {  # key -> (column title, format, higher is better)
 }
 
 
+def masking_settings(cfg: Any) -> dict[str, Any]:
+    """A run's ``callbacks.attention_masking`` node (runs older than the callback layout: ``attention_masking``),
+    without ``save_teacher_to`` (it interpolates the Hydra run folder; the teacher is read from the run)."""
+    node = (cfg.get("callbacks") or {}).get("attention_masking") or cfg["attention_masking"]
+    return {k: node[k] for k in node if k != "save_teacher_to"}
+
+
 class Run:
     """One mim_digits run folder: its masking settings, student and teacher, and its test split."""
 
     def __init__(self, run: Path) -> None:
         cfg = run_config(run)
-        mcfg = dict(cfg.attention_masking)
-        self.path, self.seed, self.mode = run, int(cfg.seed), str(mcfg["name"])
+        mcfg = masking_settings(cfg)
+        self.path, self.seed, self.mode = run, int(cfg.seed), str(mcfg.get("mode", mcfg.get("name")))
         if self.mode not in MODE_NAMES:
             raise ValueError(f"{run}: attention_masking {self.mode!r} is not one of {sorted(MODE_NAMES)}")
         self.ratio, self.layer = float(mcfg["ratio"]), int(mcfg["layer"])
@@ -121,9 +130,9 @@ def load_runs(root: Path) -> tuple[list[dict[str, Any]], dict[int, dict[str, Run
                 "epochs": int(cfg["classify"]["epochs"]),
                 "batch_size": int(cfg["data"]["batch_size"]),
                 "ratio": run.ratio,
-                "ratio_start": cfg["attention_masking"]["ratio_start"],
-                "ratio_steps": int(cfg["attention_masking"]["ratio_steps"]),
-                "ema": float(cfg["attention_masking"]["ema"]),
+                "ratio_start": masking_settings(cfg)["ratio_start"],
+                "ratio_steps": int(masking_settings(cfg)["ratio_steps"]),
+                "ema": float(masking_settings(cfg)["ema"]),
                 "run": str(path),
             }
         )

@@ -30,9 +30,9 @@ start=$SECONDS
 CONC_ARGS="" BAS_ARGS=""
 if [[ "${SKIP_SELECT:-0}" != 1 ]]; then
   train experiment=attn_scenes_vanilla seed="$SELECT_SEED" hydra.sweep.dir="$RUNS/select/vanilla"
-  train experiment=attn_scenes_concentration attention_loss.weight="$CONC_GRID" seed="$SELECT_SEED" \
+  train experiment=attn_scenes_concentration callbacks.attention_loss.attention_loss.weight="$CONC_GRID" seed="$SELECT_SEED" \
     hydra.sweep.dir="$RUNS/select/concentration"
-  train experiment=attn_scenes_bas attention_loss.weight="$BAS_GRID" seed="$SELECT_SEED" hydra.sweep.dir="$RUNS/select/bas"
+  train experiment=attn_scenes_bas callbacks.attention_loss.attention_loss.weight="$BAS_GRID" seed="$SELECT_SEED" hydra.sweep.dir="$RUNS/select/bas"
   eval "$(python "$HERE/summarise.py" select "$RUNS/select" --out "$OUT")"   # sets CONC_ARGS and BAS_ARGS
   echo "chosen on validation: concentration $CONC_ARGS; bas $BAS_ARGS"
 fi

@@ -57,7 +57,8 @@ class Run:
         if not name.startswith(PREFIX) or self.variant not in VARIANTS:
             raise ValueError(f"{run}: run {name!r} is not one of the presets {[PREFIX + v for v in VARIANTS]}")
         self.path, self.seed, self.result = run, int(cfg["seed"]), result
-        loss = cfg.get("attention_loss") or {}
+        node = (cfg.get("callbacks") or {}).get("attention_loss")  # older runs: attention_loss
+        loss = node["attention_loss"] if node else (cfg.get("attention_loss") or {})
         self.weight = None if self.variant in ("vanilla", "oracle") else float(loss["weight"])
         self.queries, self.layers = loss.get("queries"), loss.get("layers")
         self.epochs, self.correlation = int(cfg["classify"]["epochs"]), float(cfg["data"]["correlation"])
@@ -323,8 +324,10 @@ def main() -> None:
             },
         )
         atomic_write_text(args.out / "selection.md", selection_markdown(rows, chosen))
-        print(f"CONC_ARGS='attention_loss.weight={chosen['concentration']:g}'")  # for run.sh's eval
-        print(f"BAS_ARGS='attention_loss.weight={chosen['bas']:g}'")
+        print(
+            f"CONC_ARGS='callbacks.attention_loss.attention_loss.weight={chosen['concentration']:g}'"
+        )  # for run.sh's eval
+        print(f"BAS_ARGS='callbacks.attention_loss.attention_loss.weight={chosen['bas']:g}'")
         return
     rows = [r.test_row() for r in runs]
     summary = summarise(rows)

@@ -21,8 +21,8 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} WANDB_MODE=offline WANDB_SILENT=tru
 train() { nice -n 19 salguide-train -m "$@" "${COMMON[@]}"; }
 start=$SECONDS
 
-train experiment=decoy_fashion_mnist_rrr input_loss.weight="$RRR_GRID" seed=0 hydra.sweep.dir="$RUNS/tune/rrr"
-train experiment=decoy_fashion_mnist_sgt input_loss.weight="$SGT_WEIGHTS" input_loss.fraction="$SGT_FRACTIONS" seed=0 \
+train experiment=decoy_fashion_mnist_rrr callbacks.input_loss.input_loss.weight="$RRR_GRID" seed=0 hydra.sweep.dir="$RUNS/tune/rrr"
+train experiment=decoy_fashion_mnist_sgt callbacks.input_loss.input_loss.weight="$SGT_WEIGHTS" callbacks.input_loss.input_loss.fraction="$SGT_FRACTIONS" seed=0 \
   hydra.sweep.dir="$RUNS/tune/sgt"
 eval "$(python "$HERE/summarise.py" select "$RUNS/tune" --out "$OUT")"   # sets RRR_ARGS and SGT_ARGS
 echo "chosen on validation: rrr $RRR_ARGS; sgt $SGT_ARGS"

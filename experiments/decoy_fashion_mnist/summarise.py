@@ -60,7 +60,9 @@ def load_runs(root: Path) -> list[dict[str, Any]]:
         name = str(cfg["name"])
         if not name.startswith(PREFIX):
             raise ValueError(f"{run}: run {name!r} is not a {PREFIX}* preset")
-        loss = {k: v for k, v in (cfg.get("input_loss") or {}).items() if k in ("weight", "fraction")}
+        node = (cfg.get("callbacks") or {}).get("input_loss")  # older runs: input_loss
+        settings = node["input_loss"] if node else (cfg.get("input_loss") or {})
+        loss = {k: v for k, v in settings.items() if k in ("weight", "fraction")}
         rows.append(
             {
                 "variant": name[len(PREFIX) :],
@@ -198,7 +200,8 @@ def main() -> None:
     if args.step == "select":
         chosen = select(rows, args.out)
         for v, setting in chosen.items():  # for run.sh: eval "$(python summarise.py select ...)"
-            print(f"{v.upper()}_ARGS={shlex.quote(' '.join('input_loss.' + s for s in setting.split()))}")
+            keys = " ".join(f"callbacks.input_loss.input_loss.{s}" for s in setting.split())
+            print(f"{v.upper()}_ARGS={shlex.quote(keys)}")
         return
     summary = summarise(rows)
     md = table(rows, summary, args.wall_seconds)

@@ -31,7 +31,7 @@ train experiment=prune_digits_evit token_policy=none seed="$SEEDS" classify.epoc
   hydra.sweep.dir="$RUNS/none"
 # one sweep per preset: Hydra checks the other overrides against the config before it sweeps `experiment`
 for p in evit dynamicvit tome; do
-  train experiment=prune_digits_$p token_policy.keep="$KEEPS" token_policy.warmup_steps=$WARMUP seed="$SEEDS" \
+  train experiment=prune_digits_$p callbacks.token_policy.policy.keep="$KEEPS" callbacks.token_policy.warmup_steps=$WARMUP seed="$SEEDS" \
     classify.epochs=$EPOCHS "${COMMON[@]}" hydra.sweep.dir="$RUNS/$p"
 done
 train_minutes=$(( (SECONDS - start) / 60 ))

@@ -38,6 +38,13 @@ POLICY_NAMES = ["evit", "dynamicvit", "tome"]
 GOAL_DROP, GOAL_SPEEDUP = 0.5, 1.3
 
 
+def policy_settings(cfg: dict[str, Any]) -> dict[str, Any]:
+    """A run's token-policy settings (``keep``, ``layers``, ``warmup_steps``) from ``callbacks.token_policy``
+    (runs older than the callback layout: ``token_policy``)."""
+    node = (cfg.get("callbacks") or {}).get("token_policy")
+    return {**node["policy"], "warmup_steps": node.get("warmup_steps")} if node else (cfg.get("token_policy") or {})
+
+
 def load_runs(root: Path) -> list[dict[str, Any]]:
     """One row per training run below ``root`` (a directory holding ``results.json``)."""
     rows = []
@@ -45,7 +52,7 @@ def load_runs(root: Path) -> list[dict[str, Any]]:
         policy = str(r["token_policy"])
         if policy not in ["none", *POLICY_NAMES]:
             raise ValueError(f"{run}: unknown token policy {policy!r}")
-        tp = cfg.get("token_policy") or {}
+        tp = policy_settings(cfg)
         keep = 1.0 if policy == "none" else float(tp["keep"])
         rows.append(
             {

@@ -44,11 +44,11 @@ base=$RUNS/base/0/models/attention.safetensors
 train experiment=prune_fashion_mnist_evit token_policy=none seed="$SEEDS" init_from="$base" "${FT[@]}" \
   hydra.sweep.dir="$RUNS/fine-tune/none"
 for p in evit tome dynamicvit; do
-  train experiment=prune_fashion_mnist_$p token_policy.keep="$KEEPS" seed="$SEEDS" init_from="$base" "${FT[@]}" \
+  train experiment=prune_fashion_mnist_$p callbacks.token_policy.policy.keep="$KEEPS" seed="$SEEDS" init_from="$base" "${FT[@]}" \
     hydra.sweep.dir="$RUNS/fine-tune/$p"
 done
 for p in none evit tome dynamicvit; do
-  keep=(token_policy.keep="$KEEPS"); preset=$p
+  keep=(callbacks.token_policy.policy.keep="$KEEPS"); preset=$p
   [[ $p == none ]] && keep=(token_policy=none) preset=evit
   train experiment=prune_fashion_mnist_$preset "${keep[@]}" seed="$BASE_SEED" init_from="$base" "${FT[@]}" \
     +trainer.limit_train_batches=0 hydra.sweep.dir="$RUNS/off-the-shelf/$p"

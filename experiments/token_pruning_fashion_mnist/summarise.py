@@ -34,12 +34,19 @@ ACC_GOAL, SPEED_GOAL, SPEED_POLICIES, GOAL_KEEP = -0.5, 1.3, ("evit", "tome"), 0
 MODES = ("scratch", "fine-tune", "off-the-shelf")
 
 
+def policy_settings(cfg: dict[str, Any]) -> dict[str, Any]:
+    """A run's token-policy settings (``keep``, ``layers``, ``warmup_steps``) from ``callbacks.token_policy``
+    (runs older than the callback layout: ``token_policy``)."""
+    node = (cfg.get("callbacks") or {}).get("token_policy")
+    return {**node["policy"], "warmup_steps": node.get("warmup_steps")} if node else (cfg.get("token_policy") or {})
+
+
 def load_runs(root: Path) -> list[dict[str, Any]]:
     """One row per training run below ``root`` (a directory holding ``results.json``)."""
     rows = []
     for run, cfg, r in job_results(root):
         policy = str(r["token_policy"])
-        keep = 1.0 if policy == "none" else float(cfg["token_policy"]["keep"])
+        keep = 1.0 if policy == "none" else float(policy_settings(cfg)["keep"])
         n, epochs = int(cfg["data"]["train_size"]), int(cfg["classify"]["epochs"])
         rows.append(
             {

@@ -10,22 +10,18 @@ build ``salguide.models.VisionTransformer``.
 from .dynamic_mask import drop_masked, topk_key_mask
 from .evit import evit_reorganize
 from .loss_modules import (
-    ATTENTION_LOSSES,
     AttentionDiversityLoss,
     AttentionEntropyLoss,
     AttentionLoss,
     BackgroundSuppressionLoss,
     ConcentrationLoss,
-    build_attention_loss,
 )
 from .losses import background_mass_loss, concentration_loss, concentration_loss_all, diversity_loss, entropy_loss
 from .policies import (
-    POLICIES,
     DynamicMaskPolicy,
     EViTPolicy,
     TokenPolicy,
     ToMePolicy,
-    build_policy,
     token_counts,
     use_policy,
 )
@@ -37,8 +33,6 @@ from .targets import gaussian_from_boxes, gaussian_from_points, mask_boxes, toke
 from .tome import bipartite_merge
 
 __all__ = [
-    "ATTENTION_LOSSES",
-    "POLICIES",
     "AttentionDiversityLoss",
     "AttentionEntropyLoss",
     "AttentionLoss",
@@ -57,8 +51,6 @@ __all__ = [
     "attention_with_entropy",
     "background_mass_loss",
     "bipartite_merge",
-    "build_attention_loss",
-    "build_policy",
     "check_keep",
     "cls_attention",
     "concentration_loss",

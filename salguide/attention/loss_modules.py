@@ -17,7 +17,6 @@ from typing import Any
 from torch import Tensor, nn
 
 from salguide._checks import as_int, as_ints
-from salguide._registry import build_optional
 from salguide.auxiliary import AuxiliaryLoss, as_logits
 
 from .losses import background_mass_loss, concentration_loss, concentration_loss_all, diversity_loss, entropy_loss
@@ -213,16 +212,3 @@ class AttentionDiversityLoss(AttentionLoss):
         return diversity_loss(
             s.q, s.k, s.lse, scale=s.scale, num_queries=self.num_queries, key_bias=s.key_bias, key_mask=s.key_mask
         )
-
-
-ATTENTION_LOSSES: dict[str, type[AttentionLoss]] = {
-    "concentration": ConcentrationLoss,
-    "bas": BackgroundSuppressionLoss,
-    "entropy": AttentionEntropyLoss,
-    "diversity": AttentionDiversityLoss,
-}
-
-
-def build_attention_loss(name: str | None, **kwargs: Any) -> AttentionLoss | None:
-    """The attention loss called ``name`` or None for None / "none"."""
-    return build_optional(ATTENTION_LOSSES, "attention loss", name, **kwargs)

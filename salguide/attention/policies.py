@@ -15,7 +15,6 @@ from typing import Any
 from torch import Tensor
 
 from salguide._checks import as_ints
-from salguide._registry import build_optional
 
 from .dynamic_mask import drop_masked, topk_key_mask
 from .evit import evit_reorganize, fuse_mode
@@ -173,9 +172,6 @@ def token_counts(
     return out
 
 
-POLICIES: dict[str, type[TokenPolicy]] = {"evit": EViTPolicy, "dynamicvit": DynamicMaskPolicy, "tome": ToMePolicy}
-
-
 def use_policy(model: Any, policy: TokenPolicy | None) -> TokenPolicy | None:
     """Attach ``policy`` to a routed model (None detaches); returns the previous policy."""
     router = router_of(model)
@@ -196,8 +192,3 @@ def use_policy(model: Any, policy: TokenPolicy | None) -> TokenPolicy | None:
         policy.bind(router)
     previous, router.policy = router.policy, policy
     return previous
-
-
-def build_policy(name: str | None, **kwargs: Any) -> TokenPolicy | None:
-    """The token policy called ``name`` (evit, dynamicvit, tome) or None for None / "none"."""
-    return build_optional(POLICIES, "token policy", name, **kwargs)

@@ -192,8 +192,8 @@ PATH_RULES: dict[str, Any] = {
     "callbacks.data_samples.per_class": POS_INT,
     "generation.per_class": POS_INT,
     "*._partial_": FLAG,  # Hydra: instantiate as functools.partial (the diffusion mask recipes)
-    "attention_masking.ratio": MASK_RATIO,
-    "input_loss.layer": _CHECKED_ELSEWHERE,  # a layer name for Grad-CAM, or null
+    "callbacks.attention_masking.ratio": MASK_RATIO,
+    "callbacks.input_loss.input_loss.layer": _CHECKED_ELSEWHERE,  # a layer name for Grad-CAM, or null
     # Lightning's Trainer checks its own arguments when the first stage builds it, before any training;
     # these are checked here too because they change what is trained
     "trainer.devices": _CHECKED_ELSEWHERE,

@@ -6,8 +6,6 @@ returning ``InputLossOutput``; their ``penalty`` can be added to any loss): ``RR
 2017), ``SGTLoss`` (Ismail et al. 2021), ``EnergyLoss`` (share of saliency outside the object).
 """
 
-from salguide._registry import build_optional
-
 from ._common import check_grad_mode, preserve_buffers
 from ._loss import InputLoss, InputLossOutput
 from .energy import EnergyLoss, energy_in_mask
@@ -20,23 +18,13 @@ from .rrr import RRRLoss, rrr_penalty
 from .sgt import SGTLoss, mask_lowest, sgt_kl
 from .smoothgrad import smoothgrad
 
-INPUT_LOSSES: dict[str, type[InputLoss]] = {"rrr": RRRLoss, "sgt": SGTLoss, "energy": EnergyLoss}
-
-
-def build_input_loss(name: str | None, **kwargs: object) -> InputLoss | None:
-    """The loss called ``name`` (``rrr``, ``sgt``, ``energy``) or ``None`` for ``None``/``"none"``."""
-    return build_optional(INPUT_LOSSES, "input loss", name, **kwargs)
-
-
 __all__ = [
-    "INPUT_LOSSES",
     "SALIENCY_METHODS",
     "EnergyLoss",
     "InputLoss",
     "InputLossOutput",
     "RRRLoss",
     "SGTLoss",
-    "build_input_loss",
     "check_grad_mode",
     "energy_in_mask",
     "feature_mask",

@@ -1,9 +1,10 @@
 """``task=attention``: train a (routed) ViT with an attention loss, a token policy or attention-guided masking.
 
-Classification (``attention_loss`` / ``token_policy`` groups, ``experiment=attn_scenes_*`` / ``prune_digits_*``):
-``ClassifierModule`` with AttentionLossCallback, TokenPruningCallback and AttentionMapCallback; reports
-test accuracy and, on datasets with object masks, the CLS attention mass on the object. Masked image
-modelling (``attention_masking`` group, ``experiment=mim_digits``): MaskedReconstructionModule with
+Classification (``attention_loss`` / ``token_policy`` groups: ``callbacks.attention_loss`` /
+``callbacks.token_policy``, ``experiment=attn_scenes_*`` / ``prune_digits_*``): ``ClassifierModule`` with
+AttentionLossCallback, TokenPruningCallback and AttentionMapCallback; reports test accuracy and, on datasets
+with object masks, the CLS attention mass on the object. Masked image modelling (``attention_masking`` group:
+``callbacks.attention_masking``, ``experiment=mim_digits``): MaskedReconstructionModule with
 AttentionMaskingCallback; reports the CLS head's clean test accuracy and the test reconstruction error.
 """
 
@@ -14,10 +15,9 @@ from typing import Any
 
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from salguide._lightning import pl
-from salguide.attention import build_attention_loss, build_policy
 from salguide.attention.masking import attention_guided_mask, cls_attention_scores
 from salguide.callbacks import (
     AttentionLossCallback,
@@ -33,57 +33,62 @@ from salguide.models.mim import MaskedReconstructionModule, evaluate_masked
 
 from .classify import _MODULE_KEYS, _markdown, classify_recipe, tested_row
 from .runner import StageRunner
-from .stages import check_ckpt_path, check_init_from, init_model
+from .stages import check_ckpt_path, check_init_from, init_model, stage_callbacks
 
 
-def _group(cfg: DictConfig, key: str) -> dict[str, Any]:
-    node = cfg.get(key)
-    return {"name": "none"} if node is None else OmegaConf.to_container(node, resolve=True)  # type: ignore[return-value]
+def attention_names(callbacks: list[Any]) -> dict[str, str]:
+    """The results' ``attention_loss`` / ``token_policy`` columns, from the stage's plugin objects."""
+    loss = next((cb.loss for cb in callbacks if isinstance(cb, AttentionLossCallback)), None)
+    policy = next((cb.policy for cb in callbacks if isinstance(cb, TokenPruningCallback)), None)
+    return {
+        "attention_loss": loss.name.removeprefix("attn_") if loss is not None else "none",  # attn_bas -> bas
+        "token_policy": policy.name if policy is not None else "none",
+    }
 
 
 def attention_callbacks(cfg: DictConfig, out: Path | None) -> tuple[list[Any], dict[str, str]]:
-    """Callbacks for the ``attention_loss`` and ``token_policy`` groups (built before training, so a bad
-    config fails early) and the names of what was chosen."""
-    lcfg, pcfg = _group(cfg, "attention_loss"), _group(cfg, "token_policy")
-    lname, pname = lcfg.pop("name", "none"), pcfg.pop("name", "none")
-    warmup = int(pcfg.pop("warmup_steps", 0))
-    loss, policy = build_attention_loss(lname, **lcfg), build_policy(pname, **pcfg)
-    cbs: list[Any] = []
-    if loss is not None:
-        cbs.append(AttentionLossCallback(loss))
-    if policy is not None:
-        cbs.append(TokenPruningCallback(policy, warmup_steps=warmup))
+    """The ``callbacks:`` of ``cfg`` (the ``attention_loss``, ``token_policy`` and ``attention_masking``
+    groups among them), the attention-map callback when ``out`` is given, and the names of the loss and
+    the policy: what the ``attention`` stage adds to a Trainer (checks a config without training)."""
+    cbs = stage_callbacks(cfg)
     every = int((cfg.get("attention_maps") or {}).get("every_n_epochs", 0))
     if out is not None and every:
         cbs.append(AttentionMapCallback(every_n_epochs=every, out_dir=str(out / "attention")))
-    return cbs, {"attention_loss": str(lname), "token_policy": str(pname)}
+    return cbs, attention_names(cbs)
 
 
-def run_masking(cfg: DictConfig, mcfg: dict[str, Any]) -> float:
-    """Masked image modelling with attention-guided masking: one ``mim`` stage, then the CLS head's clean
-    test accuracy and the reconstruction error under the final mask, batch by batch over the test loader."""
+def masks_tokens(cfg: DictConfig) -> bool:
+    """Whether the ``attention_masking`` group chose a masking callback (the MIM stage)."""
+    node = (cfg.get("callbacks") or {}).get("attention_masking")
+    return bool(node) and "_target_" in node
+
+
+def run_masking(cfg: DictConfig) -> float:
+    """Masked image modelling with the ``attention_masking`` group's callback: one ``mim`` stage, then the CLS
+    head's clean test accuracy and the reconstruction error under the final mask (from the teacher file
+    the callback saves, ``save_teacher_to``), batch by batch over the test loader."""
     runner = StageRunner(cfg)
-    out, seed = runner.out, runner.seed
-    mode = mcfg.pop("name")
-    recon_weight = float(mcfg.pop("recon_weight", 1.0))
+    seed = runner.seed
+    recon_weight = float((cfg.get("mim") or {}).get("recon_weight", 1.0))
     rc = classify_recipe(cfg)
-    teacher_path = out / "teacher.safetensors"  # written by rank 0, also when the fit ran in spawned processes
-    callback = AttentionMaskingCallback(mode, seed=seed, save_teacher_to=teacher_path, **mcfg)
     init_from, ckpt_path = check_init_from(cfg), check_ckpt_path(cfg)
-    datamodule = instantiate(cfg.data)
-    datamodule.setup("fit")
-    pl.seed_everything(seed, verbose=False)
-    module = MaskedReconstructionModule(
-        init_model(instantiate(cfg.model), init_from), lr=float(rc["lr"]), recon_weight=recon_weight
-    )
-    with runner.stage("mim") as stage:
-        fitted = stage.fit(
-            module, datamodule, int(rc["epochs"]), [callback], ckpt_path=ckpt_path, seed=None, plugins_first=False
+    with runner.stage("mim") as stage:  # the callbacks are built first: a bad plugin fails before training
+        callback = next(cb for cb in stage.callbacks if isinstance(cb, AttentionMaskingCallback))
+        if callback.save_teacher_to is None:
+            raise ValueError(
+                "callbacks.attention_masking.save_teacher_to: task=attention reads the teacher from this file"
+            )
+        datamodule = instantiate(cfg.data)
+        datamodule.setup("fit")
+        pl.seed_everything(seed, verbose=False)
+        module = MaskedReconstructionModule(
+            init_model(instantiate(cfg.model), init_from), lr=float(rc["lr"]), recon_weight=recon_weight
         )
+        fitted = stage.fit(module, datamodule, int(rc["epochs"]), ckpt_path=ckpt_path, seed=None)
         runner.keep(module, "mim")
         if not runner.writer:  # rank 0 may still be writing the teacher
             return float("nan")
-        teacher = load_teacher(teacher_path, module)
+        teacher = load_teacher(callback.save_teacher_to, module)
         generator = torch.Generator().manual_seed(seed)
         hits, count, err_sum, hidden = 0, 0, 0.0, 0
         module.eval()
@@ -94,14 +99,14 @@ def run_masking(cfg: DictConfig, mcfg: dict[str, Any]) -> float:
                 count += len(y)
                 scores = cls_attention_scores(teacher, x, callback.layer)
                 ratio = callback.schedule(10**9)
-                mask = attention_guided_mask(scores, ratio, mode, generator=generator, **callback.kwargs)
+                mask = attention_guided_mask(scores, ratio, callback.mode, generator=generator, **callback.kwargs)
                 part = evaluate_masked(module, x, y, mask, batch_size=len(x))
                 n_hidden = int(mask.sum())
                 err_sum += part["recon_mse"] * n_hidden if n_hidden else 0.0
                 hidden += n_hidden
         row = {
             "name": cfg.name,
-            "masking": mode,
+            "masking": callback.mode,
             "seed": seed,
             "test_acc": 100.0 * hits / max(count, 1),
             "test_recon_mse": err_sum / hidden if hidden else float("nan"),
@@ -116,19 +121,21 @@ def run_attention(cfg: DictConfig) -> float:
     """The Hydra pipeline behind ``task=attention``: one stage that trains and tests with the attention
     plugins active (token policies prune at test time too); on data with object masks the test loop also
     measures the CLS attention mass on the object."""
-    mcfg = _group(cfg, "attention_masking")
-    if mcfg.get("name", "none") != "none":
-        return run_masking(cfg, mcfg)
+    if masks_tokens(cfg):
+        return run_masking(cfg)
     runner = StageRunner(cfg)
-    cbs, names = attention_callbacks(cfg, runner.out)
     rc = classify_recipe(cfg)
     init_from, ckpt_path = check_init_from(cfg), check_ckpt_path(cfg)
-    datamodule = instantiate(cfg.data)
-    datamodule.setup("fit")
-    pl.seed_everything(runner.seed, verbose=False)
-    module = ClassifierModule(init_model(instantiate(cfg.model), init_from), **{k: rc[k] for k in _MODULE_KEYS})
-    with runner.stage("attention") as stage:
-        plugins = [*cbs, TestMetricsCallback({"object_mass": ObjectMass()})]
+    with runner.stage("attention") as stage:  # the callbacks are built first: a bad plugin fails before training
+        names = attention_names(stage.callbacks)
+        plugins: list[Any] = [TestMetricsCallback({"object_mass": ObjectMass()})]
+        every = int((cfg.get("attention_maps") or {}).get("every_n_epochs", 0))
+        if every:
+            plugins.insert(0, AttentionMapCallback(every_n_epochs=every, out_dir=str(runner.out / "attention")))
+        datamodule = instantiate(cfg.data)
+        datamodule.setup("fit")
+        pl.seed_everything(runner.seed, verbose=False)
+        module = ClassifierModule(init_model(instantiate(cfg.model), init_from), **{k: rc[k] for k in _MODULE_KEYS})
         fitted = stage.fit(
             module,
             datamodule,

@@ -1,7 +1,7 @@
 """``task=classify``: train and test a classifier, optionally with an input-saliency loss.
 
 The loss reaches the plain ``ClassifierModule`` through ``InputSaliencyCallback`` (the zero-code
-path). Explanation metrics are logged per validation epoch, saliency overlays every N epochs; the
+path; the ``input_loss`` group puts it in ``callbacks.input_loss``). Explanation metrics are logged per validation epoch, saliency overlays every N epochs; the
 test accuracy and test-set explanation metrics go to ``results.json`` / ``results.md`` and the
 overlays of test images to ``test_saliency.png`` in ``cfg.paths.output_dir``.
 """
@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from salguide._lightning import pl
 from salguide.callbacks import (
@@ -24,13 +24,12 @@ from salguide.callbacks import (
     TestMetricsCallback,
 )
 from salguide.evaluation import ExplanationScores
-from salguide.inputs import InputLoss, build_input_loss
 from salguide.metrics import explain
 from salguide.models import ClassifierModule
 from salguide.viz.saliency import plot_saliency_overlays
 
 from .runner import StageRunner
-from .stages import check_ckpt_path, check_init_from, init_model
+from .stages import as_dict, check_ckpt_path, check_init_from, init_model
 
 log = logging.getLogger(__name__)
 
@@ -64,19 +63,17 @@ def first_test_images(datamodule: Any, n: int) -> tuple[torch.Tensor, ...]:
 
 def classify_recipe(cfg: DictConfig) -> dict[str, Any]:
     """``DEFAULT_RECIPE`` updated by the config's ``classify:`` block; unknown keys are an error."""
-    recipe = OmegaConf.to_container(cfg.get("classify") or {}, resolve=True)
+    recipe = as_dict(cfg.get("classify"))
     unknown = set(recipe) - set(DEFAULT_RECIPE)
     if unknown:
         raise ValueError(f"unknown classify keys {sorted(unknown)}; valid: {sorted(DEFAULT_RECIPE)}")
     return {**DEFAULT_RECIPE, **recipe}
 
 
-def classify_plugins(rc: dict[str, Any], input_loss: InputLoss | None, out: Path) -> list[Any]:
-    """The stage's plugins: the input loss, validation-time explanation metrics and overlays, and the
-    test-time explanation scores (``test_*`` in the results)."""
+def classify_plugins(rc: dict[str, Any], out: Path) -> list[Any]:
+    """The stage's own plugins: validation-time explanation metrics and overlays, and the test-time
+    explanation scores (``test_*`` in the results)."""
     cbs: list[Any] = []
-    if input_loss is not None:
-        cbs.append(InputSaliencyCallback(input_loss))
     if rc["explain_every_n_epochs"]:
         every = rc["explain_every_n_epochs"]
         cbs.append(ExplanationMetricsCallback(rc["explain_method"], rc["explain_samples"], every_n_epochs=every))
@@ -89,22 +86,27 @@ def classify_plugins(rc: dict[str, Any], input_loss: InputLoss | None, out: Path
 
 def run_classify(cfg: DictConfig) -> float:
     """The Hydra pipeline behind ``task=classify`` (see ``experiment=decoy_*`` / ``scenes_*`` presets): one
-    stage that trains, tests and scores the test-set explanations."""
+    stage that trains, tests and scores the test-set explanations. The input loss is the ``input_loss``
+    group's ``InputSaliencyCallback`` in ``callbacks.input_loss``."""
     runner = StageRunner(cfg)
     out, seed = runner.out, runner.seed
-    lcfg = OmegaConf.to_container(cfg.get("input_loss") or {"name": "none"}, resolve=True)
-    input_loss = build_input_loss(lcfg.pop("name", "none"), **lcfg)  # fail on a bad loss before training
     recipe = classify_recipe(cfg)
     init_from, ckpt_path = check_init_from(cfg), check_ckpt_path(cfg)
-    datamodule = instantiate(cfg.data)
-    datamodule.setup("fit")
-    pl.seed_everything(seed, verbose=False)
-    model = init_model(instantiate(cfg.model), init_from)  # fine-tune the user's model (init_from=)
-    module = ClassifierModule(model, **{k: recipe[k] for k in _MODULE_KEYS})
-    with runner.stage("classify") as stage:
-        plugins = classify_plugins(recipe, input_loss, out)
+    with runner.stage("classify") as stage:  # the callbacks are built first: a bad plugin fails before training
+        input_loss = next((cb.loss for cb in stage.callbacks if isinstance(cb, InputSaliencyCallback)), None)
+        datamodule = instantiate(cfg.data)
+        datamodule.setup("fit")
+        pl.seed_everything(seed, verbose=False)
+        model = init_model(instantiate(cfg.model), init_from)  # fine-tune the user's model (init_from=)
+        module = ClassifierModule(model, **{k: recipe[k] for k in _MODULE_KEYS})
         fitted = stage.fit(
-            module, datamodule, int(recipe["epochs"]), plugins, ckpt_path=ckpt_path, test=True, plugins_first=False
+            module,
+            datamodule,
+            int(recipe["epochs"]),
+            classify_plugins(recipe, out),
+            ckpt_path=ckpt_path,
+            test=True,
+            plugins_first=False,
         )
         row = {
             "name": cfg.name,

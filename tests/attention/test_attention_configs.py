@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
 
 import salguide
-from salguide.attention import ATTENTION_LOSSES, POLICIES
 from salguide.callbacks.attention_loss import AttentionLossCallback
 from salguide.callbacks.token_pruning import TokenPruningCallback
 from salguide.pipelines import attention as attention_pipeline
@@ -19,11 +20,13 @@ PRESETS = sorted(
     p.stem for p in (CONFIGS / "experiment").glob("*.yaml") if p.stem.startswith(("attn_", "prune_", "mim_"))
 )
 MASK_OPTIONS = sorted(p.stem for p in (CONFIGS / "attention_masking").glob("*.yaml"))
+ATTENTION_LOSSES = ["bas", "concentration", "diversity", "entropy"]
+POLICIES = ["dynamicvit", "evit", "tome"]
 
 
 def _compose(*overrides: str):
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-        return compose(config_name="train", overrides=list(overrides))
+        return compose(config_name="train", overrides=["paths.output_dir=unused", *overrides])  # no Hydra run here
 
 
 def test_every_option_has_a_yaml_and_presets_exist() -> None:
@@ -51,8 +54,9 @@ def test_presets(preset: str) -> None:
     assert cfg.task == "attention" and cfg.name == preset
     assert cfg.model._target_.startswith("salguide.models.vit.")
     if preset.startswith("prune_"):
-        assert cfg.token_policy.name == preset.split("_")[-1] and cfg.data.forget is None
-    assert cfg.attention_masking.name == ("high" if preset == "mim_digits" else "none")
+        assert instantiate(cfg.callbacks.token_policy).policy.name == preset.split("_")[-1] and cfg.data.forget is None
+    masking = cfg.callbacks.get("attention_masking")
+    assert (instantiate(masking).mode if masking else "none") == ("high" if preset == "mim_digits" else "none")
     if preset.startswith("attn_scenes_"):  # the oracle alone sees no background
         assert cfg.data.get("erase_background", False) is (preset == "attn_scenes_oracle")
 
@@ -62,19 +66,19 @@ def test_masking_options_build_the_callback(option: str) -> None:
     from salguide.callbacks.attention_masking import AttentionMaskingCallback
 
     cfg = _compose("experiment=mim_digits", f"attention_masking={option}")
-    mcfg = attention_pipeline._group(cfg, "attention_masking")
-    name = mcfg.pop("name")
-    mcfg.pop("recon_weight", None)
-    if option != "none":
-        assert AttentionMaskingCallback(name, **mcfg).mode == name
+    cbs, _ = attention_pipeline.attention_callbacks(cfg, None)
+    built = [cb for cb in cbs if isinstance(cb, AttentionMaskingCallback)]
+    assert [cb.mode for cb in built] == ([] if option == "none" else [option.removeprefix("attmask_")])
 
 
 def test_bad_group_values_fail_before_training(tmp_path) -> None:
-    cfg = _compose("experiment=prune_digits_evit", "token_policy.keep=1.5")
-    with pytest.raises(ValueError, match=r"keep rate must lie in \(0, 1\]"):
+    cfg = _compose("experiment=prune_digits_evit", "callbacks.token_policy.policy.keep=1.5")
+    with pytest.raises(InstantiationException, match=r"keep rate must lie in \(0, 1\]"):
         attention_pipeline.attention_callbacks(cfg, None)
-    cfg = _compose("experiment=attn_scenes_bas", "attention_loss.name=focus")
-    with pytest.raises(ValueError, match="unknown attention loss 'focus'"):
+    cfg = _compose(
+        "experiment=attn_scenes_bas", "callbacks.attention_loss.attention_loss._target_=salguide.attention.Focus"
+    )
+    with pytest.raises(InstantiationException, match="Error locating target 'salguide.attention.Focus'"):
         attention_pipeline.attention_callbacks(cfg, None)
 
 

@@ -29,9 +29,9 @@ DATA = {
     "num_workers": 0,
 }
 MASKING = {
-    "random": {"name": "random"},
-    "attmask_high": {"name": "high"},
-    "acmil": {"name": "acmil", "top_k": None, "drop_prob": 0.75},
+    "random": {"mode": "random"},
+    "attmask_high": {"mode": "high"},
+    "acmil": {"mode": "acmil", "top_k": None, "drop_prob": 0.75},
 }
 
 
@@ -39,13 +39,15 @@ def _run(root: Path, option: str, seed: int) -> MaskedReconstructionModule:
     run = root / option / str(seed)
     (run / ".hydra").mkdir(parents=True)
     mcfg = {
+        "_target_": "salguide.callbacks.AttentionMaskingCallback",
         **MASKING[option],
         "ratio": 0.5,
         "ratio_start": 0.1,
         "ratio_steps": 600,
         "layer": -1,
         "ema": 0.99,
-        "recon_weight": 1.0,
+        "seed": "${seed}",
+        "save_teacher_to": "${paths.output_dir}/teacher.safetensors",
     }
     cfg = {
         "name": "mim_digits",
@@ -53,7 +55,8 @@ def _run(root: Path, option: str, seed: int) -> MaskedReconstructionModule:
         "data": {**DATA, "seed": seed},
         "model": {"_target_": "salguide.models.vit.vit_digits"},
         "classify": {"epochs": 20, "lr": 1e-3},
-        "attention_masking": mcfg,
+        "callbacks": {"attention_masking": mcfg},
+        "mim": {"recon_weight": 1.0},
         "paths": {"output_dir": "${hydra:runtime.output_dir}"},
     }
     (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
@@ -61,7 +64,7 @@ def _run(root: Path, option: str, seed: int) -> MaskedReconstructionModule:
         json.dumps(
             {
                 "name": "mim_digits",
-                "masking": mcfg["name"],
+                "masking": mcfg["mode"],
                 "seed": seed,
                 "test_acc": 0.0,
                 "test_recon_mse": 0.0,

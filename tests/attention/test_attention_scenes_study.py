@@ -25,13 +25,19 @@ PRESETS = ROOT / "salguide" / "configs" / "experiment"
 VANILLA = yaml.safe_load((PRESETS / "attn_scenes_vanilla.yaml").read_text())
 LOSS = {
     "concentration": {
-        "name": "concentration",
+        "_target_": "salguide.attention.ConcentrationLoss",
         "weight": 1.0,
         "layers": [0, 1, 2, 3],
         "target": "mask",
         "queries": "all",
     },
-    "bas": {"name": "bas", "weight": 5.0, "layers": [0, 1, 2, 3], "queries": "all", "cls_is_background": True},
+    "bas": {
+        "_target_": "salguide.attention.BackgroundSuppressionLoss",
+        "weight": 5.0,
+        "layers": [0, 1, 2, 3],
+        "queries": "all",
+        "cls_is_background": True,
+    },
 }
 
 
@@ -49,14 +55,15 @@ def _run(root: Path, variant: str, seed: int, weight: float | None = None) -> fl
     data = {**VANILLA["data"], "seed": seed}
     if variant == "oracle":
         data["erase_background"] = True
-    loss = {"name": "none"} if variant in ("vanilla", "oracle") else {**LOSS[variant], "weight": weight}
+    loss = {} if variant in ("vanilla", "oracle") else {**LOSS[variant], "weight": weight}
+    callback = {"_target_": "salguide.callbacks.AttentionLossCallback", "attention_loss": loss}
     cfg = {
         "name": f"attn_scenes_{variant}",
         "seed": seed,
         "data": data,
         "model": VANILLA["model"],
         "classify": VANILLA["classify"],
-        "attention_loss": loss,
+        "callbacks": {"attention_loss": callback} if loss else {},
         "paths": {"output_dir": "${hydra:runtime.output_dir}"},
     }
     (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
@@ -103,7 +110,8 @@ def test_select_then_results(tmp_path):
     conc = {r["weight"]: r["acc_val_shuffled"] for r in doc["rows"] if r["variant"] == "concentration"}
     best = min(conc, key=lambda w: (-conc[w], w))
     assert doc["chosen"] == {"concentration": best, "bas": 5.0} and doc["split"] == "val"
-    assert done.stdout.split() == [f"CONC_ARGS='attention_loss.weight={best:g}'", "BAS_ARGS='attention_loss.weight=5'"]
+    key = "callbacks.attention_loss.attention_loss.weight"
+    assert done.stdout.split() == [f"CONC_ARGS='{key}={best:g}'", f"BAS_ARGS='{key}=5'"]
     sel_md = (out / "selection.md").read_text()
     assert "| vanilla |" in sel_md and sel_md.count("(chosen)") == 2
 

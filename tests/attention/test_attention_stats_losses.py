@@ -12,7 +12,6 @@ from salguide.attention.loss_modules import (
     AttentionEntropyLoss,
     BackgroundSuppressionLoss,
     ConcentrationLoss,
-    build_attention_loss,
 )
 from salguide.attention.losses import (
     background_mass_loss,
@@ -272,10 +271,7 @@ def test_loss_module_errors() -> None:
         ConcentrationLoss(target="blob")
     with pytest.raises(ValueError, match=r"queries must be one of \(.*'object'\), got 'rows'"):
         ConcentrationLoss(queries="rows")
-    with pytest.raises(ValueError, match="unknown attention loss"):
-        build_attention_loss("focus")
     with pytest.raises(ValueError, match="weight"):
         BackgroundSuppressionLoss(-1.0)
     with pytest.raises(IndexError, match="out of range"):
         BackgroundSuppressionLoss(1.0, layers=[3]).penalty(vit, x, y, torch.ones(2, 1, 32, 32))
-    assert isinstance(build_attention_loss("bas", weight=0.5), BackgroundSuppressionLoss)

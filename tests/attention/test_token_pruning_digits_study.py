@@ -27,13 +27,13 @@ DATA = {
 def _run(root: Path, policy: str, keep: float, seed: int, acc: float) -> None:
     run = root / policy / f"{keep}-{seed}"
     (run / ".hydra").mkdir(parents=True)
-    tp = {"name": policy} if policy == "none" else {"name": policy, "layers": [1, 2], "keep": keep, "warmup_steps": 230}
+    tp = {} if policy == "none" else {"token_policy": {"warmup_steps": 230, "policy": {"layers": [1, 2], "keep": keep}}}
     cfg = {
         "name": f"prune_digits_{policy}",
         "seed": seed,
         "data": {**DATA, "seed": seed},
         "classify": {"epochs": 30},
-        "token_policy": tp,
+        "callbacks": tp,
         "paths": {"output_dir": "${hydra:runtime.output_dir}"},
     }
     (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))

@@ -20,7 +20,7 @@ def _run(root: Path, policy: str, keep: float, seed: int, acc: float, seconds: f
         "seed": seed,
         "data": {"train_size": 100, "test_size": 50, "batch_size": 32},
         "classify": {"epochs": 2, "lr": 2e-3},
-        "token_policy": {"name": policy} | ({} if policy == "none" else {"keep": keep}),
+        "callbacks": {} if policy == "none" else {"token_policy": {"warmup_steps": 0, "policy": {"keep": keep}}},
         "init_from": None if mode == "scratch" else f"/base/{seed}.safetensors",
         "trainer": {"limit_train_batches": 0} if mode == "off-the-shelf" else {"max_epochs": None},
     }

@@ -52,7 +52,7 @@ def test_presets_compose(preset, task):
     if task == "unlearn":
         assert cfg.data.forget == ("random" if preset.endswith("random") else "class")
     if task == "attention":
-        assert cfg.token_policy.name == preset.split("_")[-1] and cfg.data.forget is None
+        assert instantiate(cfg.callbacks.token_policy).policy.name == preset.split("_")[-1] and cfg.data.forget is None
         assert (cfg.model.img_size, cfg.model.patch_size) == (28, 2)  # 196 tokens + CLS
 
 

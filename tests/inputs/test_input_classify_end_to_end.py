@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
 
 import salguide
 from salguide.pipelines.classify import run_classify
@@ -29,22 +31,29 @@ def _compose(*overrides: str):
         return compose(config_name="train", overrides=list(overrides))
 
 
+def _loss_name(cfg) -> str:
+    """The ``name`` of the input loss the ``input_loss`` group puts in ``callbacks.input_loss`` ("none": none)."""
+    node = cfg.callbacks.get("input_loss")
+    return instantiate(node).loss.name if node else "none"
+
+
 @pytest.mark.parametrize("preset", PRESETS)
 def test_presets_compose(preset):
     cfg = _compose(f"experiment={preset}")
     assert cfg.task == "classify" and cfg.name == preset
     expected = preset.split("_")[1] if preset.split("_")[1] in ("rrr", "sgt", "energy") else "none"
-    assert cfg.input_loss.name == expected
+    assert _loss_name(cfg) == expected
     assert cfg.data._target_.endswith(
         "DecoyDigitsDataModule" if preset.startswith("decoy") else "SyntheticScenesDataModule"
     )
     assert "forget" not in cfg.data  # the digits defaults were replaced, not merged
-    assert _compose(f"experiment={preset}", "input_loss=sgt").input_loss.name == "sgt"
+    assert _loss_name(_compose(f"experiment={preset}", "input_loss=sgt")) == "sgt"
 
 
 def test_bad_loss_and_recipe_keys_fail_before_training(tmp_path):
-    cfg = _compose("experiment=decoy_rrr", f"paths.output_dir={tmp_path}", "input_loss.name=rrrr", "logger=none")
-    with pytest.raises(ValueError, match="unknown input loss 'rrrr'"):
+    bad = "callbacks.input_loss.input_loss._target_=salguide.inputs.RRRRLoss"
+    cfg = _compose("experiment=decoy_rrr", f"paths.output_dir={tmp_path}", bad, "logger=none")
+    with pytest.raises(InstantiationException, match="Error locating target 'salguide.inputs.RRRRLoss'"):
         run_classify(cfg)
     cfg = _compose("experiment=decoy_rrr", f"paths.output_dir={tmp_path}", "+classify.epoch=3", "logger=none")
     with pytest.raises(ValueError, match=r"unknown classify keys \['epoch'\]"):
