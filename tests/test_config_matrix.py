@@ -100,8 +100,7 @@ def build_group(group: str, cfg: Any) -> list[Any]:
     """The objects the pipeline builds from ``group``'s node (before any training)."""
     from salguide.attention import build_attention_loss, build_policy
     from salguide.inputs import build_input_loss
-    from salguide.pipelines.unlearn import mask_builder
-    from salguide.unlearning import method_spec
+    from salguide.pipelines.unlearn import mask_builder, method_from, retrain_spec
 
     node = OmegaConf.to_container(cfg[group], resolve=True) if cfg.get(group) is not None else None
     if group in ("data", "model"):
@@ -123,7 +122,7 @@ def build_group(group: str, cfg: Any) -> list[Any]:
     if group == "saliency":
         return [mask_builder(cfg.saliency, datamodule=None)]
     if group == "unlearning":
-        return [method_spec(node.pop("method"), **node)]
+        return [method_from(cfg), retrain_spec(cfg)]
     if group in ("input_loss", "attention_loss", "token_policy"):
         build = {"input_loss": build_input_loss, "attention_loss": build_attention_loss, "token_policy": build_policy}
         node.pop("warmup_steps", None)
