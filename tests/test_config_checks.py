@@ -26,7 +26,7 @@ def _compose(*overrides: str):
         ("unlearning.lr=nan", "unlearning.lr must be a number > 0, got nan"),
         ("saliency.ratio=2", "saliency.ratio must be a number in (0, 1], got 2"),
         ("saliency.ratio=0", "saliency.ratio must be a number in (0, 1], got 0"),
-        ("+retrain.epochs=0", "retrain.epochs must be an integer >= 1, got 0"),
+        ("retrain.epochs=0", "retrain.epochs must be an integer >= 1, got 0"),
         ("data.batch_size=0", "data.batch_size must be an integer >= 1, got 0"),
         ("data.forget_ratio=1.5", "data.forget_ratio must be a number in (0, 1), got 1.5"),
         ("seed=-3", "seed must be an integer in [0, 4294967295], got -3"),

@@ -98,8 +98,7 @@ def test_the_matrix_sees_every_group_and_preset():
 
 def build_group(group: str, cfg: Any) -> list[Any]:
     """The objects the pipeline builds from ``group``'s node (before any training)."""
-    from salguide.pipelines.unlearn import mask_builder
-    from salguide.unlearning import method_spec
+    from salguide.pipelines.unlearn import mask_builder, method_from, retrain_spec
 
     node = OmegaConf.to_container(cfg[group], resolve=True) if cfg.get(group) is not None else None
     if group in ("data", "model"):
@@ -121,7 +120,7 @@ def build_group(group: str, cfg: Any) -> list[Any]:
     if group == "saliency":
         return [mask_builder(cfg.saliency, datamodule=None)]
     if group == "unlearning":
-        return [method_spec(node.pop("method"), **node)]
+        return [method_from(cfg), retrain_spec(cfg)]
     if group in ("input_loss", "attention_loss", "token_policy", "attention_masking"):  # callbacks.<group>
         node = cfg.callbacks.get(group)
         return [instantiate(node) if node else None]

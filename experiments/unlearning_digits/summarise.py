@@ -28,6 +28,7 @@ from figures import plot_avg_gap, plot_sweep  # this script's folder (sys.path[0
 
 from salguide.io import atomic_write_json, atomic_write_text
 from salguide.studies import job_results, log_results_table, summary_arguments
+from salguide.unlearning.methods import run_method_key
 from salguide.unlearning.report import aggregate
 from salguide.viz import plot_metrics_vs_retrain
 
@@ -45,7 +46,7 @@ def load_records(root: Path) -> list[dict[str, Any]]:
     records: list[dict[str, Any]] = []
     refs: dict[tuple[int, str], dict[str, dict[str, Any]]] = {}
     for run, cfg, rows in job_results(root):
-        mode, seed, key = str(cfg["data"]["forget"]), int(cfg["seed"]), str(cfg["unlearning"]["method"])
+        mode, seed, key = str(cfg["data"]["forget"]), int(cfg["seed"]), run_method_key(cfg["unlearning"])
         if mode not in MODES or key not in METHODS:
             raise ValueError(
                 f"{run}: forget={mode!r} / unlearning={key!r} is not part of this study "

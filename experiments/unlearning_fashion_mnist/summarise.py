@@ -2,7 +2,7 @@
 
 Reads what ``salguide-train`` (``task=unlearn``) leaves in each run directory: ``results.json`` (the rows
 Original, Retrain and the method, each with UA / RA / TA / MIA in %, RTE in s and Avg.Gap to Retrain) and
-``.hydra/config.yaml`` (forget mode, method, lr, mask kind, seed, subset). Two steps, both called by
+``.hydra/config.yaml`` (forget mode, method, lr, mask factory, seed, subset). Two steps, both called by
 ``run.sh``::
 
     python summarise.py select  RUNS/tune  --out DIR   # writes selection.md/.json, prints LR_<mode>_<method>=lr
@@ -28,6 +28,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from salguide.io import atomic_write_csv, atomic_write_json, atomic_write_text  # noqa: E402
 from salguide.studies import job_results, log_results_table, summary_arguments  # noqa: E402
+from salguide.unlearning.methods import run_method_key  # noqa: E402
 from salguide.unlearning.metrics import METRIC_KEYS  # noqa: E402
 from salguide.unlearning.report import GAP, aggregate  # noqa: E402
 
@@ -38,9 +39,10 @@ COLUMNS = (*METRIC_KEYS, "RTE", GAP)
 
 
 def method_key(cfg: dict[str, Any]) -> str:
-    """``unlearning.method``, or ``salun_ant`` for SalUn with ANT's mask (``saliency=ant``)."""
-    key = str(cfg["unlearning"]["method"])
-    return "salun_ant" if key == "salun" and cfg["saliency"]["kind"] == "ant" else key
+    """The ``unlearning`` option, or ``salun_ant`` for SalUn with ANT's mask (``saliency=ant``)."""
+    key, saliency = run_method_key(cfg["unlearning"]), cfg["saliency"]
+    ant = saliency.get("kind") == "ant" or str(saliency.get("_target_", "")).endswith(".ant_mask")  # old / new runs
+    return "salun_ant" if key == "salun" and ant else key
 
 
 def load_runs(root: Path) -> list[dict[str, Any]]:

@@ -98,6 +98,10 @@ NAME_RULES: dict[str, Any] = {
     "l1_alpha": NONNEG,
     "optimizer": OneOf(("sgd", "adam", "adamw")),
     "scheduler": OneOf((None, "none", "cosine")),
+    "train_on": OneOf(("retain", "forget")),  # unlearning methods (MethodSpec): the split they train on
+    "random_labels": FLAG,
+    "weight_mask": FLAG,
+    "loss_sign": OneOf((1, -1)),
     "compare_to_retrain": FLAG,
     "print_table": FLAG,
     # data
@@ -132,7 +136,7 @@ NAME_RULES: dict[str, Any] = {
     "small_input": FLAG,
     # weight saliency
     "ratio": KEEP,
-    "noise_std": NONNEG,
+    "scope": OneOf(("global", "layer")),
     "trajectory_steps": NONNEG_INT,
     # input and attention plugins
     "weight": NONNEG,
@@ -191,7 +195,7 @@ PATH_RULES: dict[str, Any] = {
     "model.width": POS_INT,
     "callbacks.data_samples.per_class": POS_INT,
     "generation.per_class": POS_INT,
-    "*._partial_": FLAG,  # Hydra: instantiate as functools.partial (the diffusion mask recipes)
+    "*._partial_": FLAG,  # Hydra: instantiate as functools.partial (the mask factories)
     "callbacks.attention_masking.ratio": MASK_RATIO,
     "callbacks.input_loss.input_loss.layer": _CHECKED_ELSEWHERE,  # a layer name for Grad-CAM, or null
     # Lightning's Trainer checks its own arguments when the first stage builds it, before any training;

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from salguide._checks import as_int
 from salguide.weights import WeightMask, ant_scores, saliency_scores
-from salguide.weights.ant import Augmentation
+from salguide.weights.ant import Augmentation, gaussian_noise
 from salguide.weights.mask import name_shape_mismatches
 from salguide.weights.select import check_ratio, check_scope
 
@@ -139,17 +139,6 @@ def _trainable(module: nn.Module, scores: dict[str, Tensor]) -> dict[str, Tensor
     if not keep:
         raise ValueError(f"{type(module).__name__} has no trainable parameters to build a mask for")
     return {n: s for n, s in scores.items() if n in keep}
-
-
-def gaussian_noise(std: float = 0.1) -> Augmentation:
-    """ANT augmentation: add N(0, std²) pixel noise (drawn from the run's generator)."""
-    if not float(std) > 0:
-        raise ValueError(f"std must be > 0, got {std}")
-
-    def augment(x: Tensor, generator: torch.Generator) -> Tensor:
-        return x + float(std) * torch.randn(x.shape, generator=generator).to(x)
-
-    return augment
 
 
 def random_shift(max_shift: int = 1) -> Augmentation:

@@ -42,7 +42,9 @@ def unlearn(
     logger: Any = False,
     ckpt_path: str | None = None,
 ) -> UnlearnResult:
-    """Unlearn ``datamodule``'s forget set from a copy of ``original`` with ``method``.
+    """Unlearn ``datamodule``'s forget set from a copy of ``original`` with ``method``: a MethodSpec, or the name
+    of a packaged ``unlearning`` option (``method_spec(name)``; ``"retrain"`` trains from scratch with the root
+    config's ``retrain:`` recipe, the CLI's: 10 epochs of SGD, lr 0.05, cosine).
 
     ``datamodule`` must provide ``forget_dataset``/``retain_dataset``, ``forget_dataloader()`` and a settable
     ``train_on`` (the salguide datamodules do). Methods with a weight mask (SalUn) use ``mask`` if given, else

@@ -14,10 +14,10 @@ from torch import nn
 
 from salguide.cache import cached_seconds, cached_weights, config_key
 from salguide.io import atomic_write_json, check_writable
-from salguide.unlearning import method_spec, unlearning_metrics
+from salguide.unlearning import MethodSpec, unlearning_metrics
 from salguide.unlearning.report import format_table, with_gaps, write_results
 from salguide.viz import plot_mask_sparsity, plot_metrics_vs_retrain
-from salguide.weights import WeightMask, ant_mask, saliency_scores
+from salguide.weights import WeightMask
 from salguide.weights.select import check_ratio, check_scope
 from salguide.weights_io import load_weights, save_weights
 
@@ -41,35 +41,58 @@ log = logging.getLogger(__name__)
 CACHE_VERSION = 2
 
 
+def _build(node: DictConfig, key: str) -> Any:
+    """``instantiate(node)``; the constructor's error (e.g. a bad ``lr``) as a ValueError naming ``key``."""
+    try:
+        return instantiate(node)
+    except Exception as e:  # Hydra wraps it in an InstantiationException
+        raise ValueError(f"{key}: {e.__cause__ or e}") from e
+
+
+def mask_factory(scfg: DictConfig) -> Callable[..., WeightMask]:
+    """The ``saliency`` config group's mask factory, ``factory(model, forget_loader) -> WeightMask`` (a
+    ``_partial_`` node such as ``salguide.weights.salun_mask``); its ``ratio``/``scope`` checked now, not
+    after the original and Retrain have trained."""
+    factory = _build(scfg, "saliency")
+    if not callable(factory):
+        raise ValueError(
+            "saliency must be a mask factory called as factory(model, forget_loader) (a `_target_` node with "
+            f"`_partial_: true`, e.g. salguide.weights.salun_mask), got {OmegaConf.to_container(scfg)}"
+        )
+    kwargs = getattr(factory, "keywords", {})
+    if "ratio" in kwargs:
+        check_ratio(kwargs["ratio"])
+    if "scope" in kwargs:
+        check_scope(kwargs["scope"])
+    return factory
+
+
 def mask_builder(scfg: DictConfig, datamodule: Any) -> Callable[[nn.Module], WeightMask]:
     """The weight-mask recipe of the ``saliency`` config group, as a function of the model."""
-    kind = scfg.get("kind")
-    if kind in ("salun", "ant"):  # fail on a bad recipe now, not after the original and Retrain have trained
-        check_ratio(scfg.ratio)
-        check_scope(scfg.scope)
-    if kind == "salun":
-        return lambda net: WeightMask.from_scores(
-            saliency_scores(net, datamodule.forget_dataloader()), ratio=scfg.ratio, scope=scfg.scope
-        )
-    if kind == "ant":
-        std = float(scfg.get("noise_std", 0.0))
-        augment = (lambda x, g: x + std * torch.randn(x.shape, generator=g).to(x)) if std > 0 else None
-        return lambda net: ant_mask(
-            net,
-            datamodule.forget_dataloader(),
-            scfg.ratio,
-            scope=scfg.scope,
-            seeds=tuple(scfg.seeds),
-            augmentations=augment,
-            trajectory_steps=int(scfg.trajectory_steps),
-            lr=float(scfg.lr),
-        )
-    raise ValueError(f"unknown saliency kind {kind!r}; choose 'salun' or 'ant'")
+    factory = mask_factory(scfg)
+    return lambda net: factory(net, datamodule.forget_dataloader())
 
 
-def _method_overrides(ucfg: DictConfig) -> tuple[str, dict[str, Any]]:
-    hyper = OmegaConf.to_container(ucfg, resolve=True)
-    return hyper.pop("method"), hyper
+def method_from(cfg: DictConfig) -> MethodSpec:
+    """The ``unlearning:`` node's MethodSpec. A from-scratch method (``unlearning=retrain``) runs the ``retrain:``
+    node, the reference of every run: settings of ``unlearning.*`` that differ from it are ignored (a warning)."""
+    spec = _build(cfg.unlearning, "unlearning")
+    if not isinstance(spec, MethodSpec):
+        raise ValueError(f"unlearning must build a salguide.unlearning.MethodSpec, got {type(spec).__name__}")
+    if spec.from_scratch:
+        rspec = retrain_spec(cfg)
+        if spec != rspec:
+            log.warning("unlearning=%s runs the retrain: node (%s); set retrain.* to change it", spec.key, rspec)
+        return rspec
+    return spec
+
+
+def retrain_spec(cfg: DictConfig) -> MethodSpec:
+    """The Retrain reference: the ``retrain:`` node (by default the ``original:`` recipe on the retain set)."""
+    spec = _build(cfg.retrain, "retrain")
+    if not isinstance(spec, MethodSpec) or not spec.from_scratch:
+        raise ValueError("retrain must build a salguide.unlearning.MethodSpec with from_scratch: true")
+    return spec
 
 
 def cache_paths(cfg: DictConfig) -> tuple[Path, Path]:
@@ -83,15 +106,17 @@ def cache_paths(cfg: DictConfig) -> tuple[Path, Path]:
     common = (OmegaConf.to_container(cfg.model, resolve=True), weight_settings(cfg), int(cfg.seed), CACHE_VERSION)
     split = {k: v for k, v in data.items() if not k.startswith("forget")}
     original = config_key(split, OmegaConf.to_container(cfg.original, resolve=True), *common)
-    retrain = config_key(data, str(method_spec("retrain", **_retrain_overrides(cfg))), *common)
+    retrain = config_key(data, str(retrain_spec(cfg)), *common)
     return cache / f"original-{original}.safetensors", cache / f"retrain-{retrain}.safetensors"
 
 
-def method_label(cfg: DictConfig, spec: Any) -> str:
-    """The name tables and figures show: the saliency config's ``label`` for a masked method (ANT's
-    mask: "ANT"), else the method's own name."""
-    label = cfg.saliency.get("label") if spec.weight_mask and cfg.get("saliency") else None
-    return str(label or spec.name)
+def method_label(cfg: DictConfig, spec: MethodSpec) -> str:
+    """The name tables and figures show: the mask factory's ``label`` for a masked method (``ant_mask``:
+    "ANT", ``salun_mask``: "SalUn"), else the method's own name."""
+    if not (spec.weight_mask and cfg.get("saliency")):
+        return spec.name
+    factory = mask_factory(cfg.saliency)
+    return str(getattr(getattr(factory, "func", factory), "label", None) or spec.name)
 
 
 def run_unlearning(cfg: DictConfig) -> float | None:
@@ -99,9 +124,8 @@ def run_unlearning(cfg: DictConfig) -> float | None:
     check_writable(cfg.paths.cache_dir, "paths.cache_dir")
     run_id = f"{cfg.name}-{out.name}"
     seed = int(cfg.seed)
-    method, hyper = _method_overrides(cfg.unlearning)
-    spec = method_spec(method, **hyper)  # fail on a bad method before any training
-    label = method_label(cfg, spec)
+    spec = method_from(cfg)  # fail on a bad method before any training
+    method, label = spec.key, method_label(cfg, spec)
     init_from, ckpt_path = check_init_from(cfg), check_ckpt_path(cfg)
     orig_path, rpath = cache_paths(cfg)
     writer = is_rank_zero()  # under strategy=ddp every rank runs this; rank 0 alone writes and prints
@@ -149,7 +173,7 @@ def run_unlearning(cfg: DictConfig) -> float | None:
     # 2. the Retrain reference (cached with its run time)
     is_retrain = spec.from_scratch
     if cfg.compare_to_retrain or is_retrain:
-        rspec = method_spec("retrain", **_retrain_overrides(cfg))
+        rspec = retrain_spec(cfg)
         timing = rpath.with_suffix(".json")
 
         def retrain(lg: LazyLoggers, cb: list[Any]) -> tuple[nn.Module, bool]:
@@ -210,7 +234,7 @@ def run_unlearning(cfg: DictConfig) -> float | None:
         keep(res.model, method)
         images = {}
         if res.mask is not None:
-            res.mask.save(out / "mask.safetensors", metadata={"method": label, "ratio": str(cfg.saliency.ratio)})
+            res.mask.save(out / "mask.safetensors", metadata={"method": label, "ratio": str(cfg.saliency.get("ratio"))})
             images["mask_sparsity"] = plot_mask_sparsity(res.mask, out / "mask_sparsity.png", title=f"{label} mask")
         for logger in loggers:
             logger.log_metrics({f"final/{k}": v for k, v in row.items() if isinstance(v, (int, float))})
@@ -229,14 +253,6 @@ def run_unlearning(cfg: DictConfig) -> float | None:
         print(f"\n{format_table(rows)}\n\nresults: {md_path}")
     row = rows[-1]
     return row.get("Avg.Gap")
-
-
-def _retrain_overrides(cfg: DictConfig) -> dict[str, Any]:
-    """Retrain shares the original recipe (same epochs, lr, optimiser) unless ``retrain:`` says otherwise."""
-    recipe = OmegaConf.to_container(cfg.original, resolve=True)
-    if cfg.get("retrain"):
-        recipe.update(OmegaConf.to_container(cfg.retrain, resolve=True))
-    return recipe
 
 
 def _seeded(factory: Callable[[], nn.Module], seed: int) -> nn.Module:

@@ -10,12 +10,20 @@ via Gradient-based Weight Saliency", ICLR 2024):
   (Golatkar et al. 2020; the variant SalUn builds on).
 - **l1-sparse**: FT plus an L1 penalty whose weight decays linearly to 0 (Jia et al., NeurIPS 2023).
 - **SalUn**: RL restricted to the weights of highest forget-set gradient saliency (weight mask).
+
+Each method's settings live in one place, the packaged config group ``salguide/configs/unlearning/<name>.yaml``
+(a ``_target_: salguide.unlearning.MethodSpec`` node); Retrain is the root config's ``retrain:`` node, whose
+recipe is the original model's (``original:``). ``method_spec(name, **overrides)`` reads those files.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
+from importlib.resources import files
 from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
 
 _SPLITS = ("retain", "forget")
 _OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -23,21 +31,22 @@ _OPTIMIZERS = ("sgd", "adam", "adamw")
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """One unlearning run: the split to iterate, the objective, the plugins, and its optimiser."""
+    """One unlearning run: the split to iterate, the objective, the plugins, and its optimiser. Every field is
+    required: the methods' values are the ``unlearning`` config group's files (see ``method_spec``)."""
 
-    name: str
-    train_on: str = "retain"
-    from_scratch: bool = False
-    random_labels: bool = False
-    weight_mask: bool = False
-    loss_sign: float = 1.0
-    l1_alpha: float = 0.0
-    epochs: int = 5
-    lr: float = 0.01
-    optimizer: str = "sgd"
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    scheduler: str | None = None
+    name: str  # the method's name in tables and figures; lower-cased ("-" -> "_") it names the run's stage
+    train_on: str  # "retain" or "forget"
+    from_scratch: bool  # train a fresh network (Retrain) instead of a copy of the original
+    random_labels: bool  # mix forget samples with random labels into retain batches (RL, SalUn)
+    weight_mask: bool  # update only the weights of a saliency mask (SalUn)
+    loss_sign: float  # +1 descends the cross-entropy, -1 ascends it (GA)
+    l1_alpha: float  # initial weight of the linearly decaying L1 penalty (l1-sparse); 0 = none
+    epochs: int
+    lr: float
+    optimizer: str
+    momentum: float
+    weight_decay: float
+    scheduler: str | None
 
     def __post_init__(self) -> None:
         if self.train_on not in _SPLITS:
@@ -55,25 +64,46 @@ class MethodSpec:
         if self.random_labels and self.train_on != "retain":
             raise ValueError(f"{self.name}: random labels are mixed into retain batches; set train_on='retain'")
 
+    @property
+    def key(self) -> str:
+        """The method's stage and file name: ``name`` lower-cased, ``-`` -> ``_`` ("l1-sparse" -> "l1_sparse")."""
+        return self.name.lower().replace("-", "_")
 
-METHODS: dict[str, MethodSpec] = {
-    "retrain": MethodSpec("Retrain", from_scratch=True, epochs=15, lr=0.05, scheduler="cosine"),
-    # learning rates: the class-wise choices of experiments/unlearning_digits (SmallCNN on digits)
-    "ft": MethodSpec("FT", epochs=5, lr=0.4),
-    "ga": MethodSpec("GA", train_on="forget", loss_sign=-1.0, epochs=3, lr=3e-3),
-    "rl": MethodSpec("RL", random_labels=True, epochs=5, lr=0.02),
-    "l1_sparse": MethodSpec("l1-sparse", l1_alpha=5e-5, epochs=5, lr=0.2),
-    "salun": MethodSpec("SalUn", random_labels=True, weight_mask=True, epochs=5, lr=0.02),
-}
+
+def run_method_key(unlearning: Mapping[str, Any]) -> str:
+    """The method's key ("salun", "l1_sparse") in a saved run config's ``unlearning`` node: its ``name`` as in
+    ``MethodSpec.key`` (runs made before the ``_target_`` configs name the key under ``method``)."""
+    if "method" in unlearning:
+        return str(unlearning["method"])
+    return str(unlearning["name"]).lower().replace("-", "_")
+
+
+def _configs() -> Any:
+    return files("salguide.configs")
+
+
+def method_names() -> list[str]:
+    """The options of the packaged ``unlearning`` config group."""
+    return sorted(p.name[: -len(".yaml")] for p in (_configs() / "unlearning").iterdir() if p.name.endswith(".yaml"))
 
 
 def method_spec(method: str, **overrides: Any) -> MethodSpec:
-    """The registered method ``method`` with hyper-parameters overridden (unknown names are errors)."""
+    """The packaged ``unlearning/<method>.yaml`` instantiated, with hyper-parameters overridden (unknown names
+    are errors). ``"retrain"`` is the root config's ``retrain:`` node: the ``original:`` recipe, as on the CLI."""
+    from hydra.utils import instantiate  # Hydra's import is slow; only this function needs it
+
     key = method.lower().replace("-", "_")
-    if key not in METHODS:
-        raise ValueError(f"unknown unlearning method {method!r}; choose one of {sorted(METHODS)}")
+    if key not in method_names():
+        raise ValueError(f"unknown unlearning method {method!r}; choose one of {method_names()}")
     valid = {f.name for f in fields(MethodSpec)} - {"name"}
     bad = sorted(set(overrides) - valid)
     if bad:
         raise ValueError(f"unknown hyper-parameter(s) {bad} for method {method!r}; valid: {sorted(valid)}")
-    return replace(METHODS[key], **overrides)
+    root = OmegaConf.create((_configs() / "train.yaml").read_text())
+    assert isinstance(root, DictConfig)
+    # the root's recipes (``original``, ``retrain``) that the group files interpolate, without Hydra's keys
+    tree = OmegaConf.create({k: root[k] for k in ("seed", "original", "retrain")})
+    tree.unlearning = OmegaConf.create((_configs() / "unlearning" / f"{key}.yaml").read_text())
+    spec = instantiate(tree.unlearning)
+    assert isinstance(spec, MethodSpec), f"unlearning/{key}.yaml does not build a MethodSpec"
+    return replace(spec, **overrides)

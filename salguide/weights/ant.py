@@ -32,6 +32,17 @@ from .select import check_ratio, check_scope
 Augmentation = Callable[[Tensor, torch.Generator], Tensor]
 
 
+def gaussian_noise(std: float = 0.1) -> Augmentation:
+    """ANT augmentation: add N(0, std²) input noise (drawn from the run's generator)."""
+    if not float(std) > 0:
+        raise ValueError(f"std must be > 0, got {std}")
+
+    def augment(x: Tensor, generator: torch.Generator) -> Tensor:
+        return x + float(std) * torch.randn(x.shape, generator=generator).to(x)
+
+    return augment
+
+
 def _augmentation_list(
     augmentations: Augmentation | Sequence[Augmentation | None] | None,
 ) -> list[Augmentation | None]:
@@ -187,4 +198,6 @@ def ant_mask(
     return reduce(and_, (WeightMask.from_scores(s, ratio, scope=scope) for s in runs))
 
 
-__all__ = ["ant_scores", "ant_mask"]
+ant_mask.label = "ANT"  # type: ignore[attr-defined]  # the name of SalUn with this mask in tables and figures
+
+__all__ = ["ant_scores", "ant_mask", "gaussian_noise"]

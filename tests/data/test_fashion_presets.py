@@ -22,7 +22,7 @@ PRESETS = {
     **{f"prune_fashion_mnist_{p}": "attention" for p in ("evit", "tome", "dynamicvit")},
 }
 TINY = {
-    "unlearn": ["original.epochs=1", "unlearning.epochs=1", "+retrain.epochs=1", "data.train_size=60"],
+    "unlearn": ["original.epochs=1", "unlearning.epochs=1", "retrain.epochs=1", "data.train_size=60"],
     "classify": ["classify.epochs=1", "classify.explain_samples=16", "data.train_size=100"],
     "attention": [
         "classify.epochs=1",

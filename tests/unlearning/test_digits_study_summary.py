@@ -43,7 +43,7 @@ def _run(root: Path, mode: str, key: str, lr: float, seed: int) -> None:
         "seed": seed,
         "data": {"forget": mode},
         "original": {"epochs": 15, "lr": 0.05},
-        "unlearning": {"method": key, "lr": lr, "epochs": 5},
+        "unlearning": {"_target_": "salguide.unlearning.MethodSpec", "name": NAMES[key], "lr": lr, "epochs": 5},
     }
     (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
     gap = gap_of(mode, key, lr, seed)
@@ -181,7 +181,7 @@ def test_results_step_is_a_pure_function_of_the_runs(study, tmp_path):
 def test_refuses_runs_of_another_study(tmp_path):
     _run(tmp_path, "class", "ft", 0.2, 0)
     cfg = tmp_path / "class" / "ft" / "0.2-0" / ".hydra" / "config.yaml"
-    cfg.write_text(cfg.read_text().replace("method: ft", "method: esd"))
+    cfg.write_text(cfg.read_text().replace("name: FT", "name: ESD"))
     done = subprocess.run(
         [sys.executable, str(HERE / "summarise.py"), "select", str(tmp_path)],
         capture_output=True,

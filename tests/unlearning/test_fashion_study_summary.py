@@ -16,17 +16,17 @@ SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "unlearning_fashi
 def _run(root: Path, mode: str, method: str, lr: float, seed: int, gap: float, kind: str = "salun") -> None:
     """One run folder as salguide-train leaves it: results.json (Original, Retrain, method) and its config."""
     run = root / f"{mode}-{method}-{kind}-{lr:g}-{seed}"
+    name = {"ft": "FT", "salun": "SalUn"}[method]
     (run / ".hydra").mkdir(parents=True)
     cfg = {
         "task": "unlearn",
         "seed": seed,
         "data": {"forget": mode, "train_size": 800, "test_size": 1000},
         "original": {"epochs": 10},
-        "unlearning": {"method": method, "lr": lr, "epochs": 5},
-        "saliency": {"kind": kind},
+        "unlearning": {"_target_": "salguide.unlearning.MethodSpec", "name": name, "lr": lr, "epochs": 5},
+        "saliency": {"_target_": f"salguide.weights.{kind}_mask", "_partial_": True},
     }
     (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
-    name = {"ft": "FT", "salun": "SalUn"}[method]
     ret = {"UA": 100.0, "RA": 90.0, "TA": 80.0, "MIA": 100.0}
     rows = [
         {"method": "Original", "seed": seed, "UA": 10.0, "RA": 90.0, "TA": 80.0, "MIA": 20.0, "RTE": None},

@@ -1,12 +1,12 @@
-"""Unlearning method registry: the SalUn baselines and their validation."""
+"""Unlearning methods from the packaged `unlearning` config group: the SalUn baselines and their validation."""
 
 import pytest
 
-from salguide.unlearning import METHODS, method_spec
+from salguide.unlearning import method_names, method_spec
 
 
 def test_registry_matches_salun_baselines():
-    assert set(METHODS) == {"retrain", "ft", "ga", "rl", "l1_sparse", "salun"}
+    assert set(method_names()) == {"retrain", "ft", "ga", "rl", "l1_sparse", "salun"}
     salun, rl = method_spec("salun"), method_spec("rl")
     assert salun.random_labels and salun.weight_mask and salun.train_on == "retain"
     assert rl.random_labels and not rl.weight_mask  # SalUn = RL + mask
@@ -27,3 +27,33 @@ def test_overrides_and_errors():
         method_spec("ft", epochs=0)
     with pytest.raises(ValueError, match="optimizer"):
         method_spec("ft", optimizer="lion")
+
+
+def _compose(*overrides: str):
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module(config_module="salguide.configs", version_base="1.3"):
+        return compose(config_name="train", overrides=list(overrides))
+
+
+def test_python_and_cli_read_the_same_yaml():
+    from hydra.utils import instantiate
+
+    for name in method_names():
+        assert method_spec(name) == instantiate(_compose(f"unlearning={name}").unlearning), name
+    cfg = _compose()
+    retrain = method_spec("retrain")  # the CLI's reference: the original recipe on the retain set
+    assert retrain == instantiate(cfg.retrain)
+    assert (retrain.epochs, retrain.lr, retrain.scheduler) == (cfg.original.epochs, cfg.original.lr, "cosine")
+    assert instantiate(_compose("retrain.epochs=20").retrain).epochs == 20
+    assert instantiate(_compose("original.epochs=3").retrain).epochs == 3
+
+
+def test_unlearning_retrain_runs_the_retrain_node(caplog):
+    from salguide.pipelines.unlearn import method_from, retrain_spec
+
+    cfg = _compose("unlearning=retrain", "retrain.epochs=7")
+    assert method_from(cfg) == retrain_spec(cfg) and retrain_spec(cfg).epochs == 7
+    with caplog.at_level("WARNING"):
+        assert method_from(_compose("unlearning=retrain", "unlearning.epochs=3")).epochs == 10
+    assert "set retrain.* to change it" in caplog.text
