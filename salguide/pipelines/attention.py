@@ -60,7 +60,7 @@ def attention_callbacks(cfg: DictConfig, out: Path | None) -> tuple[list[Any], d
 def masks_tokens(cfg: DictConfig) -> bool:
     """Whether the ``attention_masking`` group chose a masking callback (the MIM stage)."""
     node = (cfg.get("callbacks") or {}).get("attention_masking")
-    return bool(node) and "_target_" in node
+    return node is not None and "_target_" in node
 
 
 def run_masking(cfg: DictConfig) -> float:

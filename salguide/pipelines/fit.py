@@ -118,17 +118,23 @@ def fit_module(
     module: Any,
     datamodule: Any,
     epochs: int,
-    seed: int,
+    seed: int | None,
     trainer_kwargs: dict[str, Any] | None,
     logger: Any,
     callbacks: list[Any],
     ckpt_path: str | None = None,
-) -> None:
-    """Fit the LightningModule ``module`` for ``epochs`` (seeded by ``seed``, after the Trainer is built) with
-    salguide's quiet Trainer defaults under ``trainer_kwargs``; ``ckpt_path`` resumes from a checkpoint."""
-    kwargs = {"enable_checkpointing": False, "num_sanity_val_steps": 0, "enable_model_summary": False}
-    kwargs.update(trainer_kwargs or {})
-    kwargs["max_epochs"] = epochs
+) -> Any:
+    """Fit the LightningModule ``module`` for ``epochs`` (seeded by ``seed`` once the Trainer is built;
+    None: not reseeded) with salguide's quiet Trainer defaults under ``trainer_kwargs``; ``ckpt_path``
+    resumes from a checkpoint. Returns the Trainer (e.g. for its test loop). Every salguide Trainer is
+    built here: the Python API's and the stage runner's alike."""
+    kwargs = {**QUIET, **(trainer_kwargs or {}), "max_epochs": epochs}
     trainer = pl.Trainer(logger=logger, callbacks=callbacks, **kwargs)
-    pl.seed_everything(seed, workers=True, verbose=False)
+    if seed is not None:
+        pl.seed_everything(seed, workers=True, verbose=False)
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    return trainer
+
+
+# salguide's quiet Trainer defaults; a caller's trainer arguments override them
+QUIET = {"enable_checkpointing": False, "num_sanity_val_steps": 0, "enable_model_summary": False}

@@ -19,14 +19,11 @@ from typing import Any
 from omegaconf import DictConfig
 from torch import nn
 
-from salguide._lightning import pl
 from salguide.io import atomic_write_csv, atomic_write_json, atomic_write_text
 from salguide.weights_io import save_weights
 
+from .fit import fit_module
 from .stages import LazyLoggers, is_rank_zero, log_images, log_table, stage_callbacks, trainer_kwargs
-
-# salguide's quiet Trainer defaults; the config's ``trainer:`` overrides them
-QUIET = {"enable_checkpointing": False, "num_sanity_val_steps": 0, "enable_model_summary": False}
 
 
 @dataclass
@@ -63,12 +60,18 @@ class Stage:
         seed once the Trainer is built; ``seed=None``: not reseeded), resuming from ``ckpt_path``; with
         ``test``, run the test loop too (plugins stay active: they see ``on_test_*``)."""
         cbs = [*plugins, *self.callbacks] if plugins_first else [*self.callbacks, *plugins]
-        kwargs = {**QUIET, **self.runner.trainer_kwargs, "enable_checkpointing": self.checkpoint, "max_epochs": epochs}
-        trainer = pl.Trainer(callbacks=cbs, logger=self.loggers() or False, **kwargs)
-        if seed is not None:
-            pl.seed_everything(self.runner.seed if seed == "run" else int(seed), workers=True, verbose=False)
+        kwargs = {**self.runner.trainer_kwargs, "enable_checkpointing": self.checkpoint}
         start = time.perf_counter()
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        trainer = fit_module(
+            module,
+            datamodule,
+            epochs,
+            self.runner.seed if seed == "run" else None if seed is None else int(seed),
+            kwargs,
+            self.loggers() or False,
+            cbs,
+            ckpt_path,
+        )
         seconds = time.perf_counter() - start
         tested = {}
         if test:

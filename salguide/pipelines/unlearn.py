@@ -15,24 +15,15 @@ from torch import nn
 from salguide.cache import cached_seconds, cached_weights, config_key
 from salguide.io import atomic_write_json, check_writable
 from salguide.unlearning import MethodSpec, unlearning_metrics
-from salguide.unlearning.report import format_table, with_gaps, write_results
+from salguide.unlearning.report import format_table, with_gaps
 from salguide.viz import plot_mask_sparsity, plot_metrics_vs_retrain
 from salguide.weights import WeightMask
 from salguide.weights.select import check_ratio, check_scope
-from salguide.weights_io import load_weights, save_weights
+from salguide.weights_io import load_weights
 
 from .fit import train_original, unlearn
-from .stages import (
-    LazyLoggers,
-    check_ckpt_path,
-    check_init_from,
-    is_rank_zero,
-    log_images,
-    log_table,
-    stage_callbacks,
-    trainer_kwargs,
-    weight_settings,
-)
+from .runner import StageRunner
+from .stages import as_dict, check_ckpt_path, check_init_from, weight_settings
 
 log = logging.getLogger(__name__)
 
@@ -102,10 +93,10 @@ def cache_paths(cfg: DictConfig) -> tuple[Path, Path]:
     ``CACHE_VERSION``. The original model sees the whole training split, so the forget split is not part
     of its key."""
     cache = Path(cfg.paths.cache_dir)
-    data = {k: v for k, v in OmegaConf.to_container(cfg.data, resolve=True).items() if k != "num_workers"}
-    common = (OmegaConf.to_container(cfg.model, resolve=True), weight_settings(cfg), int(cfg.seed), CACHE_VERSION)
+    data = {k: v for k, v in as_dict(cfg.data).items() if k != "num_workers"}
+    common = (as_dict(cfg.model), weight_settings(cfg), int(cfg.seed), CACHE_VERSION)
     split = {k: v for k, v in data.items() if not k.startswith("forget")}
-    original = config_key(split, OmegaConf.to_container(cfg.original, resolve=True), *common)
+    original = config_key(split, as_dict(cfg.original), *common)
     retrain = config_key(data, str(retrain_spec(cfg)), *common)
     return cache / f"original-{original}.safetensors", cache / f"retrain-{retrain}.safetensors"
 
@@ -120,64 +111,60 @@ def method_label(cfg: DictConfig, spec: MethodSpec) -> str:
 
 
 def run_unlearning(cfg: DictConfig) -> float | None:
-    out = Path(cfg.paths.output_dir)
+    """The Hydra pipeline behind ``task=unlearn``, as stages of the runner: ``original`` (or the user's
+    model, ``init_from=``), ``retrain`` (both cached), then the method; metrics of each vs Retrain."""
+    runner = StageRunner(cfg)
+    out, seed, writer = runner.out, runner.seed, runner.writer
     check_writable(cfg.paths.cache_dir, "paths.cache_dir")
-    run_id = f"{cfg.name}-{out.name}"
-    seed = int(cfg.seed)
     spec = method_from(cfg)  # fail on a bad method before any training
     method, label = spec.key, method_label(cfg, spec)
     init_from, ckpt_path = check_init_from(cfg), check_ckpt_path(cfg)
     orig_path, rpath = cache_paths(cfg)
-    writer = is_rank_zero()  # under strategy=ddp every rank runs this; rank 0 alone writes and prints
 
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
     mask_fn = mask_builder(cfg.saliency, datamodule) if spec.weight_mask else None
     make_model: Callable[[], nn.Module] = lambda: instantiate(cfg.model)  # noqa: E731
-    tkw = {**trainer_kwargs(cfg), "enable_checkpointing": True}  # each trained stage keeps checkpoints/<stage>.ckpt
-
-    def stage(name: str, fn: Callable[[LazyLoggers, list[Any]], Any]) -> Any:
-        loggers = LazyLoggers(cfg, name, run_id)
-        try:
-            return fn(loggers, stage_callbacks(cfg, name, out / "checkpoints"))
-        finally:
-            loggers.close()
-
-    def keep(model: nn.Module, name: str) -> None:
-        if writer:  # every stage's weights in the run folder, also when read from the cache
-            save_weights(model, out / "models" / f"{name}.safetensors")
+    tkw = {**runner.trainer_kwargs, "enable_checkpointing": True}  # each trained stage keeps checkpoints/<stage>.ckpt
 
     # 1. the original model: the user's own (init_from=), or trained once and cached
     if init_from is not None:
         original = load_weights(_seeded(make_model, seed), init_from).eval()
         log.info("original model loaded from %s", init_from)
     else:
-        ocfg = OmegaConf.to_container(cfg.original, resolve=True)
+        ocfg = as_dict(cfg.original)
         epochs = ocfg.pop("epochs")
-        original, hit = stage(
-            "original",
-            lambda lg, cb: cached_weights(
+        with runner.stage("original") as stage:
+            original, hit = cached_weights(
                 orig_path,
                 _seeded(make_model, seed),
                 lambda m: train_original(
-                    m, datamodule, epochs=epochs, seed=seed, trainer_kwargs=tkw, logger=lg(), callbacks=cb, **ocfg
+                    m,
+                    datamodule,
+                    epochs=epochs,
+                    seed=seed,
+                    trainer_kwargs=tkw,
+                    logger=stage.loggers(),
+                    callbacks=stage.callbacks,
+                    **ocfg,
                 ),
                 write=writer,
-            ),
-        )
+            )
         done = "loaded from" if hit else "trained and cached at" if writer else "trained for"
         log.info("original model %s %s", done, orig_path)
-    keep(original, "original")
-    rows = [{"method": "Original", "seed": seed, **unlearning_metrics(original, datamodule, seed=seed), "RTE": None}]
+    runner.keep(original, "original")
+    rows: list[dict[str, Any]] = [
+        {"method": "Original", "seed": seed, **unlearning_metrics(original, datamodule, seed=seed), "RTE": None}
+    ]
 
     # 2. the Retrain reference (cached with its run time)
     is_retrain = spec.from_scratch
     if cfg.compare_to_retrain or is_retrain:
         rspec = retrain_spec(cfg)
         timing = rpath.with_suffix(".json")
+        with runner.stage("retrain") as stage:
 
-        def retrain(lg: LazyLoggers, cb: list[Any]) -> tuple[nn.Module, bool]:
-            def fit(_: nn.Module) -> nn.Module:
+            def retrain(_: nn.Module) -> nn.Module:
                 res = unlearn(
                     original,
                     datamodule,
@@ -185,74 +172,50 @@ def run_unlearning(cfg: DictConfig) -> float | None:
                     model_factory=make_model,
                     seed=seed,
                     trainer_kwargs=tkw,
-                    logger=lg(),
-                    callbacks=cb,
+                    logger=stage.loggers(),
+                    callbacks=stage.callbacks,
                 )
                 if writer:
                     atomic_write_json(timing, {"seconds": res.seconds})
                 return res.model
 
-            return cached_weights(rpath, make_model(), fit, write=writer)
-
-        retrained, hit = stage("retrain", retrain)
-        keep(retrained, "retrain")
-        seconds = cached_seconds(timing)
-        rows.append(
-            {
-                "method": "Retrain",
-                "seed": seed,
-                **unlearning_metrics(retrained, datamodule, seed=seed),
-                "RTE": seconds,
-                "RTE_cached": hit,
-            }
-        )
+            retrained, hit = cached_weights(rpath, make_model(), retrain, write=writer)
+        runner.keep(retrained, "retrain")
+        metrics = unlearning_metrics(retrained, datamodule, seed=seed)
+        rows.append({"method": "Retrain", "seed": seed, **metrics, "RTE": cached_seconds(timing), "RTE_cached": hit})
 
     # 3. the method under study
-    def run_method(lg: LazyLoggers, cb: list[Any]) -> dict[str, Any]:
-        loggers = lg()
-        res = unlearn(
-            original,
-            datamodule,
-            spec,
-            mask_fn=mask_fn,
-            model_factory=make_model,
-            seed=seed,
-            trainer_kwargs=tkw,
-            logger=loggers,
-            callbacks=cb,
-            ckpt_path=ckpt_path,
-        )
-        row = {
-            "method": label,
-            "seed": seed,
-            **unlearning_metrics(res.model, datamodule, seed=seed),
-            "RTE": res.seconds,
-        }
-        rows.append(row)
-        if not writer:
-            return row
-        keep(res.model, method)
-        images = {}
-        if res.mask is not None:
-            res.mask.save(out / "mask.safetensors", metadata={"method": label, "ratio": str(cfg.saliency.get("ratio"))})
-            images["mask_sparsity"] = plot_mask_sparsity(res.mask, out / "mask_sparsity.png", title=f"{label} mask")
-        for logger in loggers:
-            logger.log_metrics({f"final/{k}": v for k, v in row.items() if isinstance(v, (int, float))})
-        log_table(loggers, "results", with_gaps(rows))
-        if len(rows) > 2:
-            images["metrics_vs_retrain"] = plot_metrics_vs_retrain(rows, out / "metrics_vs_retrain.png")
-        log_images(loggers, images)
-        return row
-
     if not is_retrain:
-        stage(method, run_method)
+        with runner.stage(method) as stage:
+            res = unlearn(
+                original,
+                datamodule,
+                spec,
+                mask_fn=mask_fn,
+                model_factory=make_model,
+                seed=seed,
+                trainer_kwargs=tkw,
+                logger=stage.loggers(),
+                callbacks=stage.callbacks,
+                ckpt_path=ckpt_path,
+            )
+            row = {"method": label, "seed": seed, **unlearning_metrics(res.model, datamodule, seed=seed)}
+            rows.append({**row, "RTE": res.seconds})
+            if writer:
+                runner.keep(res.model, method)
+                images = {}
+                if res.mask is not None:
+                    ratio = str(cfg.saliency.get("ratio"))
+                    res.mask.save(out / "mask.safetensors", metadata={"method": label, "ratio": ratio})
+                    title = f"{label} mask"
+                    images["mask_sparsity"] = plot_mask_sparsity(res.mask, out / "mask_sparsity.png", title=title)
+                if len(rows) > 2:
+                    images["metrics_vs_retrain"] = plot_metrics_vs_retrain(rows, out / "metrics_vs_retrain.png")
+                stage.log_results(with_gaps(rows), images)
     if not writer:
         return None
-    json_path, md_path = write_results(out, rows)
-    if cfg.get("print_table", True):
-        print(f"\n{format_table(rows)}\n\nresults: {md_path}")
-    row = rows[-1]
-    return row.get("Avg.Gap")
+    runner.write_results(with_gaps(rows), format_table(rows))
+    return with_gaps(rows)[-1].get("Avg.Gap")
 
 
 def _seeded(factory: Callable[[], nn.Module], seed: int) -> nn.Module:
