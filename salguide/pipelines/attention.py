@@ -23,11 +23,9 @@ from salguide.callbacks import (
     AttentionLossCallback,
     AttentionMapCallback,
     AttentionMaskingCallback,
-    TestMetricsCallback,
     TokenPruningCallback,
 )
 from salguide.callbacks.attention_masking import load_teacher
-from salguide.evaluation import ObjectMass
 from salguide.models import ClassifierModule
 from salguide.models.mim import MaskedReconstructionModule, evaluate_masked
 
@@ -128,10 +126,10 @@ def run_attention(cfg: DictConfig) -> float:
     init_from, ckpt_path = check_init_from(cfg), check_ckpt_path(cfg)
     with runner.stage("attention") as stage:  # the callbacks are built first: a bad plugin fails before training
         names = attention_names(stage.callbacks)
-        plugins: list[Any] = [TestMetricsCallback({"object_mass": ObjectMass()})]
+        plugins: list[Any] = []
         every = int((cfg.get("attention_maps") or {}).get("every_n_epochs", 0))
         if every:
-            plugins.insert(0, AttentionMapCallback(every_n_epochs=every, out_dir=str(runner.out / "attention")))
+            plugins.append(AttentionMapCallback(every_n_epochs=every, out_dir=str(runner.out / "attention")))
         datamodule = instantiate(cfg.data)
         datamodule.setup("fit")
         pl.seed_everything(runner.seed, verbose=False)

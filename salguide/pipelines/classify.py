@@ -21,9 +21,7 @@ from salguide.callbacks import (
     ExplanationMetricsCallback,
     InputSaliencyCallback,
     SaliencyOverlayCallback,
-    TestMetricsCallback,
 )
-from salguide.evaluation import ExplanationScores
 from salguide.metrics import explain
 from salguide.models import ClassifierModule
 from salguide.viz.saliency import plot_saliency_overlays
@@ -71,8 +69,7 @@ def classify_recipe(cfg: DictConfig) -> dict[str, Any]:
 
 
 def classify_plugins(rc: dict[str, Any], out: Path) -> list[Any]:
-    """The stage's own plugins: validation-time explanation metrics and overlays, and the test-time
-    explanation scores (``test_*`` in the results)."""
+    """The stage's own plugins: validation-time explanation metrics and overlays."""
     cbs: list[Any] = []
     if rc["explain_every_n_epochs"]:
         every = rc["explain_every_n_epochs"]
@@ -80,7 +77,6 @@ def classify_plugins(rc: dict[str, Any], out: Path) -> list[Any]:
     if rc["overlay_every_n_epochs"]:
         methods, every, n = rc["overlay_methods"], rc["overlay_every_n_epochs"], rc["overlay_images"]
         cbs.append(SaliencyOverlayCallback(methods, every, n, out_dir=str(out / "saliency")))
-    cbs.append(TestMetricsCallback({"explanations": ExplanationScores(rc["explain_method"])}))
     return cbs
 
 

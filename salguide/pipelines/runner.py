@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import nn
 
+from salguide.callbacks import TestMetricsCallback
 from salguide.io import atomic_write_csv, atomic_write_json, atomic_write_text
 from salguide.weights_io import save_weights
 
@@ -58,8 +60,12 @@ class Stage:
     ) -> Fitted:
         """Fit ``module`` for ``epochs`` with the stage's callbacks and ``plugins`` (seeded with the run's
         seed once the Trainer is built; ``seed=None``: not reseeded), resuming from ``ckpt_path``; with
-        ``test``, run the test loop too (plugins stay active: they see ``on_test_*``)."""
+        ``test``, run the test loop too, with the plugins still active (they see ``on_test_*``) and the
+        config's ``evaluation:`` extras fed every test batch."""
         cbs = [*plugins, *self.callbacks] if plugins_first else [*self.callbacks, *plugins]
+        extras = self.runner.evaluation_extras() if test else {}
+        if extras:  # the config's evaluation extras, fed every test batch (they do nothing during fit)
+            cbs.append(TestMetricsCallback(extras))
         kwargs = {**self.runner.trainer_kwargs, "enable_checkpointing": self.checkpoint}
         start = time.perf_counter()
         trainer = fit_module(
@@ -99,6 +105,11 @@ class StageRunner:
         self.seed = int(cfg.seed)
         self.writer = is_rank_zero()  # under strategy=ddp every rank runs the task; rank 0 alone writes
         self.trainer_kwargs = {"default_root_dir": str(self.out), **trainer_kwargs(cfg)}
+
+    def evaluation_extras(self) -> dict[str, Any]:
+        """The config's ``evaluation:`` extras (``_target_`` nodes, salguide.evaluation), built fresh."""
+        nodes = self.cfg.get("evaluation") or {}
+        return {str(k): instantiate(v) for k, v in nodes.items() if v is not None and "_target_" in v}
 
     @contextmanager
     def stage(self, name: str, *, checkpoint: bool = True) -> Iterator[Stage]:
