@@ -90,3 +90,10 @@ def test_readme_links_every_card():
     linked = {(readme.parent / t.split("#", 1)[0]).resolve() for t in LINK.findall(readme.read_text())}
     missing = [c.name for c in CARDS if c.resolve() not in linked]
     assert not missing, f"README.md does not link the method cards {missing}"
+
+
+def test_readme_lists_every_preset():
+    presets = sorted(p.stem for p in (ROOT / "salguide" / "configs" / "experiment").glob("*.yaml"))
+    readme = (ROOT / "README.md").read_text()
+    missing = [p for p in presets if f"`{p}`" not in readme]
+    assert not missing, f"README.md's preset table lacks {missing}"
