@@ -84,6 +84,12 @@ class Stage:
             tested = {k: float(v) for k, v in trainer.test(module, datamodule=datamodule, verbose=False)[0].items()}
         return Fitted(module, seconds, tested)
 
+    def fit_args(self) -> dict[str, Any]:
+        """``trainer_kwargs``, ``logger`` and ``callbacks`` for the Python API's fits (``train_original``,
+        ``unlearn``) run as this stage; call it only when the stage trains (it opens the loggers)."""
+        kwargs = {**self.runner.trainer_kwargs, "enable_checkpointing": self.checkpoint}
+        return {"trainer_kwargs": kwargs, "logger": self.loggers(), "callbacks": self.callbacks}
+
     def log_results(self, rows: list[dict[str, Any]], images: dict[str, Any] | None = None) -> None:
         """The last row's numbers as ``final/<key>``, all rows as a ``results`` table, and ``images``."""
         if not self.runner.writer:

@@ -125,7 +125,6 @@ def run_unlearning(cfg: DictConfig) -> float | None:
     datamodule.setup("fit")
     mask_fn = mask_builder(cfg.saliency, datamodule) if spec.weight_mask else None
     make_model: Callable[[], nn.Module] = lambda: instantiate(cfg.model)  # noqa: E731
-    tkw = {**runner.trainer_kwargs, "enable_checkpointing": True}  # each trained stage keeps checkpoints/<stage>.ckpt
 
     # 1. the original model: the user's own (init_from=), or trained once and cached
     if init_from is not None:
@@ -138,16 +137,7 @@ def run_unlearning(cfg: DictConfig) -> float | None:
             original, hit = cached_weights(
                 orig_path,
                 _seeded(make_model, seed),
-                lambda m: train_original(
-                    m,
-                    datamodule,
-                    epochs=epochs,
-                    seed=seed,
-                    trainer_kwargs=tkw,
-                    logger=stage.loggers(),
-                    callbacks=stage.callbacks,
-                    **ocfg,
-                ),
+                lambda m: train_original(m, datamodule, epochs=epochs, seed=seed, **stage.fit_args(), **ocfg),
                 write=writer,
             )
         done = "loaded from" if hit else "trained and cached at" if writer else "trained for"
@@ -165,16 +155,7 @@ def run_unlearning(cfg: DictConfig) -> float | None:
         with runner.stage("retrain") as stage:
 
             def retrain(_: nn.Module) -> nn.Module:
-                res = unlearn(
-                    original,
-                    datamodule,
-                    rspec,
-                    model_factory=make_model,
-                    seed=seed,
-                    trainer_kwargs=tkw,
-                    logger=stage.loggers(),
-                    callbacks=stage.callbacks,
-                )
+                res = unlearn(original, datamodule, rspec, model_factory=make_model, seed=seed, **stage.fit_args())
                 if writer:
                     atomic_write_json(timing, {"seconds": res.seconds})
                 return res.model
@@ -194,10 +175,8 @@ def run_unlearning(cfg: DictConfig) -> float | None:
                 mask_fn=mask_fn,
                 model_factory=make_model,
                 seed=seed,
-                trainer_kwargs=tkw,
-                logger=stage.loggers(),
-                callbacks=stage.callbacks,
                 ckpt_path=ckpt_path,
+                **stage.fit_args(),
             )
             row = {"method": label, "seed": seed, **unlearning_metrics(res.model, datamodule, seed=seed)}
             rows.append({**row, "RTE": res.seconds})
