@@ -23,6 +23,8 @@ ROOT = Path(__file__).resolve().parents[2]
 HERE = ROOT / "experiments" / "attention_scenes"
 PRESETS = ROOT / "salguide" / "configs" / "experiment"
 VANILLA = yaml.safe_load((PRESETS / "attn_scenes_vanilla.yaml").read_text())
+# the preset's data: the `scenes` data option with the preset's own settings on top
+DATA = {**yaml.safe_load((PRESETS.parent / "data" / "scenes.yaml").read_text()), **VANILLA["data"]}
 LOSS = {
     "concentration": {
         "_target_": "salguide.attention.ConcentrationLoss",
@@ -52,7 +54,7 @@ def _run(root: Path, variant: str, seed: int, weight: float | None = None) -> fl
     """A run folder as salguide-train leaves it; returns the model's shuffled-background test accuracy."""
     run = root / variant / f"{weight}-{seed}"
     (run / ".hydra").mkdir(parents=True)
-    data = {**VANILLA["data"], "seed": seed}
+    data = {**DATA, "seed": seed}
     if variant == "oracle":
         data["erase_background"] = True
     loss = {} if variant in ("vanilla", "oracle") else {**LOSS[variant], "weight": weight}
@@ -87,7 +89,7 @@ def _summarise(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_oracle_data_erase_the_background():
-    data = {**VANILLA["data"], "seed": 3}
+    data = {**DATA, "seed": 3}
     plain, oracle = _datamodule(data), _datamodule({**data, "erase_background": True})
     for split in ("train_dataset", "val_dataset", "test_dataset"):
         x, y, m = getattr(plain, split).tensors

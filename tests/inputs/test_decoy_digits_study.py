@@ -20,13 +20,14 @@ from salguide.weights_io import save_weights
 ROOT = Path(__file__).resolve().parents[2]
 HERE = ROOT / "experiments" / "decoy_digits"
 PRESET = yaml.safe_load((ROOT / "salguide" / "configs" / "experiment" / "decoy_vanilla.yaml").read_text())
+DATA = yaml.safe_load((ROOT / "salguide" / "configs" / "data" / "decoy_digits.yaml").read_text())  # its data option
 
 
 def _run(root: Path, variant: str, seed: int, acc: float, energy: float) -> None:
     """A run folder as salguide-train leaves it: config (the preset's data and model), results, weights."""
     run = root / variant / str(seed)
     (run / ".hydra").mkdir(parents=True)
-    data = {**PRESET["data"], "seed": seed}
+    data = {**DATA, "seed": seed}
     cfg = {
         "name": f"decoy_{variant}",
         "seed": seed,
