@@ -44,7 +44,7 @@ TASK_OVERRIDES = {
         "generation.grid_per_class=1",
         "judge.epochs=1",
     ],
-    "classify": ["classify.explain_samples=8", "classify.overlay_images=2"],
+    "classify": ["callbacks.explanation_metrics.num_samples=8", "callbacks.saliency_overlays.num_images=2"],
 }
 
 

@@ -160,10 +160,6 @@ NAME_RULES: dict[str, Any] = {
     "hint_ratio": MASK_RATIO,
     # figures and metrics during training
     "every_n_epochs": NONNEG_INT,
-    "explain_every_n_epochs": NONNEG_INT,
-    "overlay_every_n_epochs": NONNEG_INT,
-    "explain_samples": POS_INT,
-    "overlay_images": POS_INT,
     "refresh_rate": NONNEG_INT,
     # diffusion models, generative unlearning and generation (task=unlearn_diffusion)
     "sample_size": POS_INT,
@@ -194,6 +190,9 @@ NAME_RULES: dict[str, Any] = {
 PATH_RULES: dict[str, Any] = {
     "model.width": POS_INT,
     "callbacks.data_samples.per_class": POS_INT,
+    "callbacks.*.every_n_epochs": POS_INT,  # the observers (explanation metrics, overlays, attention maps)
+    "callbacks.*.num_samples": POS_INT,
+    "callbacks.*.num_images": POS_INT,
     "generation.per_class": POS_INT,
     "*._partial_": FLAG,  # Hydra: instantiate as functools.partial (the mask factories)
     "callbacks.attention_masking.ratio": MASK_RATIO,

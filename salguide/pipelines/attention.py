@@ -10,7 +10,6 @@ AttentionMaskingCallback; reports the CLS head's clean test accuracy and the tes
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -21,7 +20,6 @@ from salguide._lightning import pl
 from salguide.attention.masking import attention_guided_mask, cls_attention_scores
 from salguide.callbacks import (
     AttentionLossCallback,
-    AttentionMapCallback,
     AttentionMaskingCallback,
     TokenPruningCallback,
 )
@@ -44,14 +42,11 @@ def attention_names(callbacks: list[Any]) -> dict[str, str]:
     }
 
 
-def attention_callbacks(cfg: DictConfig, out: Path | None) -> tuple[list[Any], dict[str, str]]:
-    """The ``callbacks:`` of ``cfg`` (the ``attention_loss``, ``token_policy`` and ``attention_masking``
-    groups among them), the attention-map callback when ``out`` is given, and the names of the loss and
-    the policy: what the ``attention`` stage adds to a Trainer (checks a config without training)."""
+def attention_callbacks(cfg: DictConfig) -> tuple[list[Any], dict[str, str]]:
+    """The ``callbacks:`` of ``cfg`` (the ``attention_loss``, ``token_policy``, ``attention_masking`` groups
+    and the presets' attention maps among them) and the names of the loss and the policy: what the
+    ``attention`` stage adds to a Trainer (checks a config without training)."""
     cbs = stage_callbacks(cfg)
-    every = int((cfg.get("attention_maps") or {}).get("every_n_epochs", 0))
-    if out is not None and every:
-        cbs.append(AttentionMapCallback(every_n_epochs=every, out_dir=str(out / "attention")))
     return cbs, attention_names(cbs)
 
 
@@ -126,10 +121,6 @@ def run_attention(cfg: DictConfig) -> float:
     init_from, ckpt_path = check_init_from(cfg), check_ckpt_path(cfg)
     with runner.stage("attention") as stage:  # the callbacks are built first: a bad plugin fails before training
         names = attention_names(stage.callbacks)
-        plugins: list[Any] = []
-        every = int((cfg.get("attention_maps") or {}).get("every_n_epochs", 0))
-        if every:
-            plugins.append(AttentionMapCallback(every_n_epochs=every, out_dir=str(runner.out / "attention")))
         datamodule = instantiate(cfg.data)
         datamodule.setup("fit")
         pl.seed_everything(runner.seed, verbose=False)
@@ -138,11 +129,9 @@ def run_attention(cfg: DictConfig) -> float:
             module,
             datamodule,
             int(rc["epochs"]),
-            plugins,
             ckpt_path=ckpt_path,
             test=True,
             seed=None,
-            plugins_first=False,
         )
         runner.keep(module, "attention")
         row = {"name": cfg.name, **names, "seed": runner.seed, **tested_row(fitted.tested), "seconds": fitted.seconds}

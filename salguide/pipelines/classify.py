@@ -1,15 +1,15 @@
 """``task=classify``: train and test a classifier, optionally with an input-saliency loss.
 
 The loss reaches the plain ``ClassifierModule`` through ``InputSaliencyCallback`` (the zero-code
-path; the ``input_loss`` group puts it in ``callbacks.input_loss``). Explanation metrics are logged per validation epoch, saliency overlays every N epochs; the
-test accuracy and test-set explanation metrics go to ``results.json`` / ``results.md`` and the
-overlays of test images to ``test_saliency.png`` in ``cfg.paths.output_dir``.
+path; the ``input_loss`` group puts it in ``callbacks.input_loss``). The presets' observers are callbacks
+too (``callbacks.explanation_metrics``: val_expl/* each epoch; ``callbacks.saliency_overlays``); the test
+accuracy and the ``evaluation:`` extras (test-set explanation scores) go to ``results.json`` /
+``results.md`` and the overlays of test images to ``test_saliency.png`` in ``cfg.paths.output_dir``.
 """
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -18,7 +18,6 @@ from omegaconf import DictConfig
 
 from salguide._lightning import pl
 from salguide.callbacks import (
-    ExplanationMetricsCallback,
     InputSaliencyCallback,
     SaliencyOverlayCallback,
 )
@@ -38,13 +37,8 @@ DEFAULT_RECIPE: dict[str, Any] = {
     "momentum": 0.9,
     "weight_decay": 0.0,
     "scheduler": None,
-    "explain_method": "gradient",
-    "explain_every_n_epochs": 1,
-    "explain_samples": 128,
-    "overlay_every_n_epochs": 10,
-    "overlay_images": 8,
-    "overlay_methods": ["gradient", "integrated_gradients"],
 }
+TEST_OVERLAYS = ("gradient", "integrated_gradients")  # test_saliency.png without an overlay callback
 _MODULE_KEYS = ("lr", "optimizer", "momentum", "weight_decay", "scheduler")
 
 
@@ -68,18 +62,6 @@ def classify_recipe(cfg: DictConfig) -> dict[str, Any]:
     return {**DEFAULT_RECIPE, **recipe}
 
 
-def classify_plugins(rc: dict[str, Any], out: Path) -> list[Any]:
-    """The stage's own plugins: validation-time explanation metrics and overlays."""
-    cbs: list[Any] = []
-    if rc["explain_every_n_epochs"]:
-        every = rc["explain_every_n_epochs"]
-        cbs.append(ExplanationMetricsCallback(rc["explain_method"], rc["explain_samples"], every_n_epochs=every))
-    if rc["overlay_every_n_epochs"]:
-        methods, every, n = rc["overlay_methods"], rc["overlay_every_n_epochs"], rc["overlay_images"]
-        cbs.append(SaliencyOverlayCallback(methods, every, n, out_dir=str(out / "saliency")))
-    return cbs
-
-
 def run_classify(cfg: DictConfig) -> float:
     """The Hydra pipeline behind ``task=classify`` (see ``experiment=decoy_*`` / ``scenes_*`` presets): one
     stage that trains, tests and scores the test-set explanations. The input loss is the ``input_loss``
@@ -99,10 +81,8 @@ def run_classify(cfg: DictConfig) -> float:
             module,
             datamodule,
             int(recipe["epochs"]),
-            classify_plugins(recipe, out),
             ckpt_path=ckpt_path,
             test=True,
-            plugins_first=False,
         )
         row = {
             "name": cfg.name,
@@ -116,7 +96,8 @@ def run_classify(cfg: DictConfig) -> float:
         runner.keep(module.model, "classify")
         module.eval()
         x, y, *_ = first_test_images(datamodule, 8)
-        methods = recipe["overlay_methods"] or DEFAULT_RECIPE["overlay_methods"]
+        overlays = next((cb for cb in stage.callbacks if isinstance(cb, SaliencyOverlayCallback)), None)
+        methods = overlays.methods if overlays is not None else list(TEST_OVERLAYS)
         maps = {m: explain(module, x, y, m) for m in methods}
         fig = plot_saliency_overlays(
             x,

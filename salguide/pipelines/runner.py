@@ -56,13 +56,12 @@ class Stage:
         ckpt_path: str | None = None,
         test: bool = False,
         seed: int | None | str = "run",
-        plugins_first: bool = True,
     ) -> Fitted:
         """Fit ``module`` for ``epochs`` with the stage's callbacks and ``plugins`` (seeded with the run's
         seed once the Trainer is built; ``seed=None``: not reseeded), resuming from ``ckpt_path``; with
         ``test``, run the test loop too, with the plugins still active (they see ``on_test_*``) and the
         config's ``evaluation:`` extras fed every test batch."""
-        cbs = [*plugins, *self.callbacks] if plugins_first else [*self.callbacks, *plugins]
+        cbs = [*plugins, *self.callbacks]
         extras = self.runner.evaluation_extras() if test else {}
         if extras:  # the config's evaluation extras, fed every test batch (they do nothing during fit)
             cbs.append(TestMetricsCallback(extras))

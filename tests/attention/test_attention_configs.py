@@ -42,7 +42,7 @@ def test_every_option_has_a_yaml_and_presets_exist() -> None:
 @pytest.mark.parametrize("policy", ["none", *sorted(POLICIES)])
 def test_groups_compose_and_build(loss: str, policy: str) -> None:
     cfg = _compose("experiment=attn_scenes_vanilla", f"attention_loss={loss}", f"token_policy={policy}")
-    cbs, names = attention_pipeline.attention_callbacks(cfg, None)
+    cbs, names = attention_pipeline.attention_callbacks(cfg)
     assert names == {"attention_loss": loss, "token_policy": policy}
     assert sum(isinstance(c, AttentionLossCallback) for c in cbs) == (loss != "none")
     assert sum(isinstance(c, TokenPruningCallback) for c in cbs) == (policy != "none")
@@ -66,7 +66,7 @@ def test_masking_options_build_the_callback(option: str) -> None:
     from salguide.callbacks.attention_masking import AttentionMaskingCallback
 
     cfg = _compose("experiment=mim_digits", f"attention_masking={option}")
-    cbs, _ = attention_pipeline.attention_callbacks(cfg, None)
+    cbs, _ = attention_pipeline.attention_callbacks(cfg)
     built = [cb for cb in cbs if isinstance(cb, AttentionMaskingCallback)]
     assert [cb.mode for cb in built] == ([] if option == "none" else [option.removeprefix("attmask_")])
 
@@ -74,12 +74,12 @@ def test_masking_options_build_the_callback(option: str) -> None:
 def test_bad_group_values_fail_before_training(tmp_path) -> None:
     cfg = _compose("experiment=prune_digits_evit", "callbacks.token_policy.policy.keep=1.5")
     with pytest.raises(InstantiationException, match=r"keep rate must lie in \(0, 1\]"):
-        attention_pipeline.attention_callbacks(cfg, None)
+        attention_pipeline.attention_callbacks(cfg)
     cfg = _compose(
         "experiment=attn_scenes_bas", "callbacks.attention_loss.attention_loss._target_=salguide.attention.Focus"
     )
     with pytest.raises(InstantiationException, match="Error locating target 'salguide.attention.Focus'"):
-        attention_pipeline.attention_callbacks(cfg, None)
+        attention_pipeline.attention_callbacks(cfg)
 
 
 @pytest.mark.slow
@@ -90,7 +90,7 @@ def test_attention_pipeline_writes_results_and_attention_maps(tmp_path) -> None:
         "classify.epochs=1",
         "logger=none",
         "callbacks=none",
-        "attention_maps.every_n_epochs=1",
+        "callbacks.attention_maps.every_n_epochs=1",
         "token_policy=tome",
         "+trainer.limit_train_batches=3",
     )

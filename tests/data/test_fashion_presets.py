@@ -23,12 +23,12 @@ PRESETS = {
 }
 TINY = {
     "unlearn": ["original.epochs=1", "unlearning.epochs=1", "retrain.epochs=1", "data.train_size=60"],
-    "classify": ["classify.epochs=1", "classify.explain_samples=16", "data.train_size=100"],
+    "classify": ["classify.epochs=1", "callbacks.explanation_metrics.num_samples=16", "data.train_size=100"],
     "attention": [
         "classify.epochs=1",
         "+trainer.limit_train_batches=2",
         "data.train_size=40",
-        "attention_maps.every_n_epochs=1",
+        "callbacks.attention_maps.every_n_epochs=1",
     ],
 }
 
@@ -128,7 +128,7 @@ def test_attention_pipeline_tests_in_loader_batches(tmp_path, monkeypatch):
         "classify.epochs=1",
         "+trainer.limit_train_batches=1",
         "+trainer.limit_val_batches=0",
-        "attention_maps.every_n_epochs=0",
+        "callbacks.attention_maps=null",
     )
     acc = run_task(cfg)
     assert sum(seen) >= 30 and max(seen) <= 8

@@ -67,8 +67,8 @@ def test_classify_pipeline_writes_results_figures_and_wandb_images(tmp_path, mon
         "experiment=scenes_rrr",
         f"paths.output_dir={tmp_path}",
         "classify.epochs=2",
-        "classify.overlay_every_n_epochs=1",
-        "classify.explain_samples=32",
+        "callbacks.saliency_overlays.every_n_epochs=1",
+        "callbacks.explanation_metrics.num_samples=32",
         "logger=default",
         "callbacks=none",
     )

@@ -18,8 +18,8 @@ QUICK = [
     "trainer.max_epochs=1",
     "logger=none",
     "callbacks=none",
-    "classify.explain_every_n_epochs=0",
-    "classify.overlay_every_n_epochs=0",
+    "callbacks.explanation_metrics=null",
+    "callbacks.saliency_overlays=null",
     "+trainer.enable_progress_bar=false",
     "print_table=false",
 ]
