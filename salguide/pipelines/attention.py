@@ -24,10 +24,9 @@ from salguide.callbacks import (
     TokenPruningCallback,
 )
 from salguide.callbacks.attention_masking import load_teacher
-from salguide.models import ClassifierModule
 from salguide.models.mim import MaskedReconstructionModule, evaluate_masked
 
-from .classify import _MODULE_KEYS, _markdown, classify_recipe, tested_row
+from .classify import _markdown, build_classifier, classify_recipe, tested_row
 from .runner import StageRunner
 from .stages import check_ckpt_path, check_init_from, init_model, stage_callbacks
 
@@ -121,18 +120,8 @@ def run_attention(cfg: DictConfig) -> float:
     init_from, ckpt_path = check_init_from(cfg), check_ckpt_path(cfg)
     with runner.stage("attention") as stage:  # the callbacks are built first: a bad plugin fails before training
         names = attention_names(stage.callbacks)
-        datamodule = instantiate(cfg.data)
-        datamodule.setup("fit")
-        pl.seed_everything(runner.seed, verbose=False)
-        module = ClassifierModule(init_model(instantiate(cfg.model), init_from), **{k: rc[k] for k in _MODULE_KEYS})
-        fitted = stage.fit(
-            module,
-            datamodule,
-            int(rc["epochs"]),
-            ckpt_path=ckpt_path,
-            test=True,
-            seed=None,
-        )
+        datamodule, module = build_classifier(cfg, rc, init_from)
+        fitted = stage.fit(module, datamodule, int(rc["epochs"]), ckpt_path=ckpt_path, test=True, seed=None)
         runner.keep(module, "attention")
         row = {"name": cfg.name, **names, "seed": runner.seed, **tested_row(fitted.tested), "seconds": fitted.seconds}
         if not runner.writer:  # strategy=ddp runs the pipeline on every rank; rank 0 alone reports

@@ -62,6 +62,16 @@ def classify_recipe(cfg: DictConfig) -> dict[str, Any]:
     return {**DEFAULT_RECIPE, **recipe}
 
 
+def build_classifier(cfg: DictConfig, recipe: dict[str, Any], init_from: str | None) -> tuple[Any, ClassifierModule]:
+    """The data module (set up for fit) and a ``ClassifierModule`` over ``cfg.model`` with the recipe's
+    optimiser, seeded with the run's seed; ``init_from``: start from the user's weights (fine-tuning)."""
+    datamodule = instantiate(cfg.data)
+    datamodule.setup("fit")
+    pl.seed_everything(int(cfg.seed), verbose=False)
+    model = init_model(instantiate(cfg.model), init_from)
+    return datamodule, ClassifierModule(model, **{k: recipe[k] for k in _MODULE_KEYS})
+
+
 def run_classify(cfg: DictConfig) -> float:
     """The Hydra pipeline behind ``task=classify`` (see ``experiment=decoy_*`` / ``scenes_*`` presets): one
     stage that trains, tests and scores the test-set explanations. The input loss is the ``input_loss``
@@ -72,18 +82,8 @@ def run_classify(cfg: DictConfig) -> float:
     init_from, ckpt_path = check_init_from(cfg), check_ckpt_path(cfg)
     with runner.stage("classify") as stage:  # the callbacks are built first: a bad plugin fails before training
         input_loss = next((cb.loss for cb in stage.callbacks if isinstance(cb, InputSaliencyCallback)), None)
-        datamodule = instantiate(cfg.data)
-        datamodule.setup("fit")
-        pl.seed_everything(seed, verbose=False)
-        model = init_model(instantiate(cfg.model), init_from)  # fine-tune the user's model (init_from=)
-        module = ClassifierModule(model, **{k: recipe[k] for k in _MODULE_KEYS})
-        fitted = stage.fit(
-            module,
-            datamodule,
-            int(recipe["epochs"]),
-            ckpt_path=ckpt_path,
-            test=True,
-        )
+        datamodule, module = build_classifier(cfg, recipe, init_from)
+        fitted = stage.fit(module, datamodule, int(recipe["epochs"]), ckpt_path=ckpt_path, test=True)
         row = {
             "name": cfg.name,
             "input_loss": input_loss.name if input_loss else "none",
