@@ -89,11 +89,10 @@ def run_datamodule(run: Path) -> Any:
 def test_split(datamodule: Any) -> tuple[Any, ...]:
     """The whole test split as tensors (x, y[, mask]) from a datamodule's (unshuffled) test loader, for the
     summaries' figures and re-evaluations (pipelines evaluate batch by batch instead)."""
-    import torch
+    from salguide.data.loaders import first_samples
 
     datamodule.setup("test")
-    batches = [list(b) for b in datamodule.test_dataloader()]
-    return tuple(torch.cat([b[i] for b in batches]) for i in range(len(batches[0])))
+    return first_samples(datamodule.test_dataloader())
 
 
 def throughput_table(rows: Sequence[dict[str, Any]], header: str) -> str:

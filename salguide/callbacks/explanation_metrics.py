@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from salguide._checks import as_int
 from salguide._lightning import Callback
 from salguide.callbacks._strategy import refuse_sharded
+from salguide.data.loaders import first_samples
 from salguide.data.protocols import mask_semantics_of
 from salguide.evaluation import relevant_region
 from salguide.metrics import evaluate_explanations
@@ -20,21 +20,10 @@ def fixed_val_batch(trainer: Any, n: int) -> tuple[Tensor, ...]:
     loader = trainer.datamodule.val_dataloader() if trainer.datamodule is not None else trainer.val_dataloaders
     if isinstance(loader, (list, tuple)):
         loader = loader[0]
-    parts: list[list[Tensor]] = []
-    got = 0
-    with torch.inference_mode(False):
-        for batch in loader:
-            items = list(batch) if isinstance(batch, (list, tuple)) else [batch]
-            if not parts:
-                parts = [[] for _ in items]
-            for store, item in zip(parts, items):
-                store.append(item.clone())
-            got += len(items[0])
-            if got >= n:
-                break
-    if not parts:
-        raise RuntimeError("the validation dataloader is empty")
-    return tuple(torch.cat(p)[:n] for p in parts)
+    try:
+        return first_samples(loader, n)
+    except RuntimeError:
+        raise RuntimeError("the validation dataloader is empty") from None
 
 
 class ExplanationMetricsCallback(Callback):

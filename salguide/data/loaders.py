@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 
@@ -35,6 +36,27 @@ class EpochShuffle(DistributedSampler):
         order = super().__iter__()
         self.epoch += 1
         return order
+
+
+def first_samples(loader: Any, n: int | None = None) -> tuple[Any, ...]:
+    """The first ``n`` samples (all with ``n=None``) a loader yields, as one tensor per batch field
+    (x, y[, mask]), read batch by batch and made plain tensors (usable in autograd also when the loader
+    ran under inference mode); a RuntimeError for an empty loader."""
+    parts: list[list[Any]] = []
+    got = 0
+    with torch.inference_mode(False):
+        for batch in loader:
+            items = list(batch) if isinstance(batch, (list, tuple)) else [batch]
+            if not parts:
+                parts = [[] for _ in items]
+            for store, item in zip(parts, items):
+                store.append(item.clone())
+            got += len(items[0])
+            if n is not None and got >= n:
+                break
+    if not parts:
+        raise RuntimeError("the dataloader is empty")
+    return tuple(torch.cat(p)[:n] for p in parts)
 
 
 def world_of(trainer: Any) -> tuple[int, int]:

@@ -60,6 +60,16 @@ class MaskedReconstructionModule(pl.LightningModule):
 
 
 @torch.no_grad()
+def masked_error_sums(module: MaskedReconstructionModule, x: Tensor, y: Tensor, mask: Tensor) -> tuple[float, int, int]:
+    """One batch with the patches of ``mask`` [B, P] hidden: (summed per-pixel squared error of the decoder
+    over hidden patches, number of hidden patches, correct CLS-head predictions), for pooling over batches."""
+    feats = module.model.forward_features(mask_patches(x, mask, module.grid))
+    hits = int((module.model.head(feats[:, 0]).argmax(-1) == y).sum())
+    err = (module.decoder(feats[:, 1:]) - patchify(x, module.grid)).pow(2).mean(-1)
+    return float((err * mask).sum()), int(mask.sum()), hits
+
+
+@torch.no_grad()
 def evaluate_masked(
     module: MaskedReconstructionModule, x: Tensor, y: Tensor, mask: Tensor, batch_size: int = 256
 ) -> dict[str, float]:
@@ -77,11 +87,8 @@ def evaluate_masked(
     module.eval()
     err_sum, hidden, hits = 0.0, 0, 0
     for i in range(0, x.shape[0], batch_size):
-        xb, yb, mb = x[i : i + batch_size], y[i : i + batch_size], mask[i : i + batch_size]
-        feats = module.model.forward_features(mask_patches(xb, mb, module.grid))
-        hits += int((module.model.head(feats[:, 0]).argmax(-1) == yb).sum())
-        err = (module.decoder(feats[:, 1:]) - patchify(xb, module.grid)).pow(2).mean(-1)
-        err_sum += float((err * mb).sum())
-        hidden += int(mb.sum())
+        sl = slice(i, i + batch_size)
+        e, h, c = masked_error_sums(module, x[sl], y[sl], mask[sl])
+        err_sum, hidden, hits = err_sum + e, hidden + h, hits + c
     module.train(was_training)
     return {"recon_mse": err_sum / hidden if hidden else float("nan"), "acc": 100.0 * hits / max(x.shape[0], 1)}

@@ -24,7 +24,7 @@ from salguide.callbacks import (
     TokenPruningCallback,
 )
 from salguide.callbacks.attention_masking import load_teacher
-from salguide.models.mim import MaskedReconstructionModule, evaluate_masked
+from salguide.models.mim import MaskedReconstructionModule, masked_error_sums
 
 from .classify import _markdown, build_classifier, classify_recipe, tested_row
 from .runner import StageRunner
@@ -76,26 +76,24 @@ def run_masking(cfg: DictConfig) -> float:
         module = MaskedReconstructionModule(
             init_model(instantiate(cfg.model), init_from), lr=float(rc["lr"]), recon_weight=recon_weight
         )
-        fitted = stage.fit(module, datamodule, int(rc["epochs"]), ckpt_path=ckpt_path, seed=None)
+        fitted = stage.fit(module, datamodule, int(rc["epochs"]), ckpt_path=ckpt_path, reseed=False)
         runner.keep(module, "mim")
         if not runner.writer:  # rank 0 may still be writing the teacher
             return float("nan")
         teacher = load_teacher(callback.save_teacher_to, module)
         generator = torch.Generator().manual_seed(seed)
+        ratio = callback.schedule(10**9)  # the final masking ratio
         hits, count, err_sum, hidden = 0, 0, 0.0, 0
         module.eval()
         datamodule.setup("test")
         with torch.no_grad():
             for x, y, *_ in datamodule.test_dataloader():
-                hits += int((module(x).argmax(-1) == y).sum())
+                hits += int((module(x).argmax(-1) == y).sum())  # clean images
                 count += len(y)
                 scores = cls_attention_scores(teacher, x, callback.layer)
-                ratio = callback.schedule(10**9)
                 mask = attention_guided_mask(scores, ratio, callback.mode, generator=generator, **callback.kwargs)
-                part = evaluate_masked(module, x, y, mask, batch_size=len(x))
-                n_hidden = int(mask.sum())
-                err_sum += part["recon_mse"] * n_hidden if n_hidden else 0.0
-                hidden += n_hidden
+                err, n_hidden, _ = masked_error_sums(module, x, y, mask)
+                err_sum, hidden = err_sum + err, hidden + n_hidden
         row = {
             "name": cfg.name,
             "masking": callback.mode,
@@ -121,7 +119,7 @@ def run_attention(cfg: DictConfig) -> float:
     with runner.stage("attention") as stage:  # the callbacks are built first: a bad plugin fails before training
         names = attention_names(stage.callbacks)
         datamodule, module = build_classifier(cfg, rc, init_from)
-        fitted = stage.fit(module, datamodule, int(rc["epochs"]), ckpt_path=ckpt_path, test=True, seed=None)
+        fitted = stage.fit(module, datamodule, int(rc["epochs"]), ckpt_path=ckpt_path, test=True, reseed=False)
         runner.keep(module, "attention")
         row = {"name": cfg.name, **names, "seed": runner.seed, **tested_row(fitted.tested), "seconds": fitted.seconds}
         if not runner.writer:  # strategy=ddp runs the pipeline on every rank; rank 0 alone reports

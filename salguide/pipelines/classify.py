@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
@@ -21,6 +20,7 @@ from salguide.callbacks import (
     InputSaliencyCallback,
     SaliencyOverlayCallback,
 )
+from salguide.data.loaders import first_samples
 from salguide.metrics import explain
 from salguide.models import ClassifierModule
 from salguide.viz.saliency import plot_saliency_overlays
@@ -40,17 +40,6 @@ DEFAULT_RECIPE: dict[str, Any] = {
 }
 TEST_OVERLAYS = ("gradient", "integrated_gradients")  # test_saliency.png without an overlay callback
 _MODULE_KEYS = ("lr", "optimizer", "momentum", "weight_decay", "scheduler")
-
-
-def first_test_images(datamodule: Any, n: int) -> tuple[torch.Tensor, ...]:
-    """The first ``n`` test samples (x, y[, mask]), from any datamodule's (unshuffled) test loader."""
-    datamodule.setup("test")
-    parts: list[list[torch.Tensor]] = []
-    for batch in datamodule.test_dataloader():
-        parts = [[*p, b] for p, b in zip(parts, batch)] if parts else [[b] for b in batch]
-        if sum(len(b) for b in parts[0]) >= n:
-            break
-    return tuple(torch.cat(p)[:n] for p in parts)
 
 
 def classify_recipe(cfg: DictConfig) -> dict[str, Any]:
@@ -95,7 +84,8 @@ def run_classify(cfg: DictConfig) -> float:
             return row["test_acc"]
         runner.keep(module.model, "classify")
         module.eval()
-        x, y, *_ = first_test_images(datamodule, 8)
+        datamodule.setup("test")
+        x, y, *_ = first_samples(datamodule.test_dataloader(), 8)
         overlays = next((cb for cb in stage.callbacks if isinstance(cb, SaliencyOverlayCallback)), None)
         methods = overlays.methods if overlays is not None else list(TEST_OVERLAYS)
         maps = {m: explain(module, x, y, m) for m in methods}

@@ -45,6 +45,8 @@ class Stage:
         self.loggers = LazyLoggers(runner.cfg, name, runner.run_id)
         self.callbacks = stage_callbacks(runner.cfg, name, runner.out / "checkpoints" if checkpoint else None)
         self.checkpoint = checkpoint
+        # the run's Trainer arguments; a checkpointing stage keeps checkpoints/<stage>.ckpt
+        self.trainer_kwargs = {**runner.trainer_kwargs, "enable_checkpointing": checkpoint}
 
     def fit(
         self,
@@ -55,24 +57,24 @@ class Stage:
         *,
         ckpt_path: str | None = None,
         test: bool = False,
-        seed: int | None | str = "run",
+        reseed: bool = True,
     ) -> Fitted:
         """Fit ``module`` for ``epochs`` with the stage's callbacks and ``plugins`` (seeded with the run's
-        seed once the Trainer is built; ``seed=None``: not reseeded), resuming from ``ckpt_path``; with
+        seed once the Trainer is built; ``reseed=False``: the global RNG goes on from where the caller left
+        it), resuming from ``ckpt_path``; with
         ``test``, run the test loop too, with the plugins still active (they see ``on_test_*``) and the
         config's ``evaluation:`` extras fed every test batch."""
         cbs = [*plugins, *self.callbacks]
         extras = self.runner.evaluation_extras() if test else {}
         if extras:  # the config's evaluation extras, fed every test batch (they do nothing during fit)
             cbs.append(TestMetricsCallback(extras))
-        kwargs = {**self.runner.trainer_kwargs, "enable_checkpointing": self.checkpoint}
         start = time.perf_counter()
         trainer = fit_module(
             module,
             datamodule,
             epochs,
-            self.runner.seed if seed == "run" else None if seed is None else int(seed),
-            kwargs,
+            self.runner.seed if reseed else None,
+            self.trainer_kwargs,
             self.loggers() or False,
             cbs,
             ckpt_path,
@@ -86,8 +88,7 @@ class Stage:
     def fit_args(self) -> dict[str, Any]:
         """``trainer_kwargs``, ``logger`` and ``callbacks`` for the Python API's fits (``train_original``,
         ``unlearn``) run as this stage; call it only when the stage trains (it opens the loggers)."""
-        kwargs = {**self.runner.trainer_kwargs, "enable_checkpointing": self.checkpoint}
-        return {"trainer_kwargs": kwargs, "logger": self.loggers(), "callbacks": self.callbacks}
+        return {"trainer_kwargs": self.trainer_kwargs, "logger": self.loggers(), "callbacks": self.callbacks}
 
     def log_results(self, rows: list[dict[str, Any]], images: dict[str, Any] | None = None) -> None:
         """The last row's numbers as ``final/<key>``, all rows as a ``results`` table, and ``images``."""

@@ -193,8 +193,9 @@ def run_unlearning(cfg: DictConfig) -> float | None:
                 stage.log_results(with_gaps(rows), images)
     if not writer:
         return None
-    runner.write_results(with_gaps(rows), format_table(rows))
-    return with_gaps(rows)[-1].get("Avg.Gap")
+    rows_with_gaps = with_gaps(rows)
+    runner.write_results(rows_with_gaps, format_table(rows))
+    return rows_with_gaps[-1].get("Avg.Gap")
 
 
 def _seeded(factory: Callable[[], nn.Module], seed: int) -> nn.Module:
