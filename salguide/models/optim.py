@@ -1,0 +1,57 @@
+"""Optimiser and learning-rate schedule factories of the LightningModules (the ``_partial_`` nodes of ``model:``).
+
+A module takes ``optimizer(params) -> Optimizer`` and ``scheduler(optimizer) -> LRScheduler`` (or None), as
+in the lightning-hydra-template: ``{_target_: torch.optim.AdamW, _partial_: true, lr: 1e-3}``. A schedule
+that needs the length of the run takes it as ``max_epochs`` (``cosine``); the module passes its Trainer's.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable
+from functools import partial
+from typing import Any
+
+import torch
+
+OptimizerFactory = Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer]
+SchedulerFactory = Callable[..., Any]
+
+
+def cosine(optimizer: torch.optim.Optimizer, max_epochs: int) -> torch.optim.lr_scheduler.CosineAnnealingLR:
+    """Cosine annealing from the optimiser's learning rate to 0 over ``max_epochs`` epochs (Loshchilov & Hutter,
+    ICLR 2017, without restarts): the recipe of the SalUn classifiers and of the ViTs."""
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(int(max_epochs), 1))
+
+
+def sgd(lr: float = 0.05, momentum: float = 0.9, weight_decay: float = 5e-4) -> OptimizerFactory:
+    """``torch.optim.SGD`` with these settings, as a factory of the parameters (ClassifierModule's default)."""
+    return partial(torch.optim.SGD, lr=lr, momentum=momentum, weight_decay=weight_decay)
+
+
+def build_optimizers(
+    params: Iterable[torch.nn.Parameter],
+    optimizer: OptimizerFactory,
+    scheduler: SchedulerFactory | None,
+    max_epochs: int | None,
+) -> Any:
+    """What ``configure_optimizers`` returns: the optimiser over ``params`` and, with a ``scheduler``, the
+    schedule (stepped each epoch). A schedule taking ``max_epochs`` gets the Trainer's; without a bound
+    run length (``max_epochs`` None) it is left out."""
+    opt = optimizer(params)
+    if not isinstance(opt, torch.optim.Optimizer):
+        raise TypeError(f"optimizer must build a torch.optim.Optimizer from the parameters, got {type(opt).__name__}")
+    if scheduler is None:
+        return opt
+    if "max_epochs" in inspect.signature(scheduler).parameters:
+        if not max_epochs or max_epochs < 0:
+            return opt
+        return {"optimizer": opt, "lr_scheduler": scheduler(opt, max_epochs=int(max_epochs))}
+    return {"optimizer": opt, "lr_scheduler": scheduler(opt)}
+
+
+def check_lr(optimizer: Any, owner: str) -> None:
+    """A ``lr`` bound in an optimiser factory must be a positive number (named by ``owner``)."""
+    lr = getattr(optimizer, "keywords", {}).get("lr")
+    if lr is not None and not (isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr > 0):
+        raise ValueError(f"{owner}: optimizer lr must be positive, got {lr!r}")
