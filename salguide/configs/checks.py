@@ -1,7 +1,7 @@
 """Validation of a composed ``salguide-train`` config: every number, flag and choice, named by its key.
 
 ``check_config(cfg)`` runs before any data is read or model trained, so ``original.epochs=0``,
-``unlearning.lr=abc`` or ``saliency.ratio=2`` fail at once with the key, the rule and the value, instead
+``unlearning.optimizer.lr=abc`` or ``saliency.ratio=2`` fail at once with the key, the rule and the value, instead
 of caching an untrained model, training forever, or failing after two models have trained. A leaf is
 checked by the rule for its dotted path (``PATH_RULES``, ``*`` matches one key) or else for its key name
 (``NAME_RULES``); list items take the rule of their list. Every numeric or boolean setting in the shipped
@@ -88,7 +88,7 @@ MASK_RATIO = Num(lo=0, hi=1, open_hi=True)  # [0, 1)
 KEEP = Num(lo=0, hi=1, open_lo=True)  # (0, 1]
 
 NAME_RULES: dict[str, Any] = {
-    # training recipes (original, retrain, unlearning, classify) and the top level
+    # optimisers (model.optimizer, unlearning.optimizer, ...), stage budgets (original, unlearning) and the top level
     "seed": Num(True, 0, 2**32 - 1),
     "seeds": Num(True, 0, 2**32 - 1),
     "epochs": POS_INT,
@@ -96,8 +96,6 @@ NAME_RULES: dict[str, Any] = {
     "momentum": MASK_RATIO,
     "weight_decay": NONNEG,
     "l1_alpha": NONNEG,
-    "optimizer": OneOf(("sgd", "adam", "adamw")),
-    "scheduler": OneOf((None, "none", "cosine")),
     "train_on": OneOf(("retain", "forget")),  # unlearning methods (MethodSpec): the split they train on
     "random_labels": FLAG,
     "weight_mask": FLAG,
@@ -134,6 +132,7 @@ NAME_RULES: dict[str, Any] = {
     "in_features": POS_INT,
     "out_features": POS_INT,
     "small_input": FLAG,
+    "hidden": POS_INT,
     # weight saliency
     "ratio": KEEP,
     "scope": OneOf(("global", "layer")),
@@ -188,7 +187,7 @@ NAME_RULES: dict[str, Any] = {
 }
 
 PATH_RULES: dict[str, Any] = {
-    "model.width": POS_INT,
+    "model.net.width": POS_INT,
     "callbacks.data_samples.per_class": POS_INT,
     "callbacks.*.every_n_epochs": POS_INT,  # the observers (explanation metrics, overlays, attention maps)
     "callbacks.*.num_samples": POS_INT,

@@ -1,4 +1,4 @@
-"""A plain image-classification LightningModule: cross-entropy, accuracy, a configurable optimizer.
+"""A plain image-classification LightningModule: cross-entropy, accuracy, an optimiser factory.
 
 It is deliberately ordinary: salguide's unlearning methods reach it through callbacks (random labels,
 weight-saliency masks) so that the same callbacks work on a user's own LightningModule.
@@ -14,16 +14,18 @@ from torch import nn
 
 from salguide._lightning import pl
 
-_OPTIMIZERS = ("sgd", "adam", "adamw")
+from .optim import OptimizerFactory, SchedulerFactory, build_optimizers, check_lr, cosine, sgd
 
 
 class ClassifierModule(pl.LightningModule):
-    """Wrap ``model`` (logits out) for training with cross-entropy.
+    """Wrap ``net`` (logits out) for training with cross-entropy.
 
     Args:
-        model: any ``nn.Module`` mapping a batch of inputs to logits.
-        lr, momentum, weight_decay: optimizer settings; ``optimizer`` is one of sgd, adam, adamw.
-        scheduler: ``"cosine"`` (over ``trainer.max_epochs``) or ``None``.
+        net: any ``nn.Module`` mapping a batch of inputs to logits (kept as ``self.model``).
+        optimizer: ``optimizer(params) -> torch.optim.Optimizer``, e.g. ``functools.partial(torch.optim.AdamW,
+            lr=1e-3)`` (a ``_partial_`` node in ``model.optimizer``); default SGD, lr 0.05, momentum 0.9, wd 5e-4.
+        scheduler: ``scheduler(optimizer)`` or ``None``; one with a ``max_epochs`` argument (default
+            ``salguide.models.optim.cosine``) runs over the Trainer's ``max_epochs``. Stepped each epoch.
         l1_alpha: weight of an L1 penalty on all parameters, decayed linearly to 0 over the run
             (the ``l1-sparse`` unlearning method of Jia et al., NeurIPS 2023); 0 disables it.
         loss_sign: +1 for descent, -1 for gradient ascent (the GA unlearning baseline).
@@ -31,26 +33,25 @@ class ClassifierModule(pl.LightningModule):
 
     def __init__(
         self,
-        model: nn.Module,
-        lr: float = 0.05,
-        optimizer: str = "sgd",
-        momentum: float = 0.9,
-        weight_decay: float = 5e-4,
-        scheduler: str | None = "cosine",
+        net: nn.Module,
+        optimizer: OptimizerFactory | None = None,
+        scheduler: SchedulerFactory | None = cosine,
         l1_alpha: float = 0.0,
         loss_sign: float = 1.0,
     ) -> None:
         super().__init__()
-        if optimizer not in _OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {_OPTIMIZERS}")
-        if scheduler not in (None, "none", "cosine"):
-            raise ValueError(f"unknown scheduler {scheduler!r}; choose 'cosine' or None")
         if loss_sign not in (1.0, -1.0):
             raise ValueError(f"loss_sign must be +1 or -1, got {loss_sign}")
-        if lr <= 0:
-            raise ValueError(f"lr must be positive, got {lr}")
-        self.model = model
-        self.save_hyperparameters(ignore=["model"])
+        if not callable(optimizer if optimizer is not None else sgd):
+            raise TypeError(f"optimizer must be a factory optimizer(params) (e.g. a _partial_ node), got {optimizer!r}")
+        if scheduler is not None and not callable(scheduler):
+            raise TypeError(f"scheduler must be a factory scheduler(optimizer) or None, got {scheduler!r}")
+        check_lr(optimizer, "ClassifierModule")
+        self.model = net
+        self.make_optimizer = optimizer if optimizer is not None else sgd()
+        self.make_scheduler = scheduler
+        # the factories are not hyper-parameters: checkpoints stay loadable with weights_only=True
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -90,16 +91,7 @@ class ClassifierModule(pl.LightningModule):
         self._eval_step(batch, "test")
 
     def configure_optimizers(self) -> Any:
-        hp: Any = self.hparams  # Lightning's AttributeDict
-        params = [p for p in self.parameters() if p.requires_grad]
-        opt: torch.optim.Optimizer
-        if hp.optimizer == "sgd":
-            opt = torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
-        elif hp.optimizer == "adam":
-            opt = torch.optim.Adam(params, lr=hp.lr, weight_decay=hp.weight_decay)
-        else:
-            opt = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
-        if hp.scheduler == "cosine" and self.trainer is not None and self.trainer.max_epochs:
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(int(self.trainer.max_epochs), 1))
-            return {"optimizer": opt, "lr_scheduler": sched}
-        return opt
+        max_epochs = self.trainer.max_epochs if self._trainer is not None else None
+        return build_optimizers(
+            [p for p in self.parameters() if p.requires_grad], self.make_optimizer, self.make_scheduler, max_epochs
+        )

@@ -1,6 +1,6 @@
 """A masked-reconstruction objective to demonstrate attention-guided masking on digits.
 
-``MaskedReconstructionModule(vit)``: batches (x, y, patch_mask) from ``AttentionMaskingCallback``; the ViT
+``MaskedReconstructionModule(net)`` (a ViT): batches (x, y, patch_mask) from ``AttentionMaskingCallback``; the ViT
 sees the image with hidden patches zeroed; loss = cross-entropy of the CLS logits (keeps the CLS
 attention meaningful for the teacher) + ``recon_weight`` x MSE of the hidden patches' pixels, predicted by a
 linear head on the last layer's patch tokens (SimMIM-style, Xie et al., CVPR 2022).
@@ -10,6 +10,7 @@ itself (AttMask / ACMIL, ``cls_attention_scores``, ``mask_patches``) is function
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import torch
@@ -20,19 +21,26 @@ from salguide._lightning import pl
 from salguide.attention.masking import mask_patches, patchify
 from salguide.attention.targets import token_grid
 
+from .optim import OptimizerFactory, build_optimizers, check_lr
+
 
 class MaskedReconstructionModule(pl.LightningModule):
     """CLS cross-entropy on the masked image + ``recon_weight`` x MSE of the hidden patches (see module docstring)."""
 
-    def __init__(self, vit: Any, lr: float = 1e-3, recon_weight: float = 1.0) -> None:
+    def __init__(self, net: Any, optimizer: OptimizerFactory | None = None, recon_weight: float = 1.0) -> None:
         super().__init__()
-        if not hasattr(vit, "forward_features") or not hasattr(vit, "head"):
+        if not hasattr(net, "forward_features") or not hasattr(net, "head"):
             raise TypeError("MaskedReconstructionModule needs a timm-layout ViT (forward_features, head)")
-        self.model, self.lr, self.recon_weight = vit, lr, recon_weight
-        self.grid = token_grid(vit)
-        ps = vit.patch_embed.patch_size
-        chans = vit.patch_embed.proj.in_channels
-        self.decoder = nn.Linear(vit.embed_dim, chans * ps * ps)
+        if not float(recon_weight) >= 0:
+            raise ValueError(f"recon_weight must be >= 0, got {recon_weight}")
+        check_lr(optimizer, "MaskedReconstructionModule")
+        self.model, self.recon_weight = net, float(recon_weight)
+        # default: AdamW, lr 1e-3, weight decay 0.05
+        self.make_optimizer = optimizer or partial(torch.optim.AdamW, lr=1e-3, weight_decay=0.05)
+        self.grid = token_grid(net)
+        ps = net.patch_embed.patch_size
+        chans = net.patch_embed.proj.in_channels
+        self.decoder = nn.Linear(net.embed_dim, chans * ps * ps)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)
@@ -56,7 +64,7 @@ class MaskedReconstructionModule(pl.LightningModule):
         return ce + self.recon_weight * recon
 
     def configure_optimizers(self) -> Any:
-        return torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=0.05)
+        return build_optimizers(self.parameters(), self.make_optimizer, None, None)
 
 
 @torch.no_grad()

@@ -1,4 +1,5 @@
-"""Pipelines behind ``salguide-train``: ``task=<name>`` in the config picks one."""
+"""Pipelines behind ``salguide-train``: the config's ``task:`` node (``_target_`` + ``_partial_: true``, set by
+the experiment presets) is the one to run, e.g. ``salguide.pipelines.classify.run_classify``."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from salguide.configs import check_config
@@ -15,41 +17,8 @@ from salguide.io import check_writable, owned_dir
 
 from .stages import is_rank_zero
 
-
-def _unlearn(cfg: DictConfig) -> Any:
-    from .unlearn import run_unlearning
-
-    return run_unlearning(cfg)
-
-
-def _classify(cfg: DictConfig) -> Any:
-    from .classify import run_classify
-
-    return run_classify(cfg)
-
-
-def _attention(cfg: DictConfig) -> Any:
-    from .attention import run_attention
-
-    return run_attention(cfg)
-
-
-def _unlearn_diffusion(cfg: DictConfig) -> Any:
-    from .unlearn_diffusion import run_unlearn_diffusion
-
-    return run_unlearn_diffusion(cfg)
-
-
-PIPELINES: dict[str, Callable[[DictConfig], Any]] = {
-    "unlearn": _unlearn,
-    "classify": _classify,
-    "attention": _attention,
-    "unlearn_diffusion": _unlearn_diffusion,
-}
-
-
-# The training recipes whose ``epochs`` a set ``trainer.max_epochs`` overrides.
-STAGE_RECIPES = ("original", "retrain", "unlearning", "classify", "diffusion_unlearning")
+# The stages of the multi-stage protocols (unlearning) whose own ``epochs`` a set ``trainer.max_epochs`` overrides.
+STAGE_RECIPES = ("original", "retrain", "unlearning", "diffusion_unlearning")
 
 
 def apply_max_epochs(cfg: DictConfig) -> None:
@@ -87,13 +56,28 @@ def exit_on_signals() -> Iterator[None]:
             signal.signal(s, handler)
 
 
+def pipeline_of(cfg: DictConfig) -> Callable[[DictConfig], Any]:
+    """The ``task:`` node built: the pipeline ``pipeline(cfg)``, or a ValueError saying what ``task`` must be."""
+    node = cfg.get("task")
+    if not isinstance(node, DictConfig) or "_target_" not in node:
+        raise ValueError(
+            f"task must be a pipeline node ({{_target_: salguide.pipelines.classify.run_classify, _partial_: true}}, "
+            f"set by the experiment presets), got {node!r}"
+        )
+    try:
+        pipeline = instantiate(node)
+    except Exception as e:  # Hydra wraps the import error
+        raise ValueError(f"task: {e.__cause__ or e}") from e
+    if not callable(pipeline):
+        raise ValueError(f"task must build a callable pipeline(cfg) (add `_partial_: true`), got {pipeline!r}")
+    return pipeline
+
+
 def run_task(cfg: DictConfig) -> Any:
     """Check the config and the output folder, then run the pipeline with the folder owned by this run."""
-    task = cfg.get("task")
-    if task not in PIPELINES:
-        raise ValueError(f"unknown task {task!r}; choose one of {sorted(PIPELINES)}")
+    pipeline = pipeline_of(cfg)
     check_config(cfg)
     apply_max_epochs(cfg)
     out = check_writable(cfg.paths.output_dir, "paths.output_dir")
     with exit_on_signals(), owned_dir(out) if is_rank_zero() else nullcontext():  # other DDP ranks write nothing there
-        return PIPELINES[task](cfg)
+        return pipeline(cfg)

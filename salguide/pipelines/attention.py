@@ -13,10 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from salguide._lightning import pl
 from salguide.attention.masking import attention_guided_mask, cls_attention_scores
 from salguide.callbacks import (
     AttentionLossCallback,
@@ -26,9 +24,9 @@ from salguide.callbacks import (
 from salguide.callbacks.attention_masking import load_teacher
 from salguide.models.mim import MaskedReconstructionModule, masked_error_sums
 
-from .classify import _markdown, build_classifier, classify_recipe, tested_row
+from .classify import _markdown, build_classifier, tested_row
 from .runner import StageRunner
-from .stages import check_ckpt_path, check_init_from, init_model, stage_callbacks
+from .stages import check_ckpt_path, check_init_from, run_epochs, stage_callbacks
 
 
 def attention_names(callbacks: list[Any]) -> dict[str, str]:
@@ -61,8 +59,7 @@ def run_masking(cfg: DictConfig) -> float:
     the callback saves, ``save_teacher_to``), batch by batch over the test loader."""
     runner = StageRunner(cfg)
     seed = runner.seed
-    recon_weight = float((cfg.get("mim") or {}).get("recon_weight", 1.0))
-    rc = classify_recipe(cfg)
+    epochs = run_epochs(cfg)
     init_from, ckpt_path = check_init_from(cfg), check_ckpt_path(cfg)
     with runner.stage("mim") as stage:  # the callbacks are built first: a bad plugin fails before training
         callback = next(cb for cb in stage.callbacks if isinstance(cb, AttentionMaskingCallback))
@@ -70,13 +67,13 @@ def run_masking(cfg: DictConfig) -> float:
             raise ValueError(
                 "callbacks.attention_masking.save_teacher_to: task=attention reads the teacher from this file"
             )
-        datamodule = instantiate(cfg.data)
-        datamodule.setup("fit")
-        pl.seed_everything(seed, verbose=False)
-        module = MaskedReconstructionModule(
-            init_model(instantiate(cfg.model), init_from), lr=float(rc["lr"]), recon_weight=recon_weight
-        )
-        fitted = stage.fit(module, datamodule, int(rc["epochs"]), ckpt_path=ckpt_path, reseed=False)
+        datamodule, module = build_classifier(cfg, init_from)
+        if not isinstance(module, MaskedReconstructionModule):
+            raise ValueError(
+                "attention_masking trains a masked-reconstruction model: set model=mim_vit_digits (model._target_: "
+                f"salguide.models.mim.MaskedReconstructionModule), got {type(module).__name__}"
+            )
+        fitted = stage.fit(module, datamodule, epochs, ckpt_path=ckpt_path, reseed=False)
         runner.keep(module, "mim")
         if not runner.writer:  # rank 0 may still be writing the teacher
             return float("nan")
@@ -114,12 +111,12 @@ def run_attention(cfg: DictConfig) -> float:
     if masks_tokens(cfg):
         return run_masking(cfg)
     runner = StageRunner(cfg)
-    rc = classify_recipe(cfg)
+    epochs = run_epochs(cfg)
     init_from, ckpt_path = check_init_from(cfg), check_ckpt_path(cfg)
     with runner.stage("attention") as stage:  # the callbacks are built first: a bad plugin fails before training
         names = attention_names(stage.callbacks)
-        datamodule, module = build_classifier(cfg, rc, init_from)
-        fitted = stage.fit(module, datamodule, int(rc["epochs"]), ckpt_path=ckpt_path, test=True, reseed=False)
+        datamodule, module = build_classifier(cfg, init_from)
+        fitted = stage.fit(module, datamodule, epochs, ckpt_path=ckpt_path, test=True, reseed=False)
         runner.keep(module, "attention")
         row = {"name": cfg.name, **names, "seed": runner.seed, **tested_row(fitted.tested), "seconds": fitted.seconds}
         if not runner.writer:  # strategy=ddp runs the pipeline on every rank; rank 0 alone reports

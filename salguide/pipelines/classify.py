@@ -22,43 +22,25 @@ from salguide.callbacks import (
 )
 from salguide.data.loaders import first_samples
 from salguide.metrics import explain
-from salguide.models import ClassifierModule
 from salguide.viz.saliency import plot_saliency_overlays
 
 from .runner import StageRunner
-from .stages import as_dict, check_ckpt_path, check_init_from, init_model
+from .stages import build_module, check_ckpt_path, check_init_from, init_model, run_epochs
 
 log = logging.getLogger(__name__)
 
-DEFAULT_RECIPE: dict[str, Any] = {
-    "epochs": 30,
-    "lr": 1e-3,
-    "optimizer": "adam",
-    "momentum": 0.9,
-    "weight_decay": 0.0,
-    "scheduler": None,
-}
 TEST_OVERLAYS = ("gradient", "integrated_gradients")  # test_saliency.png without an overlay callback
-_MODULE_KEYS = ("lr", "optimizer", "momentum", "weight_decay", "scheduler")
 
 
-def classify_recipe(cfg: DictConfig) -> dict[str, Any]:
-    """``DEFAULT_RECIPE`` updated by the config's ``classify:`` block; unknown keys are an error."""
-    recipe = as_dict(cfg.get("classify"))
-    unknown = set(recipe) - set(DEFAULT_RECIPE)
-    if unknown:
-        raise ValueError(f"unknown classify keys {sorted(unknown)}; valid: {sorted(DEFAULT_RECIPE)}")
-    return {**DEFAULT_RECIPE, **recipe}
-
-
-def build_classifier(cfg: DictConfig, recipe: dict[str, Any], init_from: str | None) -> tuple[Any, ClassifierModule]:
-    """The data module (set up for fit) and a ``ClassifierModule`` over ``cfg.model`` with the recipe's
-    optimiser, seeded with the run's seed; ``init_from``: start from the user's weights (fine-tuning)."""
+def build_classifier(cfg: DictConfig, init_from: str | None) -> tuple[Any, Any]:
+    """The data module (set up for fit) and the ``model:`` LightningModule (its ``net:`` inside, as
+    ``module.model``), seeded with the run's seed; ``init_from``: start from the user's weights (fine-tuning)."""
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
     pl.seed_everything(int(cfg.seed), verbose=False)
-    model = init_model(instantiate(cfg.model), init_from)
-    return datamodule, ClassifierModule(model, **{k: recipe[k] for k in _MODULE_KEYS})
+    module = build_module(cfg)
+    init_model(module.model, init_from)
+    return datamodule, module
 
 
 def run_classify(cfg: DictConfig) -> float:
@@ -67,12 +49,12 @@ def run_classify(cfg: DictConfig) -> float:
     group's ``InputSaliencyCallback`` in ``callbacks.input_loss``."""
     runner = StageRunner(cfg)
     out, seed = runner.out, runner.seed
-    recipe = classify_recipe(cfg)
+    epochs = run_epochs(cfg)
     init_from, ckpt_path = check_init_from(cfg), check_ckpt_path(cfg)
     with runner.stage("classify") as stage:  # the callbacks are built first: a bad plugin fails before training
         input_loss = next((cb.loss for cb in stage.callbacks if isinstance(cb, InputSaliencyCallback)), None)
-        datamodule, module = build_classifier(cfg, recipe, init_from)
-        fitted = stage.fit(module, datamodule, int(recipe["epochs"]), ckpt_path=ckpt_path, test=True)
+        datamodule, module = build_classifier(cfg, init_from)
+        fitted = stage.fit(module, datamodule, epochs, ckpt_path=ckpt_path, test=True)
         row = {
             "name": cfg.name,
             "input_loss": input_loss.name if input_loss else "none",

@@ -43,8 +43,8 @@ def unlearn(
     ckpt_path: str | None = None,
 ) -> UnlearnResult:
     """Unlearn ``datamodule``'s forget set from a copy of ``original`` with ``method``: a MethodSpec, or the name
-    of a packaged ``unlearning`` option (``method_spec(name)``; ``"retrain"`` trains from scratch with the root
-    config's ``retrain:`` recipe, the CLI's: 10 epochs of SGD, lr 0.05, cosine).
+    of a packaged ``unlearning`` option (``method_spec(name)``; ``"retrain"`` trains from scratch with the
+    presets' ``retrain:`` recipe, the CLI's: 10 epochs of SGD, lr 0.05, cosine).
 
     ``datamodule`` must provide ``forget_dataset``/``retain_dataset``, ``forget_dataloader()`` and a settable
     ``train_on`` (the salguide datamodules do). Methods with a weight mask (SalUn) use ``mask`` if given, else
@@ -79,14 +79,7 @@ def unlearn(
         plugin_callbacks.append(RandomLabelCallback(seed=seed))
 
     module = ClassifierModule(
-        net,
-        lr=spec.lr,
-        optimizer=spec.optimizer,
-        momentum=spec.momentum,
-        weight_decay=spec.weight_decay,
-        scheduler=spec.scheduler,
-        l1_alpha=spec.l1_alpha,
-        loss_sign=spec.loss_sign,
+        net, optimizer=spec.optimizer, scheduler=spec.scheduler, l1_alpha=spec.l1_alpha, loss_sign=spec.loss_sign
     )
     fit_module(
         module, datamodule, spec.epochs, seed, trainer_kwargs, logger, [*plugin_callbacks, *callbacks], ckpt_path
@@ -96,7 +89,7 @@ def unlearn(
 
 
 def train_original(
-    model: nn.Module,
+    model: nn.Module | ClassifierModule,
     datamodule: Any,
     *,
     epochs: int = 15,
@@ -104,14 +97,19 @@ def train_original(
     trainer_kwargs: dict[str, Any] | None = None,
     logger: Any = False,
     callbacks: Sequence[Any] = (),
-    **optim: Any,
+    **module_kwargs: Any,
 ) -> nn.Module:
-    """Train ``model`` in place on the full training split (the model to unlearn from)."""
+    """Train ``model`` in place on the full training split (the model to unlearn from) and return its network in
+    eval mode. ``model``: a ``ClassifierModule``, or a network wrapped in one with ``module_kwargs``
+    (``optimizer=``, ``scheduler=``; default SGD, lr 0.05, cosine)."""
+    if isinstance(model, ClassifierModule) and module_kwargs:
+        raise ValueError(f"train_original: {sorted(module_kwargs)} apply to a network, not to a ClassifierModule")
+    module = model if isinstance(model, ClassifierModule) else ClassifierModule(model, **module_kwargs)
     datamodule.setup("fit")
     datamodule.train_on = "full"
-    model.train()
-    fit_module(ClassifierModule(model, **optim), datamodule, epochs, seed, trainer_kwargs, logger, list(callbacks))
-    return model.eval()
+    module.model.train()
+    fit_module(module, datamodule, epochs, seed, trainer_kwargs, logger, list(callbacks))
+    return module.model.eval()
 
 
 def fit_module(

@@ -178,6 +178,31 @@ def init_model(model: torch.nn.Module, init_from: str | None) -> torch.nn.Module
     return model if init_from is None else load_weights(model, init_from)
 
 
+def run_epochs(cfg: DictConfig) -> int:
+    """``trainer.max_epochs``: the epochs of a single-stage task (classify, attention), set by its preset."""
+    n = OmegaConf.select(cfg, "trainer.max_epochs")
+    if n is None:
+        raise ValueError(
+            "trainer.max_epochs is not set: this task trains for trainer.max_epochs epochs (e.g. trainer.max_epochs=30)"
+        )
+    return int(n)
+
+
+def build_module(cfg: DictConfig) -> Any:
+    """The ``model:`` node built: a LightningModule holding its network as ``.model`` (``net:`` in the config),
+    else a ValueError naming ``model``."""
+    try:
+        module = instantiate(cfg.model)
+    except Exception as e:  # Hydra wraps the constructor's error
+        raise ValueError(f"model: {e.__cause__ or e}") from e
+    if not isinstance(module, pl.LightningModule) or not isinstance(getattr(module, "model", None), torch.nn.Module):
+        raise ValueError(
+            "model must build a LightningModule with its network as .model (e.g. _target_: "
+            f"salguide.models.ClassifierModule with a net: node), got {type(module).__name__}"
+        )
+    return module
+
+
 def is_rank_zero() -> bool:
     """False in the extra processes of ``strategy=ddp``, which run the pipeline too: only rank 0 writes and prints."""
     return int(getattr(rank_zero_only, "rank", 0)) == 0

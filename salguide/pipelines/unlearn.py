@@ -8,12 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from salguide.cache import cached_seconds, cached_weights, config_key
 from salguide.io import atomic_write_json, check_writable
+from salguide.models import ClassifierModule
 from salguide.unlearning import MethodSpec, unlearning_metrics
 from salguide.unlearning.report import format_table, with_gaps
 from salguide.viz import plot_mask_sparsity, plot_metrics_vs_retrain
@@ -28,14 +29,14 @@ from .stages import as_dict, check_ckpt_path, check_init_from, weight_settings
 log = logging.getLogger(__name__)
 
 # Part of every cache key; bump it when the code trains different weights from the same config
-# (2: shuffles seeded by (seed, epoch), trainer settings and callbacks in the key).
-CACHE_VERSION = 2
+# (2: shuffles seeded by (seed, epoch), trainer settings and callbacks in the key; 3: model: is the LightningModule).
+CACHE_VERSION = 3
 
 
-def _build(node: DictConfig, key: str) -> Any:
-    """``instantiate(node)``; the constructor's error (e.g. a bad ``lr``) as a ValueError naming ``key``."""
+def _build(node: DictConfig, key: str, **kwargs: Any) -> Any:
+    """``instantiate(node, **kwargs)``; the constructor's error (e.g. a bad ``lr``) as a ValueError naming ``key``."""
     try:
-        return instantiate(node)
+        return instantiate(node, **kwargs)
     except Exception as e:  # Hydra wraps it in an InstantiationException
         raise ValueError(f"{key}: {e.__cause__ or e}") from e
 
@@ -97,8 +98,30 @@ def cache_paths(cfg: DictConfig) -> tuple[Path, Path]:
     common = (as_dict(cfg.model), weight_settings(cfg), int(cfg.seed), CACHE_VERSION)
     split = {k: v for k, v in data.items() if not k.startswith("forget")}
     original = config_key(split, as_dict(cfg.original), *common)
-    retrain = config_key(data, str(retrain_spec(cfg)), *common)
+    retrain = config_key(data, as_dict(cfg.retrain), *common)
     return cache / f"original-{original}.safetensors", cache / f"retrain-{retrain}.safetensors"
+
+
+def check_classifier(cfg: DictConfig) -> None:
+    """``task=unlearn`` trains ``ClassifierModule``s (the methods set its loss sign and L1 term): ``model._target_``
+    must name it or a subclass, with a ``net:`` node (checked before anything trains)."""
+    target = cfg.model.get("_target_")
+    try:
+        cls = get_class(str(target))
+    except Exception:
+        cls = None
+    if not (isinstance(cls, type) and issubclass(cls, ClassifierModule)) or "net" not in cfg.model:
+        raise ValueError(
+            "model: task=unlearn trains salguide.models.ClassifierModule (model._target_) over a net: node "
+            f"(e.g. model=small_cnn), got _target_={target!r}"
+        )
+
+
+def original_module(cfg: DictConfig, net: nn.Module) -> ClassifierModule:
+    """The ``model:`` LightningModule around ``net``: the original's optimiser and schedule."""
+    module = _build(cfg.model, "model", net=net)
+    assert isinstance(module, ClassifierModule)  # check_classifier
+    return module
 
 
 def method_label(cfg: DictConfig, spec: MethodSpec) -> str:
@@ -116,6 +139,7 @@ def run_unlearning(cfg: DictConfig) -> float | None:
     runner = StageRunner(cfg)
     out, seed, writer = runner.out, runner.seed, runner.writer
     check_writable(cfg.paths.cache_dir, "paths.cache_dir")
+    check_classifier(cfg)
     spec = method_from(cfg)  # fail on a bad method before any training
     method, label = spec.key, method_label(cfg, spec)
     init_from, ckpt_path = check_init_from(cfg), check_ckpt_path(cfg)
@@ -124,20 +148,21 @@ def run_unlearning(cfg: DictConfig) -> float | None:
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
     mask_fn = mask_builder(cfg.saliency, datamodule) if spec.weight_mask else None
-    make_model: Callable[[], nn.Module] = lambda: instantiate(cfg.model)  # noqa: E731
+    make_model: Callable[[], nn.Module] = lambda: instantiate(cfg.model.net)  # noqa: E731
 
     # 1. the original model: the user's own (init_from=), or trained once and cached
     if init_from is not None:
         original = load_weights(_seeded(make_model, seed), init_from).eval()
         log.info("original model loaded from %s", init_from)
     else:
-        ocfg = as_dict(cfg.original)
-        epochs = ocfg.pop("epochs")
+        epochs = int(cfg.original.epochs)
         with runner.stage("original") as stage:
             original, hit = cached_weights(
                 orig_path,
                 _seeded(make_model, seed),
-                lambda m: train_original(m, datamodule, epochs=epochs, seed=seed, **stage.fit_args(), **ocfg),
+                lambda m: train_original(
+                    original_module(cfg, m), datamodule, epochs=epochs, seed=seed, **stage.fit_args()
+                ),
                 write=writer,
             )
         done = "loaded from" if hit else "trained and cached at" if writer else "trained for"

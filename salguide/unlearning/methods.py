@@ -12,24 +12,28 @@ via Gradient-based Weight Saliency", ICLR 2024):
 - **SalUn**: RL restricted to the weights of highest forget-set gradient saliency (weight mask).
 
 Each method's settings live in one place, the packaged config group ``salguide/configs/unlearning/<name>.yaml``
-(a ``_target_: salguide.unlearning.MethodSpec`` node); Retrain is the root config's ``retrain:`` node, whose
-recipe is the original model's (``original:``). ``method_spec(name, **overrides)`` reads those files.
+(a ``_target_: salguide.unlearning.MethodSpec`` node, its optimiser a ``_partial_`` node); Retrain is the
+``retrain:`` node of the unlearning presets (``experiment/unlearn_digits.yaml``), whose recipe is the original
+model's (``model.optimizer``, ``model.scheduler``, ``original.epochs``). ``method_spec(name, **overrides)`` reads
+those files.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
+from functools import partial
 from importlib.resources import files
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from salguide.models.optim import check_lr
+
 _SPLITS = ("retain", "forget")
-_OPTIMIZERS = ("sgd", "adam", "adamw")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class MethodSpec:
     """One unlearning run: the split to iterate, the objective, the plugins, and its optimiser. Every field is
     required: the methods' values are the ``unlearning`` config group's files (see ``method_spec``)."""
@@ -42,21 +46,24 @@ class MethodSpec:
     loss_sign: float  # +1 descends the cross-entropy, -1 ascends it (GA)
     l1_alpha: float  # initial weight of the linearly decaying L1 penalty (l1-sparse); 0 = none
     epochs: int
-    lr: float
-    optimizer: str
-    momentum: float
-    weight_decay: float
-    scheduler: str | None
+    optimizer: Callable[..., Any]  # optimizer(params) -> torch.optim.Optimizer (a ``_partial_`` node)
+    scheduler: Callable[..., Any] | None  # scheduler(optimizer[, max_epochs]) or None: a constant learning rate
 
     def __post_init__(self) -> None:
         if self.train_on not in _SPLITS:
             raise ValueError(f"{self.name}: train_on must be one of {_SPLITS}, got {self.train_on!r}")
         if self.epochs < 1:
             raise ValueError(f"{self.name}: epochs must be >= 1, got {self.epochs}")
-        if not self.lr > 0:
-            raise ValueError(f"{self.name}: lr must be positive, got {self.lr}")
-        if self.optimizer not in _OPTIMIZERS:
-            raise ValueError(f"{self.name}: optimizer must be one of {_OPTIMIZERS}, got {self.optimizer!r}")
+        if not callable(self.optimizer):
+            raise ValueError(
+                f"{self.name}: optimizer must be a factory optimizer(params), e.g. a _partial_ node of "
+                f"torch.optim.SGD, got {self.optimizer!r}"
+            )
+        check_lr(self.optimizer, self.name)
+        if self.scheduler is not None and not callable(self.scheduler):
+            raise ValueError(
+                f"{self.name}: scheduler must be a factory scheduler(optimizer) or null, got {self.scheduler!r}"
+            )
         if self.l1_alpha < 0:
             raise ValueError(f"{self.name}: l1_alpha must be >= 0, got {self.l1_alpha}")
         if self.loss_sign not in (1.0, -1.0):
@@ -64,10 +71,26 @@ class MethodSpec:
         if self.random_labels and self.train_on != "retain":
             raise ValueError(f"{self.name}: random labels are mixed into retain batches; set train_on='retain'")
 
+    def __eq__(self, other: object) -> bool:
+        """Equal fields; the optimiser and schedule factories compare by target and arguments."""
+        if not isinstance(other, MethodSpec):
+            return NotImplemented
+        return all(_comparable(getattr(self, f.name)) == _comparable(getattr(other, f.name)) for f in fields(self))
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.train_on, self.epochs))
+
     @property
     def key(self) -> str:
         """The method's stage and file name: ``name`` lower-cased, ``-`` -> ``_`` ("l1-sparse" -> "l1_sparse")."""
         return self.name.lower().replace("-", "_")
+
+
+def _comparable(value: Any) -> Any:
+    """A ``functools.partial`` as (target, args, keywords); anything else as it is."""
+    if isinstance(value, partial):
+        return (value.func, value.args, sorted(value.keywords.items()))
+    return value
 
 
 def run_method_key(unlearning: Mapping[str, Any]) -> str:
@@ -87,23 +110,40 @@ def method_names() -> list[str]:
     return sorted(p.name[: -len(".yaml")] for p in (_configs() / "unlearning").iterdir() if p.name.endswith(".yaml"))
 
 
+def _yaml(*parts: str) -> DictConfig:
+    node = OmegaConf.create((_configs().joinpath(*parts)).read_text())
+    assert isinstance(node, DictConfig)
+    return node
+
+
 def method_spec(method: str, **overrides: Any) -> MethodSpec:
-    """The packaged ``unlearning/<method>.yaml`` instantiated, with hyper-parameters overridden (unknown names
-    are errors). ``"retrain"`` is the root config's ``retrain:`` node: the ``original:`` recipe, as on the CLI."""
+    """The packaged ``unlearning/<method>.yaml`` instantiated, with hyper-parameters overridden: MethodSpec fields
+    (``epochs=2``, ``optimizer=partial(torch.optim.Adam, lr=1e-3)``) or the optimiser's own settings (``lr=0.1``,
+    ``momentum=0``); unknown names are errors. ``"retrain"`` is the presets' ``retrain:`` node: the default
+    model's recipe (``model/small_cnn.yaml``) for ``original.epochs``, as on the CLI."""
     from hydra.utils import instantiate  # Hydra's import is slow; only this function needs it
 
     key = method.lower().replace("-", "_")
     if key not in method_names():
         raise ValueError(f"unknown unlearning method {method!r}; choose one of {method_names()}")
-    valid = {f.name for f in fields(MethodSpec)} - {"name"}
-    bad = sorted(set(overrides) - valid)
+    preset = _yaml("experiment", "unlearn_digits.yaml")
+    # the recipes the group files interpolate (``retrain``, ``original``, ``model``), without Hydra's keys
+    tree = OmegaConf.create(
+        {"seed": 0, "model": _yaml("model", "small_cnn.yaml"), "original": preset.original, "retrain": preset.retrain}
+    )
+    tree.unlearning = _yaml("unlearning", f"{key}.yaml")
+    node = OmegaConf.create(OmegaConf.to_container(tree.unlearning, resolve=True))
+    assert isinstance(node, DictConfig)
+    fields_ = {f.name for f in fields(MethodSpec)} - {"name"}
+    opt_keys = set(node.optimizer) - {"_target_", "_partial_"}
+    bad = sorted(set(overrides) - fields_ - opt_keys)
     if bad:
-        raise ValueError(f"unknown hyper-parameter(s) {bad} for method {method!r}; valid: {sorted(valid)}")
-    root = OmegaConf.create((_configs() / "train.yaml").read_text())
-    assert isinstance(root, DictConfig)
-    # the root's recipes (``original``, ``retrain``) that the group files interpolate, without Hydra's keys
-    tree = OmegaConf.create({k: root[k] for k in ("seed", "original", "retrain")})
-    tree.unlearning = OmegaConf.create((_configs() / "unlearning" / f"{key}.yaml").read_text())
-    spec = instantiate(tree.unlearning)
+        raise ValueError(f"unknown hyper-parameter(s) {bad} for method {method!r}; valid: {sorted(fields_ | opt_keys)}")
+    for k, v in overrides.items():
+        if k in fields_ and not callable(v):
+            node[k] = v
+        elif k not in fields_:
+            node.optimizer[k] = v
+    spec = instantiate(node)
     assert isinstance(spec, MethodSpec), f"unlearning/{key}.yaml does not build a MethodSpec"
-    return replace(spec, **overrides)
+    return replace(spec, **{k: v for k, v in overrides.items() if k in fields_ and callable(v)})
