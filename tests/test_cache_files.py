@@ -52,7 +52,7 @@ def test_an_original_trained_with_other_trainer_settings_is_not_reused(tmp_path)
         "+trainer.gradient_clip_val=1.0",
         "+trainer.max_steps=5",
         "seed=1",
-        "original.lr=0.1",
+        "model.optimizer.lr=0.1",
         "data.batch_size=32",
         "+callbacks.swa._target_=lightning.pytorch.callbacks.StochasticWeightAveraging",
         "+callbacks.swa.swa_lrs=0.01",

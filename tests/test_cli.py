@@ -31,9 +31,10 @@ def test_option_list_is_complete():
 @pytest.mark.parametrize("group,option", OPTIONS)
 def test_every_group_option_composes(group, option):
     cfg = _compose(f"{group}={option}")
-    assert cfg.task in ("unlearn", "classify", "attention", "unlearn_diffusion")
+    pipelines = ("unlearn.run_unlearning", "classify.run_classify", "attention.run_attention", "unlearn_diffusion.")
+    assert cfg.task._partial_ and cfg.task._target_.startswith(tuple(f"salguide.pipelines.{p}" for p in pipelines))
     if group == "experiment" and option.startswith(("decoy", "scenes")):
-        assert cfg.task == "classify" and "input_loss" in cfg.callbacks
+        assert cfg.task._target_.endswith("run_classify") and "input_loss" in cfg.callbacks
     if group == "unlearning":
         assert instantiate(cfg.unlearning).key == option
     if group == "experiment" and option == "unlearn_digits_random":
@@ -133,7 +134,15 @@ def test_unknown_group_option_is_hydras_clear_error(tmp_path):
 
 
 def test_bad_method_value_fails_before_training(tmp_path):
-    proc = _run(tmp_path, "unlearning.lr=-1", "logger=none", check=False)
+    proc = _run(tmp_path, "unlearning.optimizer.lr=-1", "logger=none", check=False)
     assert proc.returncode != 0
-    assert "unlearning.lr must be a number > 0, got -1" in proc.stderr
+    assert "unlearning.optimizer.lr must be a number > 0, got -1" in proc.stderr
     assert not (tmp_path / "cache").exists()  # nothing trained, nothing cached
+
+
+@pytest.mark.parametrize("key", ["model.optimizer", "unlearning.optimizer", "model.scheduler"])
+def test_bad_optimizer_factory_fails_before_training(tmp_path, key):
+    proc = _run(tmp_path, f"{key}._target_=torch.optim.Nope", "logger=none", check=False)
+    assert proc.returncode != 0
+    assert f"{key.split('.')[0]}" in proc.stderr and "torch.optim.Nope" in proc.stderr
+    assert not (tmp_path / "cache").exists()

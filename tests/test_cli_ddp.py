@@ -24,7 +24,7 @@ def test_default_experiment_under_ddp_spawn(tmp_path):
 
 @pytest.mark.slow
 def test_mim_digits_under_ddp_spawn(tmp_path):
-    _run(tmp_path, "experiment=mim_digits", "trainer=ddp", "classify.epochs=1", "callbacks=none", "logger=csv")
+    _run(tmp_path, "experiment=mim_digits", "trainer=ddp", "trainer.max_epochs=1", "callbacks=none", "logger=csv")
     run = next(tmp_path.glob("outputs/mim_digits/runs/*"))
     row = json.loads((run / "results.json").read_text())
     assert row["masking"] == "high" and 0 <= row["test_acc"] <= 100 and row["test_recon_mse"] > 0

@@ -22,18 +22,18 @@ def _compose(*overrides: str):
         ("original.epochs=0", "original.epochs must be an integer >= 1, got 0"),
         ("original.epochs=-1", "original.epochs must be an integer >= 1, got -1"),
         ("original.epochs=2.5", "original.epochs must be an integer >= 1, got 2.5"),
-        ("unlearning.lr=abc", "unlearning.lr must be a number > 0, got 'abc'"),
-        ("unlearning.lr=nan", "unlearning.lr must be a number > 0, got nan"),
+        ("unlearning.optimizer.lr=abc", "unlearning.optimizer.lr must be a number > 0, got 'abc'"),
+        ("unlearning.optimizer.lr=nan", "unlearning.optimizer.lr must be a number > 0, got nan"),
         ("saliency.ratio=2", "saliency.ratio must be a number in (0, 1], got 2"),
         ("saliency.ratio=0", "saliency.ratio must be a number in (0, 1], got 0"),
         ("retrain.epochs=0", "retrain.epochs must be an integer >= 1, got 0"),
         ("data.batch_size=0", "data.batch_size must be an integer >= 1, got 0"),
         ("data.forget_ratio=1.5", "data.forget_ratio must be a number in (0, 1), got 1.5"),
         ("seed=-3", "seed must be an integer in [0, 4294967295], got -3"),
-        ("original.optimizer=sgdd", "original.optimizer must be one of 'sgd', 'adam', 'adamw', got 'sgdd'"),
+        ("model.optimizer.momentum=1.5", "model.optimizer.momentum must be a number in [0, 1), got 1.5"),
         ("compare_to_retrain=maybe", "compare_to_retrain must be one of True, False, got 'maybe'"),
         ("+trainer.accumulate_grad_batches=0", "trainer.accumulate_grad_batches must be an integer >= 1, got 0"),
-        ("model.width=abc", "model.width must be an integer >= 1, got 'abc'"),
+        ("model.net.width=abc", "model.net.width must be an integer >= 1, got 'abc'"),
     ],
 )
 def test_bad_value_names_key_rule_and_value(override, message):
@@ -49,7 +49,7 @@ def test_bad_value_names_key_rule_and_value(override, message):
             ["experiment=mim_digits", "callbacks.attention_masking.ratio=1.0"],
             "callbacks.attention_masking.ratio must be a number in [0, 1)",
         ),
-        (["experiment=mim_digits", "classify.epochs=0"], "classify.epochs must be an integer >= 1, got 0"),
+        (["experiment=mim_digits", "trainer.max_epochs=0"], "trainer.max_epochs must be an integer >= 1 or null, got 0"),
         (
             ["experiment=prune_digits_evit", "callbacks.token_policy.policy.keep=0"],
             "callbacks.token_policy.policy.keep must be a number in (0, 1], got 0",
@@ -58,7 +58,7 @@ def test_bad_value_names_key_rule_and_value(override, message):
             ["experiment=decoy_rrr", "callbacks.input_loss.input_loss.weight=-1"],
             "callbacks.input_loss.input_loss.weight must be a number >= 0, got -1",
         ),
-        (["experiment=decoy_vanilla", "model._args_.1.in_features=0"], "model._args_.1.in_features must be an integer"),
+        (["experiment=decoy_vanilla", "model.net.in_features=0"], "model.net.in_features must be an integer"),
     ],
 )
 def test_other_pipelines_settings_are_checked_too(overrides, message):
@@ -68,9 +68,9 @@ def test_other_pipelines_settings_are_checked_too(overrides, message):
 
 def test_every_error_is_reported_at_once_and_good_values_pass():
     with pytest.raises(ValueError) as err:
-        check_config(_compose("original.epochs=0", "unlearning.lr=abc"))
-    assert "original.epochs" in str(err.value) and "unlearning.lr" in str(err.value)
-    check_config(_compose("unlearning.lr=1", "original.epochs=3", "saliency.ratio=1.0", "data.forget_ratio=0.3"))
+        check_config(_compose("original.epochs=0", "unlearning.optimizer.lr=abc"))
+    assert "original.epochs" in str(err.value) and "unlearning.optimizer.lr" in str(err.value)
+    check_config(_compose("unlearning.optimizer.lr=1", "original.epochs=3", "saliency.ratio=1.0", "data.forget_ratio=0.3"))
 
 
 @pytest.mark.parametrize("group,option", OPTIONS)

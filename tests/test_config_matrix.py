@@ -175,7 +175,7 @@ def test_every_preset_runs_with_fast_dev_run(preset, data_dirs, tmp_path, monkey
     results written."""
     from salguide.train import main
 
-    task = _compose(f"experiment={preset}").task
+    task = _compose(f"experiment={preset}").task._target_.split(".")[2]  # salguide.pipelines.<task>.run_*
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("SALGUIDE_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("SALGUIDE_OUTPUT_DIR", str(tmp_path / "outputs"))

@@ -14,7 +14,7 @@ from torch import nn
 
 from salguide._lightning import pl
 
-from .optim import OptimizerFactory, SchedulerFactory, build_optimizers, check_lr, cosine, sgd
+from .optim import OptimizerFactory, SchedulerFactory, build_optimizers, check_optimizer, cosine, sgd
 
 
 class ClassifierModule(pl.LightningModule):
@@ -46,7 +46,7 @@ class ClassifierModule(pl.LightningModule):
             raise TypeError(f"optimizer must be a factory optimizer(params) (e.g. a _partial_ node), got {optimizer!r}")
         if scheduler is not None and not callable(scheduler):
             raise TypeError(f"scheduler must be a factory scheduler(optimizer) or None, got {scheduler!r}")
-        check_lr(optimizer, "ClassifierModule")
+        check_optimizer(optimizer, "ClassifierModule")
         self.model = net
         self.make_optimizer = optimizer if optimizer is not None else sgd()
         self.make_scheduler = scheduler

@@ -21,7 +21,7 @@ from salguide._lightning import pl
 from salguide.attention.masking import mask_patches, patchify
 from salguide.attention.targets import token_grid
 
-from .optim import OptimizerFactory, build_optimizers, check_lr
+from .optim import OptimizerFactory, build_optimizers, check_optimizer
 
 
 class MaskedReconstructionModule(pl.LightningModule):
@@ -33,7 +33,7 @@ class MaskedReconstructionModule(pl.LightningModule):
             raise TypeError("MaskedReconstructionModule needs a timm-layout ViT (forward_features, head)")
         if not float(recon_weight) >= 0:
             raise ValueError(f"recon_weight must be >= 0, got {recon_weight}")
-        check_lr(optimizer, "MaskedReconstructionModule")
+        check_optimizer(optimizer, "MaskedReconstructionModule")
         self.model, self.recon_weight = net, float(recon_weight)
         # default: AdamW, lr 1e-3, weight decay 0.05
         self.make_optimizer = optimizer or partial(torch.optim.AdamW, lr=1e-3, weight_decay=0.05)

@@ -50,8 +50,15 @@ def build_optimizers(
     return {"optimizer": opt, "lr_scheduler": scheduler(opt)}
 
 
-def check_lr(optimizer: Any, owner: str) -> None:
-    """A ``lr`` bound in an optimiser factory must be a positive number (named by ``owner``)."""
+def check_optimizer(optimizer: Any, owner: str) -> None:
+    """Fail now, naming ``owner``, when the factory cannot build an optimiser: a ``lr`` that is not a positive
+    number, or settings the optimiser rejects (a misspelt keyword, a negative momentum), tried on one parameter."""
+    if optimizer is None:
+        return
     lr = getattr(optimizer, "keywords", {}).get("lr")
     if lr is not None and not (isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr > 0):
         raise ValueError(f"{owner}: optimizer lr must be positive, got {lr!r}")
+    try:
+        optimizer([torch.nn.Parameter(torch.zeros(1))])
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{owner}: the optimizer factory {optimizer!r} does not build: {e}") from e

@@ -104,7 +104,8 @@ def cache_paths(cfg: DictConfig) -> tuple[Path, Path]:
 
 def check_classifier(cfg: DictConfig) -> None:
     """``task=unlearn`` trains ``ClassifierModule``s (the methods set its loss sign and L1 term): ``model._target_``
-    must name it or a subclass, with a ``net:`` node (checked before anything trains)."""
+    must name it or a subclass, with a ``net:`` node and optimiser/schedule factories that build (checked before
+    anything trains)."""
     target = cfg.model.get("_target_")
     try:
         cls = get_class(str(target))
@@ -115,6 +116,9 @@ def check_classifier(cfg: DictConfig) -> None:
             "model: task=unlearn trains salguide.models.ClassifierModule (model._target_) over a net: node "
             f"(e.g. model=small_cnn), got _target_={target!r}"
         )
+    for key in ("optimizer", "scheduler"):  # a bad factory fails now, not when the original starts training
+        if cfg.model.get(key) is not None:
+            _build(cfg.model[key], f"model.{key}")
 
 
 def original_module(cfg: DictConfig, net: nn.Module) -> ClassifierModule:
@@ -138,9 +142,9 @@ def run_unlearning(cfg: DictConfig) -> float | None:
     model, ``init_from=``), ``retrain`` (both cached), then the method; metrics of each vs Retrain."""
     runner = StageRunner(cfg)
     out, seed, writer = runner.out, runner.seed, runner.writer
-    check_writable(cfg.paths.cache_dir, "paths.cache_dir")
     check_classifier(cfg)
-    spec = method_from(cfg)  # fail on a bad method before any training
+    spec = method_from(cfg)  # fail on a bad model or method before any training (or cache folder)
+    check_writable(cfg.paths.cache_dir, "paths.cache_dir")
     method, label = spec.key, method_label(cfg, spec)
     init_from, ckpt_path = check_init_from(cfg), check_ckpt_path(cfg)
     orig_path, rpath = cache_paths(cfg)

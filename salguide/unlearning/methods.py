@@ -28,7 +28,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from salguide.models.optim import check_lr
+from salguide.models.optim import check_optimizer
 
 _SPLITS = ("retain", "forget")
 
@@ -59,7 +59,7 @@ class MethodSpec:
                 f"{self.name}: optimizer must be a factory optimizer(params), e.g. a _partial_ node of "
                 f"torch.optim.SGD, got {self.optimizer!r}"
             )
-        check_lr(self.optimizer, self.name)
+        check_optimizer(self.optimizer, self.name)
         if self.scheduler is not None and not callable(self.scheduler):
             raise ValueError(
                 f"{self.name}: scheduler must be a factory scheduler(optimizer) or null, got {self.scheduler!r}"
@@ -144,6 +144,9 @@ def method_spec(method: str, **overrides: Any) -> MethodSpec:
             node[k] = v
         elif k not in fields_:
             node.optimizer[k] = v
-    spec = instantiate(node)
+    try:
+        spec = instantiate(node)
+    except Exception as e:  # Hydra wraps MethodSpec's own error: raise that one
+        raise (e.__cause__ if isinstance(e.__cause__, ValueError) else e) from None
     assert isinstance(spec, MethodSpec), f"unlearning/{key}.yaml does not build a MethodSpec"
     return replace(spec, **{k: v for k, v in overrides.items() if k in fields_ and callable(v)})

@@ -3,6 +3,7 @@ TokenPruningCallback follows its schedule and detaches."""
 
 from __future__ import annotations
 
+from salguide.models.optim import sgd
 import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
@@ -32,7 +33,7 @@ def vit() -> torch.nn.Module:
 
 
 def opts() -> dict:
-    return dict(lr=0.5, optimizer="sgd", momentum=0.0, weight_decay=0.0, scheduler=None)
+    return dict(optimizer=sgd(lr=0.5, momentum=0.0, weight_decay=0.0), scheduler=None)
 
 
 class HandWritten(ClassifierModule):

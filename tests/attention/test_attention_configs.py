@@ -51,8 +51,8 @@ def test_groups_compose_and_build(loss: str, policy: str) -> None:
 @pytest.mark.parametrize("preset", PRESETS)
 def test_presets(preset: str) -> None:
     cfg = _compose(f"experiment={preset}")
-    assert cfg.task == "attention" and cfg.name == preset
-    assert cfg.model._target_.startswith("salguide.models.vit.")
+    assert cfg.task._target_ == "salguide.pipelines.attention.run_attention" and cfg.name == preset
+    assert cfg.model.net._target_.startswith(("salguide.models.vit", "salguide.models.VisionTransformer"))
     if preset.startswith("prune_"):
         assert instantiate(cfg.callbacks.token_policy).policy.name == preset.split("_")[-1] and cfg.data.forget is None
     masking = cfg.callbacks.get("attention_masking")
@@ -87,7 +87,7 @@ def test_attention_pipeline_writes_results_and_attention_maps(tmp_path) -> None:
     cfg = _compose(
         "experiment=attn_scenes_bas",
         f"paths.output_dir={tmp_path}",
-        "classify.epochs=1",
+        "trainer.max_epochs=1",
         "logger=none",
         "callbacks=none",
         "callbacks.attention_maps.every_n_epochs=1",
@@ -106,7 +106,7 @@ def test_mim_pipeline_on_digits_writes_results(tmp_path) -> None:
     cfg = _compose(
         "experiment=mim_digits",
         f"paths.output_dir={tmp_path}",
-        "classify.epochs=1",
+        "trainer.max_epochs=1",
         "logger=none",
         "callbacks=none",
         "attention_masking=acmil",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from salguide.models.optim import sgd
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -30,7 +31,7 @@ def test_attention_map_callback_writes_png_with_kept_tokens(tmp_path) -> None:
     ds = TensorDataset(torch.rand(8, 1, 32, 32, generator=g), torch.randint(0, 10, (8,), generator=g))
     loader = DataLoader(ds, batch_size=4)
     torch.manual_seed(0)
-    module = ClassifierModule(vit_digits(depth=2, embed_dim=32), lr=0.1, scheduler=None)
+    module = ClassifierModule(vit_digits(depth=2, embed_dim=32), optimizer=sgd(lr=0.1), scheduler=None)
     cb = AttentionMapCallback(layers=[0, 1], num_images=3, out_dir=str(tmp_path))
     trainer = pl.Trainer(
         max_epochs=1,

@@ -8,6 +8,8 @@ the module cannot train without it (MIM needs the patch mask)."""
 
 from __future__ import annotations
 
+from salguide.models.optim import sgd
+from functools import partial
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,7 +78,7 @@ class TinyData(LightningDataModule):
 def mlp(side: int = 4) -> ClassifierModule:
     torch.manual_seed(0)
     net = nn.Sequential(nn.Flatten(), nn.Linear(side * side, 8), nn.Tanh(), nn.Linear(8, CLASSES))
-    return ClassifierModule(net, lr=0.1, optimizer="sgd", momentum=0.9, weight_decay=0.0, scheduler=None)
+    return ClassifierModule(net, optimizer=sgd(lr=0.1, momentum=0.9, weight_decay=0.0), scheduler=None)
 
 
 def vit() -> VisionTransformer:
@@ -87,13 +89,13 @@ def vit() -> VisionTransformer:
 
 
 def vit_module() -> ClassifierModule:
-    return ClassifierModule(vit(), lr=1e-2, optimizer="adam", momentum=0.0, weight_decay=0.0, scheduler=None)
+    return ClassifierModule(vit(), optimizer=partial(torch.optim.Adam, lr=1e-2, weight_decay=0.0), scheduler=None)
 
 
 def mim_module() -> nn.Module:
     from salguide.models.mim import MaskedReconstructionModule
 
-    return MaskedReconstructionModule(vit(), lr=1e-2)
+    return MaskedReconstructionModule(vit(), optimizer=partial(torch.optim.AdamW, lr=1e-2, weight_decay=0.05))
 
 
 def ddpm() -> nn.Module:

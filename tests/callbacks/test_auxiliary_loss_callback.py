@@ -3,6 +3,7 @@ the batch's mask once per step, shares the step's forward and adds the penalty o
 
 from __future__ import annotations
 
+from salguide.models.optim import sgd
 from collections import Counter
 
 import pytest
@@ -31,7 +32,7 @@ class CountingBatch(list):
 
 
 def step(callback: AuxiliaryLossCallback, net: nn.Module, batch: CountingBatch) -> torch.Tensor:
-    module = ClassifierModule(net, lr=0.1, optimizer="sgd", momentum=0.0, weight_decay=0.0, scheduler=None)
+    module = ClassifierModule(net, optimizer=sgd(lr=0.1, momentum=0.0, weight_decay=0.0), scheduler=None)
     module.log = lambda *args, **kwargs: None  # no Trainer here
     forwards = []
     module.register_forward_pre_hook(lambda *_: forwards.append(1))

@@ -4,6 +4,7 @@ restores precisely what was there before (a user's own instance-level ``training
 
 from __future__ import annotations
 
+from salguide.models.optim import sgd
 import pytest
 import torch
 import torch.nn.functional as F
@@ -63,13 +64,13 @@ def fit(module, callbacks, side: int = 4, classes: int = 3) -> dict[str, torch.T
 def cnn_module() -> ClassifierModule:
     torch.manual_seed(0)
     net = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.Tanh(), nn.Linear(8, 3))
-    return ClassifierModule(net, lr=0.1, optimizer="sgd", momentum=0.0, weight_decay=0.0, scheduler=None)
+    return ClassifierModule(net, optimizer=sgd(lr=0.1, momentum=0.0, weight_decay=0.0), scheduler=None)
 
 
 def vit_module() -> ClassifierModule:
     torch.manual_seed(0)
     return ClassifierModule(
-        vit_digits(depth=2, embed_dim=32), lr=0.1, optimizer="sgd", momentum=0.0, weight_decay=0.0, scheduler=None
+        vit_digits(depth=2, embed_dim=32), optimizer=sgd(lr=0.1, momentum=0.0, weight_decay=0.0), scheduler=None
     )
 
 

@@ -23,9 +23,9 @@ PRESETS = {
 }
 TINY = {
     "unlearn": ["original.epochs=1", "unlearning.epochs=1", "retrain.epochs=1", "data.train_size=60"],
-    "classify": ["classify.epochs=1", "callbacks.explanation_metrics.num_samples=16", "data.train_size=100"],
+    "classify": ["trainer.max_epochs=1", "callbacks.explanation_metrics.num_samples=16", "data.train_size=100"],
     "attention": [
-        "classify.epochs=1",
+        "trainer.max_epochs=1",
         "+trainer.limit_train_batches=2",
         "data.train_size=40",
         "callbacks.attention_maps.every_n_epochs=1",
@@ -46,14 +46,14 @@ def _csv(path: Path) -> list[dict[str, str]]:
 @pytest.mark.parametrize("preset, task", sorted(PRESETS.items()))
 def test_presets_compose(preset, task):
     cfg = _compose(f"experiment={preset}")
-    assert cfg.task == task and cfg.name == preset
+    assert cfg.task._target_.split(".")[2] == task and cfg.name == preset
     assert cfg.data._target_.endswith("DecoyFashionMNISTDataModule" if task == "classify" else "FashionMNISTDataModule")
     assert cfg.data.data_dir.endswith("fashion-mnist")
     if task == "unlearn":
         assert cfg.data.forget == ("random" if preset.endswith("random") else "class")
     if task == "attention":
         assert instantiate(cfg.callbacks.token_policy).policy.name == preset.split("_")[-1] and cfg.data.forget is None
-        assert (cfg.model.img_size, cfg.model.patch_size) == (28, 2)  # 196 tokens + CLS
+        assert (cfg.model.net.img_size, cfg.model.net.patch_size) == (28, 2)  # 196 tokens + CLS
 
 
 def test_data_options_and_the_default_stays_on_digits(tmp_path):
@@ -125,7 +125,7 @@ def test_attention_pipeline_tests_in_loader_batches(tmp_path, monkeypatch):
         f"paths.output_dir={tmp_path / 'out'}",
         "logger=none",
         "callbacks=none",
-        "classify.epochs=1",
+        "trainer.max_epochs=1",
         "+trainer.limit_train_batches=1",
         "+trainer.limit_val_batches=0",
         "callbacks.attention_maps=null",

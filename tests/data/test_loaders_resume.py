@@ -4,6 +4,7 @@ optimizer steps of one."""
 
 from __future__ import annotations
 
+from salguide.models.optim import sgd
 import copy
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +51,7 @@ class StopAfter(L.Callback):
 def _readme_salun(root: Path, *extra, ckpt_path=None) -> dict[str, torch.Tensor]:
     """The README's SalUn recipe on digits (mask at fit start, random labels mixed into retain batches)."""
     torch.manual_seed(0)
-    module = ClassifierModule(SmallCNN(), lr=0.02, optimizer="sgd", momentum=0.9, weight_decay=5e-4, scheduler="cosine")
+    module = ClassifierModule(SmallCNN(), optimizer=sgd(lr=0.02))
     plugins = [WeightSaliencyCallback(ratio=0.5, log_figure=False), RandomLabelCallback()]
     trainer = L.Trainer(
         max_epochs=3,
@@ -102,7 +103,7 @@ def _even_retain() -> DigitsDataModule:
 @pytest.mark.slow
 def test_two_processes_train_what_one_process_trains(tmp_path):
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))  # no BatchNorm (per-process statistics)
-    one, two = (ClassifierModule(copy.deepcopy(net), lr=0.05) for _ in range(2))
+    one, two = (ClassifierModule(copy.deepcopy(net)) for _ in range(2))
     kw = dict(
         max_epochs=1,
         accelerator="cpu",

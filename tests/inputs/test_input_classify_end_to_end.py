@@ -40,7 +40,7 @@ def _loss_name(cfg) -> str:
 @pytest.mark.parametrize("preset", PRESETS)
 def test_presets_compose(preset):
     cfg = _compose(f"experiment={preset}")
-    assert cfg.task == "classify" and cfg.name == preset
+    assert cfg.task._target_ == "salguide.pipelines.classify.run_classify" and cfg.name == preset
     expected = preset.split("_")[1] if preset.split("_")[1] in ("rrr", "sgt", "energy") else "none"
     assert _loss_name(cfg) == expected
     assert cfg.data._target_.endswith(
@@ -55,9 +55,10 @@ def test_bad_loss_and_recipe_keys_fail_before_training(tmp_path):
     cfg = _compose("experiment=decoy_rrr", f"paths.output_dir={tmp_path}", bad, "logger=none")
     with pytest.raises(InstantiationException, match="Error locating target 'salguide.inputs.RRRRLoss'"):
         run_classify(cfg)
-    cfg = _compose("experiment=decoy_rrr", f"paths.output_dir={tmp_path}", "+classify.epoch=3", "logger=none")
-    with pytest.raises(ValueError, match=r"unknown classify keys \['epoch'\]"):
+    cfg = _compose("experiment=decoy_rrr", f"paths.output_dir={tmp_path}", "+model.optimizer.lrr=3", "logger=none")
+    with pytest.raises(ValueError, match=r"model: .*optimizer factory .* does not build: .*unexpected keyword argument 'lrr'"):
         run_classify(cfg)
+    assert not (tmp_path / "results.json").exists()
 
 
 @pytest.mark.slow
@@ -66,7 +67,7 @@ def test_classify_pipeline_writes_results_figures_and_wandb_images(tmp_path, mon
     cfg = _compose(
         "experiment=scenes_rrr",
         f"paths.output_dir={tmp_path}",
-        "classify.epochs=2",
+        "trainer.max_epochs=2",
         "callbacks.saliency_overlays.every_n_epochs=1",
         "callbacks.explanation_metrics.num_samples=32",
         "logger=default",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from salguide.models.optim import sgd
 import pytest
 import torch
 import torch.nn.functional as F
@@ -32,7 +33,7 @@ class HandWritten(ClassifierModule):
     """What a user would write: CE + loss.penalty in training_step."""
 
     def __init__(self, model: nn.Module, loss: InputLoss) -> None:
-        super().__init__(model, lr=0.1, optimizer="sgd", momentum=0.0, weight_decay=0.0, scheduler=None)
+        super().__init__(model, optimizer=sgd(lr=0.1, momentum=0.0, weight_decay=0.0), scheduler=None)
         self.input_loss = loss
 
     def training_step(self, batch, batch_idx):
@@ -61,11 +62,11 @@ def fit(module: pl.LightningModule, callbacks=(), **kw) -> dict[str, torch.Tenso
 @pytest.mark.parametrize("make_loss", [lambda: RRRLoss(5.0), lambda: SGTLoss(1.0, seed=0)], ids=["rrr", "sgt"])
 def test_callback_equals_the_hand_written_loss(make_loss, precision, accumulate):
     kw = {"precision": precision, "accumulate_grad_batches": accumulate}
-    plain = ClassifierModule(net(), lr=0.1, optimizer="sgd", momentum=0.0, weight_decay=0.0, scheduler=None)
+    plain = ClassifierModule(net(), optimizer=sgd(lr=0.1, momentum=0.0, weight_decay=0.0), scheduler=None)
     zero_code = fit(plain, [InputSaliencyCallback(make_loss())], **kw)
     by_hand = fit(HandWritten(net(), make_loss()), **kw)
     baseline = fit(
-        ClassifierModule(net(), lr=0.1, optimizer="sgd", momentum=0.0, weight_decay=0.0, scheduler=None), **kw
+        ClassifierModule(net(), optimizer=sgd(lr=0.1, momentum=0.0, weight_decay=0.0), scheduler=None), **kw
     )
     for k in by_hand:
         torch.testing.assert_close(zero_code[k], by_hand[k], msg=k)
@@ -76,7 +77,7 @@ def test_callback_equals_the_hand_written_loss(make_loss, precision, accumulate)
 
 def test_added_exactly_once_per_step():
     """Doubling the weight by hand == the callback with the doubled weight, not the callback twice."""
-    module = ClassifierModule(net(), lr=0.1, optimizer="sgd", momentum=0.0, weight_decay=0.0, scheduler=None)
+    module = ClassifierModule(net(), optimizer=sgd(lr=0.1, momentum=0.0, weight_decay=0.0), scheduler=None)
     once = fit(module, [InputSaliencyCallback(RRRLoss(4.0))])
     hand = fit(HandWritten(net(), RRRLoss(4.0)))
     hand_double = fit(HandWritten(net(), RRRLoss(8.0)))
@@ -94,7 +95,7 @@ def test_inverts_a_relevant_mask_for_rrr_and_refuses_manual_optimisation():
             x, y, m = loader.dataset.tensors
             return DataLoader(TensorDataset(x, y, 1 - m), batch_size=4)
 
-    module = ClassifierModule(net(), lr=0.1, optimizer="sgd", momentum=0.0, weight_decay=0.0, scheduler=None)
+    module = ClassifierModule(net(), optimizer=sgd(lr=0.1, momentum=0.0, weight_decay=0.0), scheduler=None)
     trainer = pl.Trainer(
         max_epochs=1,
         accelerator="cpu",

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from salguide.models import MODELS, ClassifierModule, SmallCNN, build_model, classifier, resnet18
+from salguide.models import ClassifierModule, SmallCNN, classifier, resnet18
 
 
 def _n_params(model: torch.nn.Module) -> int:
@@ -44,16 +44,6 @@ def test_wrong_input_channels_and_sizes_are_named():
         SmallCNN(width=0)
     with pytest.raises(ValueError, match="num_classes"):
         resnet18(num_classes=0)
-
-
-def test_registry():
-    assert isinstance(build_model("small_cnn", num_classes=4), SmallCNN)
-    assert build_model("resnet18", num_classes=5).fc.out_features == 5
-    with pytest.raises(ValueError, match="valid names: .*'resnet18', 'small_cnn'"):
-        build_model("vgg16")
-    assert set(MODELS) == {"small_cnn", "resnet18", "vit_digits", "vit_small_patch16"}
-    assert build_model("vit_digits", num_classes=10)(torch.randn(2, 1, 32, 32)).shape == (2, 10)
-    assert ClassifierModule is classifier.ClassifierModule
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from salguide.data import DigitsDataModule
-from salguide.models import SmallCNN
+from salguide.models import SmallCNN, sgd
 from salguide.pipelines.fit import train_original, unlearn
 from salguide.unlearning import accuracy, method_spec
 from salguide.weights import WeightMask, saliency_scores
@@ -19,7 +19,7 @@ def setup():
     dm = DigitsDataModule(batch_size=64, seed=0, forget="class", forget_class=0)
     dm.setup("fit")
     torch.manual_seed(0)
-    original = train_original(SmallCNN(width=16), dm, epochs=4, trainer_kwargs=TRAINER, lr=0.05)
+    original = train_original(SmallCNN(width=16), dm, epochs=4, trainer_kwargs=TRAINER, optimizer=sgd(lr=0.05))
     return dm, original
 
 

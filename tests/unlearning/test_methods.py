@@ -2,6 +2,7 @@
 
 import pytest
 
+from salguide.models import cosine
 from salguide.unlearning import method_names, method_spec
 
 
@@ -16,7 +17,7 @@ def test_registry_matches_salun_baselines():
 
 
 def test_overrides_and_errors():
-    assert method_spec("ft", lr=0.3, epochs=2).lr == 0.3
+    assert method_spec("ft", lr=0.3, epochs=2).optimizer.keywords["lr"] == 0.3
     with pytest.raises(ValueError, match="unknown unlearning method 'foo'.*salun"):
         method_spec("foo")
     with pytest.raises(ValueError, match=r"unknown hyper-parameter\(s\) \['lrr'\]"):
@@ -44,7 +45,8 @@ def test_python_and_cli_read_the_same_yaml():
     cfg = _compose()
     retrain = method_spec("retrain")  # the CLI's reference: the original recipe on the retain set
     assert retrain == instantiate(cfg.retrain)
-    assert (retrain.epochs, retrain.lr, retrain.scheduler) == (cfg.original.epochs, cfg.original.lr, "cosine")
+    assert retrain.epochs == cfg.original.epochs and retrain.optimizer.keywords["lr"] == cfg.model.optimizer.lr
+    assert retrain.scheduler.func is cosine
     assert instantiate(_compose("retrain.epochs=20").retrain).epochs == 20
     assert instantiate(_compose("original.epochs=3").retrain).epochs == 3
 
