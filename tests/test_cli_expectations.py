@@ -20,8 +20,7 @@ from omegaconf import OmegaConf, open_dict
 from salguide.configs import check_config
 from salguide.models import SmallCNN
 from salguide.pipelines import apply_max_epochs, run_task
-from salguide.pipelines.stages import run_epochs
-from salguide.pipelines.stages import stage_callbacks
+from salguide.pipelines.stages import run_epochs, stage_callbacks
 from salguide.pipelines.unlearn import method_label
 from salguide.sweep import unlearning_summary, write_sweep_results
 from salguide.unlearning import method_spec

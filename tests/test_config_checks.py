@@ -49,7 +49,10 @@ def test_bad_value_names_key_rule_and_value(override, message):
             ["experiment=mim_digits", "callbacks.attention_masking.ratio=1.0"],
             "callbacks.attention_masking.ratio must be a number in [0, 1)",
         ),
-        (["experiment=mim_digits", "trainer.max_epochs=0"], "trainer.max_epochs must be an integer >= 1 or null, got 0"),
+        (
+            ["experiment=mim_digits", "trainer.max_epochs=0"],
+            "trainer.max_epochs must be an integer >= 1 or null, got 0",
+        ),
         (
             ["experiment=prune_digits_evit", "callbacks.token_policy.policy.keep=0"],
             "callbacks.token_policy.policy.keep must be a number in (0, 1], got 0",
@@ -70,7 +73,9 @@ def test_every_error_is_reported_at_once_and_good_values_pass():
     with pytest.raises(ValueError) as err:
         check_config(_compose("original.epochs=0", "unlearning.optimizer.lr=abc"))
     assert "original.epochs" in str(err.value) and "unlearning.optimizer.lr" in str(err.value)
-    check_config(_compose("unlearning.optimizer.lr=1", "original.epochs=3", "saliency.ratio=1.0", "data.forget_ratio=0.3"))
+    check_config(
+        _compose("unlearning.optimizer.lr=1", "original.epochs=3", "saliency.ratio=1.0", "data.forget_ratio=0.3")
+    )
 
 
 @pytest.mark.parametrize("group,option", OPTIONS)

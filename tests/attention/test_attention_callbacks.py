@@ -3,7 +3,6 @@ TokenPruningCallback follows its schedule and detaches."""
 
 from __future__ import annotations
 
-from salguide.models.optim import sgd
 import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
@@ -15,6 +14,7 @@ from salguide.attention.routing import router_of
 from salguide.callbacks.attention_loss import AttentionLossCallback
 from salguide.callbacks.token_pruning import TokenPruningCallback
 from salguide.models import ClassifierModule
+from salguide.models.optim import sgd
 from salguide.models.vit import vit_digits
 
 

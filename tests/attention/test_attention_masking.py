@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from functools import partial
 import copy
+from functools import partial
 
 import pytest
 import torch
@@ -112,7 +112,9 @@ def test_callback_appends_teacher_guided_masks_and_updates_the_ema_teacher() -> 
 
 def _tiny_module(lr: float = 1e-3) -> MaskedReconstructionModule:
     torch.manual_seed(0)
-    return MaskedReconstructionModule(vit_digits(depth=2, embed_dim=32), optimizer=partial(torch.optim.AdamW, lr=lr, weight_decay=0.05))
+    return MaskedReconstructionModule(
+        vit_digits(depth=2, embed_dim=32), optimizer=partial(torch.optim.AdamW, lr=lr, weight_decay=0.05)
+    )
 
 
 def _trainer(**kw) -> pl.Trainer:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from salguide.models.optim import sgd
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -11,6 +10,7 @@ from salguide.attention.policies import EViTPolicy
 from salguide.callbacks.attention_maps import AttentionMapCallback
 from salguide.callbacks.token_pruning import TokenPruningCallback
 from salguide.models import ClassifierModule
+from salguide.models.optim import sgd
 from salguide.models.vit import vit_digits
 from salguide.viz.attention import kept_tokens_map, tokens_to_image
 

@@ -8,10 +8,9 @@ the module cannot train without it (MIM needs the patch mask)."""
 
 from __future__ import annotations
 
-from salguide.models.optim import sgd
-from functools import partial
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +39,7 @@ from salguide.callbacks import (
 from salguide.evaluation import ExplanationScores
 from salguide.inputs import RRRLoss
 from salguide.models import ClassifierModule
+from salguide.models.optim import sgd
 from salguide.models.vit import VisionTransformer
 
 CLASSES, BATCH, N_TRAIN = 3, 4, 16  # 4 batches an epoch on one process, 2 per rank on two

@@ -3,7 +3,6 @@ the batch's mask once per step, shares the step's forward and adds the penalty o
 
 from __future__ import annotations
 
-from salguide.models.optim import sgd
 from collections import Counter
 
 import pytest
@@ -16,6 +15,7 @@ from salguide.auxiliary import AuxiliaryLoss
 from salguide.callbacks import AttentionLossCallback, AuxiliaryLossCallback, InputSaliencyCallback
 from salguide.inputs import InputLoss, RRRLoss
 from salguide.models import ClassifierModule
+from salguide.models.optim import sgd
 from salguide.models.vit import vit_digits
 
 

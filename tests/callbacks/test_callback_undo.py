@@ -4,7 +4,6 @@ restores precisely what was there before (a user's own instance-level ``training
 
 from __future__ import annotations
 
-from salguide.models.optim import sgd
 import pytest
 import torch
 import torch.nn.functional as F
@@ -20,6 +19,7 @@ from salguide.callbacks.input_saliency import InputSaliencyCallback
 from salguide.callbacks.token_pruning import TokenPruningCallback
 from salguide.inputs import RRRLoss
 from salguide.models import ClassifierModule
+from salguide.models.optim import sgd
 from salguide.models.vit import vit_digits
 
 

@@ -4,7 +4,6 @@ optimizer steps of one."""
 
 from __future__ import annotations
 
-from salguide.models.optim import sgd
 import copy
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from salguide.callbacks import RandomLabelCallback, WeightSaliencyCallback
 from salguide.data import DigitsDataModule
 from salguide.io import atomic_path
 from salguide.models import ClassifierModule, SmallCNN
+from salguide.models.optim import sgd
 
 
 @dataclass

@@ -56,7 +56,9 @@ def test_bad_loss_and_recipe_keys_fail_before_training(tmp_path):
     with pytest.raises(InstantiationException, match="Error locating target 'salguide.inputs.RRRRLoss'"):
         run_classify(cfg)
     cfg = _compose("experiment=decoy_rrr", f"paths.output_dir={tmp_path}", "+model.optimizer.lrr=3", "logger=none")
-    with pytest.raises(ValueError, match=r"model: .*optimizer factory .* does not build: .*unexpected keyword argument 'lrr'"):
+    with pytest.raises(
+        ValueError, match=r"model: .*optimizer factory .* does not build: .*unexpected keyword argument 'lrr'"
+    ):
         run_classify(cfg)
     assert not (tmp_path / "results.json").exists()
 

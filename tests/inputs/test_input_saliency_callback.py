@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from salguide.models.optim import sgd
 import pytest
 import torch
 import torch.nn.functional as F
@@ -13,6 +12,7 @@ from salguide._lightning import pl
 from salguide.callbacks.input_saliency import InputSaliencyCallback
 from salguide.inputs import InputLoss, RRRLoss, SGTLoss
 from salguide.models import ClassifierModule
+from salguide.models.optim import sgd
 
 
 def data(n: int = 16) -> DataLoader:
@@ -65,9 +65,7 @@ def test_callback_equals_the_hand_written_loss(make_loss, precision, accumulate)
     plain = ClassifierModule(net(), optimizer=sgd(lr=0.1, momentum=0.0, weight_decay=0.0), scheduler=None)
     zero_code = fit(plain, [InputSaliencyCallback(make_loss())], **kw)
     by_hand = fit(HandWritten(net(), make_loss()), **kw)
-    baseline = fit(
-        ClassifierModule(net(), optimizer=sgd(lr=0.1, momentum=0.0, weight_decay=0.0), scheduler=None), **kw
-    )
+    baseline = fit(ClassifierModule(net(), optimizer=sgd(lr=0.1, momentum=0.0, weight_decay=0.0), scheduler=None), **kw)
     for k in by_hand:
         torch.testing.assert_close(zero_code[k], by_hand[k], msg=k)
     # and the term really changed training (added once, not zero times)

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from salguide.models import ClassifierModule, SmallCNN, classifier, resnet18
+from salguide.models import SmallCNN, resnet18
 
 
 def _n_params(model: torch.nn.Module) -> int:

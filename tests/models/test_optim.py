@@ -17,7 +17,11 @@ def _fit(module: ClassifierModule, epochs: int, tmp_path) -> pl.Trainer:
     x, y = torch.randn(16, 1, 8, 8), torch.randint(0, 10, (16,))
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8)
     trainer = pl.Trainer(
-        max_epochs=epochs, logger=False, enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path
+        max_epochs=epochs,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
     )
     trainer.fit(module, loader)
     return trainer
