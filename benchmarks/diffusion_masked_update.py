@@ -22,13 +22,13 @@ import torch
 from tqdm import tqdm
 from weight_mask import machine
 
-from salguide.diffusion import DiffusionModule, SalUnObjective, denoising_loss
+from salguide.diffusion import DiffusionModule, SalUnObjective, class_unet, denoising_loss
 from salguide.weights import MaskedUpdate, WeightMask
 
 
 def model() -> DiffusionModule:
     torch.manual_seed(0)
-    return DiffusionModule(num_classes=10, sample_size=16, block_out_channels=(32, 64), num_train_timesteps=200)
+    return DiffusionModule(class_unet(10, sample_size=16, block_out_channels=(32, 64)), num_train_timesteps=200)
 
 
 def make_step(

@@ -125,7 +125,8 @@ def build_group(group: str, cfg: Any) -> list[Any]:
         node = cfg.callbacks.get(group)
         return [instantiate(node) if node else None]
     if group == "diffusion_unlearning":
-        return [instantiate(cfg[group][k]) for k in ("objective", "mask") if cfg[group].get(k) is not None]
+        keys = ("objective", "mask", "optimizer", "scheduler")
+        return [instantiate(cfg[group][k]) for k in keys if cfg[group].get(k) is not None]
     if group == "paths":
         return [node]
     raise AssertionError(f"the matrix does not know how to build group {group!r}: add it here")

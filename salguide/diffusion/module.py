@@ -9,6 +9,7 @@ condition used by classifier-free guidance, Ho & Salimans 2022).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import torch
@@ -16,9 +17,10 @@ from torch import Tensor, nn
 
 from salguide._checks import as_int
 from salguide._lightning import pl
+from salguide.models.optim import OptimizerFactory, SchedulerFactory, build_optimizers, check_lr
 
 from .core import check_conditions, denoising_loss
-from .nets import PromptTable, class_unet, prompt_unet
+from .nets import PromptTable
 from .sampling import sample_images
 
 
@@ -34,56 +36,78 @@ def ddpm_scheduler(num_train_timesteps: int = 200, beta_schedule: str = "squared
     )
 
 
+def adamw(lr: float = 2e-3, weight_decay: float = 0.0) -> OptimizerFactory:
+    """``torch.optim.AdamW`` with these settings, as a factory of the parameters (DiffusionModule's default)."""
+    return partial(torch.optim.AdamW, lr=lr, weight_decay=weight_decay)
+
+
+def _net_setting(net: nn.Module, key: str, owner: str) -> Any:
+    """``net.config[key]`` of a diffusers UNet, else a ValueError naming ``owner``'s net and what it lacks."""
+    config = getattr(net, "config", None)
+    value = getattr(config, key, None) if config is not None else None
+    if value is None:
+        raise ValueError(
+            f"{owner}: net must be a diffusers UNet whose config has {key} (salguide.diffusion.class_unet or "
+            f"prompt_unet), got {type(net).__name__}"
+        )
+    return value
+
+
+def _sample_shape(net: nn.Module, owner: str) -> tuple[int, int, int]:
+    """``(channels, height, width)`` of the images ``net`` denoises (its config's in_channels, sample_size)."""
+    size = _net_setting(net, "sample_size", owner)
+    height, width = (size, size) if isinstance(size, int) else tuple(size)
+    return (
+        as_int(_net_setting(net, "in_channels", owner), "net in_channels", 1),
+        as_int(height, "net sample_size", 4),
+        as_int(width, "net sample_size", 4),
+    )
+
+
 class DiffusionModule(pl.LightningModule):
-    """Class-conditional DDPM on a diffusers ``UNet2DModel`` with ``num_classes + 1`` class embeddings.
+    """Class-conditional DDPM on ``net``, a diffusers ``UNet2DModel`` with ``num_classes + 1`` class embeddings
+    (``salguide.diffusion.class_unet``; the last one is the null class): ``DiffusionModule(class_unet(10))``.
 
     Training drops the class to the null class with probability ``cond_drop_prob`` (classifier-free
-    guidance) and minimises DDPM's noise-prediction MSE with AdamW on the trainable parameters. Batches
-    are ``(x, y, ...)`` with images in the data module's normalisation and int64 labels.
+    guidance) and minimises DDPM's noise-prediction MSE on the trainable parameters with ``optimizer``
+    (``optimizer(params)``, a ``_partial_`` node in ``model.optimizer``; default AdamW, lr 2e-3, no weight
+    decay) and ``scheduler`` (None, or ``scheduler(optimizer)``; one taking ``max_epochs`` gets the
+    Trainer's). The classes, image size and channels are the net's. Batches are ``(x, y, ...)`` with images
+    in the data module's normalisation and int64 labels. The net is ``self.unet``.
     """
 
     def __init__(
         self,
-        num_classes: int = 10,
-        sample_size: int = 16,
-        in_channels: int = 1,
-        block_out_channels: Sequence[int] = (32, 64),
-        layers_per_block: int = 1,
-        norm_num_groups: int = 8,
-        attention: bool = True,
+        net: nn.Module,
+        optimizer: OptimizerFactory | None = None,
+        scheduler: SchedulerFactory | None = None,
         num_train_timesteps: int = 200,
         beta_schedule: str = "squaredcos_cap_v2",
-        lr: float = 2e-3,
-        weight_decay: float = 0.0,
         cond_drop_prob: float = 0.1,
     ) -> None:
         super().__init__()
+        owner = type(self).__name__
         if not 0.0 <= float(cond_drop_prob) < 1.0:
             raise ValueError(f"cond_drop_prob must lie in [0, 1), got {cond_drop_prob}")
-        if not float(lr) > 0:
-            raise ValueError(f"lr must be > 0, got {lr}")
-        self.save_hyperparameters()
-        self.num_conditions = as_int(num_classes, "num_classes", 1)
+        if optimizer is not None and not callable(optimizer):
+            raise TypeError(
+                f"{owner}: optimizer must be a factory optimizer(params) (e.g. a _partial_ node), got {optimizer!r}"
+            )
+        if scheduler is not None and not callable(scheduler):
+            raise TypeError(f"{owner}: scheduler must be a factory scheduler(optimizer) or None, got {scheduler!r}")
+        check_lr(optimizer, owner)
+        # the net and the factories are not hyper-parameters: checkpoints stay loadable with weights_only=True
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", "prompts"])
+        self.unet = net
+        self.make_optimizer: OptimizerFactory = optimizer if optimizer is not None else adamw()
+        self.make_scheduler = scheduler
+        self.num_conditions, self.sample_shape = self._conditions(net), _sample_shape(net, owner)
         self.null_condition = self.num_conditions
         self.noise_scheduler = ddpm_scheduler(num_train_timesteps, beta_schedule)
-        self.sample_shape = (
-            as_int(in_channels, "in_channels", 1),
-            as_int(sample_size, "sample_size", 4),
-            as_int(sample_size, "sample_size", 4),
-        )
-        self.build()
 
-    def build(self) -> None:
-        h: Any = self.hparams  # Lightning's AttributeDict
-        self.unet = class_unet(
-            h.num_classes,
-            h.sample_size,
-            h.in_channels,
-            h.block_out_channels,
-            h.layers_per_block,
-            h.norm_num_groups,
-            h.attention,
-        )
+    def _conditions(self, net: nn.Module) -> int:
+        """The real classes of ``net``: its class embeddings but the null one."""
+        return as_int(_net_setting(net, "num_class_embeds", type(self).__name__), "net num_class_embeds", 2) - 1
 
     def eps(self, x_t: Tensor, t: Tensor, cond: Tensor) -> Tensor:
         return self.unet(x_t, t, class_labels=cond).sample
@@ -114,8 +138,10 @@ class DiffusionModule(pl.LightningModule):
         return loss
 
     def configure_optimizers(self) -> Any:
-        params = [p for p in self.parameters() if p.requires_grad]
-        return torch.optim.AdamW(params, lr=float(self.hparams["lr"]), weight_decay=float(self.hparams["weight_decay"]))
+        max_epochs = self.trainer.max_epochs if self._trainer is not None else None
+        return build_optimizers(
+            [p for p in self.parameters() if p.requires_grad], self.make_optimizer, self.make_scheduler, max_epochs
+        )
 
     @torch.no_grad()
     def sample(
@@ -149,30 +175,26 @@ class DiffusionModule(pl.LightningModule):
 
 
 class PromptDiffusionModule(DiffusionModule):
-    """The text-conditioned path: a ``UNet2DConditionModel`` (cross-attention) on a learned prompt-embedding
-    table (``PromptTable``, ``num_classes`` prompts + the empty prompt). Same protocol and training."""
+    """The text-conditioned path: ``net`` a ``UNet2DConditionModel`` (cross-attention; ``prompt_unet``) on
+    ``prompts``, a learned prompt-embedding table (``PromptTable``: ``num_prompts`` prompts + the empty one)
+    whose width is the net's ``cross_attention_dim``: ``PromptDiffusionModule(prompt_unet(), PromptTable(10))``.
+    Same protocol, training and arguments as ``DiffusionModule``."""
 
-    def __init__(
-        self, num_classes: int = 10, *args: Any, prompt_tokens: int = 4, cross_attention_dim: int = 32, **kwargs: Any
-    ) -> None:
-        self._prompt_args = (
-            as_int(prompt_tokens, "prompt_tokens", 1),
-            as_int(cross_attention_dim, "cross_attention_dim", 1),
-        )
-        super().__init__(num_classes, *args, **kwargs)
+    def __init__(self, net: nn.Module, prompts: PromptTable, *args: Any, **kwargs: Any) -> None:
+        if not isinstance(prompts, PromptTable):
+            raise TypeError(f"PromptDiffusionModule: prompts must be a PromptTable, got {type(prompts).__name__}")
+        width = _net_setting(net, "cross_attention_dim", type(self).__name__)
+        if prompts.dim != width:
+            raise ValueError(
+                f"PromptDiffusionModule: the prompt embeddings' dim={prompts.dim} must equal the net's "
+                f"cross_attention_dim={width}"
+            )
+        self._num_prompts = prompts.num_prompts  # a plain int: read by _conditions in DiffusionModule.__init__
+        super().__init__(net, *args, **kwargs)
+        self.prompts = prompts
 
-    def build(self) -> None:
-        h: Any = self.hparams  # Lightning's AttributeDict
-        tokens, dim = self._prompt_args
-        self.unet = prompt_unet(
-            h.sample_size,
-            h.in_channels,
-            h.block_out_channels,
-            h.layers_per_block,
-            h.norm_num_groups,
-            cross_attention_dim=dim,
-        )
-        self.prompts = PromptTable(h.num_classes, tokens, dim)
+    def _conditions(self, net: nn.Module) -> int:
+        return self._num_prompts
 
     def eps(self, x_t: Tensor, t: Tensor, cond: Tensor) -> Tensor:
         return self.unet(x_t, t, encoder_hidden_states=self.prompts(cond)).sample
@@ -192,4 +214,4 @@ def denoiser_parts(module: nn.Module) -> tuple[Any, Any, int, int]:
     return parts.eps, parts.noise_scheduler, int(parts.num_conditions), int(parts.null_condition)
 
 
-__all__ = ["DiffusionModule", "PromptDiffusionModule", "ddpm_scheduler", "denoiser_parts"]
+__all__ = ["DiffusionModule", "PromptDiffusionModule", "adamw", "ddpm_scheduler", "denoiser_parts"]

@@ -4,9 +4,10 @@ Stages: the original DDPM on the full training split and the Retrain DDPM on the
 like the classifiers', ``salguide.cache``), a judge classifier on real images (cached), then the method of
 the ``diffusion_unlearning`` group: its ``objective`` (a ``_target_`` node, e.g. ``SalUnObjective``) through
 ``DiffusionUnlearningCallback`` and its optional ``mask`` (a ``_partial_`` mask function) through
-``WeightSaliencyCallback``, trained on the retain split for ``epochs`` at ``lr``. Rows for Original, Retrain
-and the method (UA, Acc_r, FD, RTE) go to ``results.{md,json,csv}`` and a W&B table; per-class sample grids to
-``samples_<model>.png`` and W&B images. Every check that can fail runs before the first training stage.
+``WeightSaliencyCallback``, on a copy of the original trained on the retain split for ``epochs`` with the
+method's ``optimizer`` (a ``_partial_`` node) and ``scheduler`` (the original and Retrain train with
+``model.optimizer``). Rows for Original, Retrain and the method (UA, Acc_r, FD, RTE) go to
+``results.{md,json,csv}`` and a W&B table; per-class sample grids to ``samples_<model>.png`` and W&B images. Every check that can fail runs before the first training stage.
 """
 
 from __future__ import annotations
@@ -63,12 +64,13 @@ def diffusion_cache_paths(cfg: DictConfig) -> dict[str, Path]:
     }
 
 
-def _preflight(cfg: DictConfig, probe: Any, datamodule: Any, objective: Any) -> None:
+def _preflight(cfg: DictConfig, probe: Any, datamodule: Any, objective: Any, optimizer: Any) -> None:
     """Every bad input that would otherwise surface after training: forget class, forget set, objective
-    (timesteps, guidance), generation settings."""
+    (timesteps, guidance), the method's optimiser, generation settings."""
     from salguide.diffusion.core import check_conditions, check_guidance
     from salguide.diffusion.module import denoiser_parts
     from salguide.diffusion.sampling import SAMPLERS
+    from salguide.models.optim import check_lr
 
     _, scheduler, num_conditions, _ = denoiser_parts(probe)
     unsupported = [k for k in ("init_from", "ckpt_path") if cfg.get(k) is not None]
@@ -82,6 +84,18 @@ def _preflight(cfg: DictConfig, probe: Any, datamodule: Any, objective: Any) -> 
     check_conditions(datamodule.train_y, num_conditions, "class")
     if objective is not None:
         objective.check(scheduler, num_conditions)
+    if not cfg.diffusion_unlearning.get("from_scratch"):
+        if not callable(optimizer):
+            raise ValueError(
+                "diffusion_unlearning.optimizer must be an optimiser factory (a _partial_ node such as "
+                f"{{_target_: torch.optim.AdamW, _partial_: true, lr: 1e-3}}), got {optimizer!r}"
+            )
+        check_lr(optimizer, "diffusion_unlearning")
+        if not hasattr(probe, "make_optimizer"):
+            raise ValueError(
+                f"{type(probe).__name__} keeps no make_optimizer: the unlearning stage sets its optimiser "
+                "(diffusion_unlearning.optimizer) there, as on salguide.diffusion.DiffusionModule"
+            )
     gen = cfg.generation
     check_guidance(gen.guidance_scale, "generation.guidance_scale")
     if gen.sampler not in SAMPLERS or not 1 <= int(gen.steps) <= scheduler.config.num_train_timesteps:
@@ -92,7 +106,7 @@ def _preflight(cfg: DictConfig, probe: Any, datamodule: Any, objective: Any) -> 
     if tuple(datamodule.input_shape) != tuple(probe.sample_shape):
         raise ValueError(
             f"the data's images {tuple(datamodule.input_shape)} do not match the model's sample shape "
-            f"{tuple(probe.sample_shape)}: set model.sample_size / model.in_channels to match data"
+            f"{tuple(probe.sample_shape)}: set model.net.sample_size / model.net.in_channels to match data"
         )
 
 
@@ -109,10 +123,12 @@ def run_unlearn_diffusion(cfg: DictConfig) -> float | None:
     ucfg = cfg.diffusion_unlearning
     objective = instantiate(ucfg.objective) if ucfg.get("objective") else None
     mask_fn = instantiate(ucfg.mask) if ucfg.get("mask") else None
+    optimizer = instantiate(ucfg.optimizer) if ucfg.get("optimizer") else None
+    lr_schedule = instantiate(ucfg.scheduler) if ucfg.get("scheduler") else None
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
     make_model: Callable[[], Any] = lambda: instantiate(cfg.model)  # noqa: E731
-    _preflight(cfg, make_model(), datamodule, objective)
+    _preflight(cfg, make_model(), datamodule, objective, optimizer)
     paths = diffusion_cache_paths(cfg)
     epochs = int(cfg.original.epochs)
 
@@ -147,7 +163,7 @@ def run_unlearn_diffusion(cfg: DictConfig) -> float | None:
 
     def run_method() -> tuple[Any, float, Any]:
         net = copy.deepcopy(original).train()
-        net.hparams.lr = float(ucfg.lr)
+        net.make_optimizer, net.make_scheduler = optimizer, lr_schedule  # the method's recipe, not the model's
         start = time.perf_counter()
         plugins: list[Any] = []
         mask = None

@@ -99,18 +99,11 @@ def mim_module() -> nn.Module:
 
 
 def ddpm() -> nn.Module:
-    from salguide.diffusion import DiffusionModule
+    from salguide.diffusion import DiffusionModule, class_unet
 
     torch.manual_seed(0)
-    return DiffusionModule(
-        num_classes=CLASSES,
-        sample_size=8,
-        block_out_channels=(8, 16),
-        norm_num_groups=4,
-        num_train_timesteps=20,
-        attention=False,
-        cond_drop_prob=0.0,
-    )
+    net = class_unet(CLASSES, sample_size=8, block_out_channels=(8, 16), norm_num_groups=4, attention=False)
+    return DiffusionModule(net, num_train_timesteps=20, cond_drop_prob=0.0)
 
 
 @dataclass

@@ -20,6 +20,7 @@ from salguide.diffusion import (
     diffusion_saliency_mask,
 )
 from salguide.diffusion.adapters import adapter_names, add_lora
+from salguide.diffusion.module import adamw
 from salguide.models import SmallCNN
 from salguide.weights import WeightMask
 
@@ -58,7 +59,9 @@ OBJECTIVES = [SalUnObjective(beta=1.0), ANTObjective(), ESDObjective(eta=1.0, be
 @pytest.mark.parametrize("prompt", [False, True], ids=["class", "prompt"])
 @pytest.mark.parametrize("objective", OBJECTIVES, ids=lambda o: o.name)
 def test_unlearning_keeps_frozen_weights_bit_identical(objective, prompt):
-    m = tiny(prompt=prompt, weight_decay=0.1)  # AdamW decay would move frozen weights without the guarantee
+    m = tiny(
+        prompt=prompt, optimizer=adamw(weight_decay=0.1)
+    )  # AdamW decay would move frozen weights without the guarantee
     forget = batches(2, label=1)
     mask = (
         diffusion_ant_mask(m, forget, 0.3, seeds=(0, 1))

@@ -1,10 +1,12 @@
 """The DDPM loss, guidance, timesteps and sampling against naive reimplementations."""
 
+from functools import partial
+
 import pytest
 import torch
 from diff_helpers import T, tiny
 
-from salguide.diffusion import check_guidance, check_t_range, denoising_loss, guided_eps, sample_images
+from salguide.diffusion import DiffusionModule, check_guidance, check_t_range, denoising_loss, guided_eps, sample_images
 from salguide.diffusion.core import draw_timesteps
 from salguide.diffusion.module import ddpm_scheduler
 
@@ -102,3 +104,26 @@ def test_training_step_drops_conditions_to_the_null_class():
     assert torch.isfinite(m.training_step((x, y), 0))
     with pytest.raises(ValueError, match="outside the model's classes"):
         m.training_step((x, torch.tensor([0, 1, 2, 9])), 0)
+
+
+def test_module_reads_classes_and_shape_from_its_net_and_keeps_it_as_unet():
+    from salguide.diffusion import PromptDiffusionModule, PromptTable, class_unet, prompt_unet
+
+    m = tiny()
+    assert (m.num_conditions, m.null_condition, m.sample_shape) == (4, 4, (1, 8, 8))
+    assert all(k.startswith("unet.") for k in m.state_dict())  # the parameter names of caches and masks
+    assert "net" not in m.hparams and "optimizer" not in m.hparams  # checkpoints load with weights_only=True
+    p = tiny(prompt=True)
+    assert (p.num_conditions, p.null_condition) == (4, 4)
+    assert {k.split(".")[0] for k in p.state_dict()} == {"unet", "prompts"}
+    opt = m.configure_optimizers()
+    assert isinstance(opt, torch.optim.AdamW) and opt.defaults["lr"] == 2e-3 and opt.defaults["weight_decay"] == 0
+    net = class_unet(4, sample_size=8, block_out_channels=(8, 16), norm_num_groups=4)
+    with pytest.raises(ValueError, match="cond_drop_prob must lie in"):
+        DiffusionModule(net, cond_drop_prob=1.0)
+    with pytest.raises(ValueError, match="optimizer lr must be positive, got 0"):
+        DiffusionModule(net, optimizer=partial(torch.optim.AdamW, lr=0))
+    with pytest.raises(ValueError, match="net must be a diffusers UNet whose config has num_class_embeds"):
+        DiffusionModule(torch.nn.Linear(2, 2))
+    with pytest.raises(ValueError, match="dim=4 must equal the net's cross_attention_dim=8"):
+        PromptDiffusionModule(prompt_unet(8, 1, (8, 16), 1, 4, cross_attention_dim=8), PromptTable(4, dim=4))

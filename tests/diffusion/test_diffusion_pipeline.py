@@ -9,10 +9,10 @@ from omegaconf import open_dict
 from salguide.pipelines import run_task
 
 TINY = [
-    "model.block_out_channels=[8,16]",
-    "model.norm_num_groups=4",
+    "model.net.block_out_channels=[8,16]",
+    "model.net.norm_num_groups=4",
     "model.num_train_timesteps=20",
-    "model.attention=false",
+    "model.net.attention=false",
     "original.epochs=1",
     "judge.epochs=1",
     "judge.width=4",
@@ -61,7 +61,7 @@ def test_salun_end_to_end_then_cached(tmp_path):
 @pytest.mark.parametrize(
     "overrides,message",
     [
-        (["model.num_classes=5"], "class 9 is outside the model's classes 0..4"),
+        (["model.net.num_classes=5"], "class 9 is outside the model's classes 0..4"),
         (["data.forget_class=11"], "forget split is empty: class 11 is not in the training set"),
         (
             ["diffusion_unlearning=ant", "diffusion_unlearning.objective.t_split=40"],
@@ -72,6 +72,10 @@ def test_salun_end_to_end_then_cached(tmp_path):
         (["diffusion_unlearning=esd", "diffusion_unlearning.objective.eta=-1"], "eta must be a number > 0"),
         (["init_from=model.safetensors"], "task=unlearn_diffusion does not support init_from"),
         (["data.image_size=12"], r"images \(1, 12, 12\) do not match the model's sample shape \(1, 16, 16\)"),
+        (["diffusion_unlearning.optimizer.lr=0"], "diffusion_unlearning.optimizer.lr must be a number > 0, got 0"),
+        (["model.optimizer.weight_decay=-1"], "model.optimizer.weight_decay must be a number >= 0, got -1"),
+        (["model.net.sample_size=0"], "model.net.sample_size must be an integer >= 1, got 0"),
+        (["diffusion_unlearning.optimizer=null"], "diffusion_unlearning.optimizer must be"),
     ],
 )
 def test_bad_inputs_fail_before_anything_is_trained_or_written(tmp_path, overrides, message):
