@@ -3,7 +3,7 @@
 Examples::
 
     salguide-train                                  # SalUn forgets digit 0, compared with Retrain
-    salguide-train unlearning=ga unlearning.lr=1e-3 # another method
+    salguide-train unlearning=ga unlearning.optimizer.lr=1e-3   # another method
     salguide-train experiment=unlearn_digits_random # forget a random 10 % instead
     salguide-train -m unlearning=ft,rl,salun seed=0,1,2
 """

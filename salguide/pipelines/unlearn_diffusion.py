@@ -70,7 +70,7 @@ def _preflight(cfg: DictConfig, probe: Any, datamodule: Any, objective: Any, opt
     from salguide.diffusion.core import check_conditions, check_guidance
     from salguide.diffusion.module import denoiser_parts
     from salguide.diffusion.sampling import SAMPLERS
-    from salguide.models.optim import check_lr
+    from salguide.models.optim import check_optimizer
 
     _, scheduler, num_conditions, _ = denoiser_parts(probe)
     unsupported = [k for k in ("init_from", "ckpt_path") if cfg.get(k) is not None]
@@ -90,7 +90,7 @@ def _preflight(cfg: DictConfig, probe: Any, datamodule: Any, objective: Any, opt
                 "diffusion_unlearning.optimizer must be an optimiser factory (a _partial_ node such as "
                 f"{{_target_: torch.optim.AdamW, _partial_: true, lr: 1e-3}}), got {optimizer!r}"
             )
-        check_lr(optimizer, "diffusion_unlearning")
+        check_optimizer(optimizer, "diffusion_unlearning")
         if not hasattr(probe, "make_optimizer"):
             raise ValueError(
                 f"{type(probe).__name__} keeps no make_optimizer: the unlearning stage sets its optimiser "
@@ -190,13 +190,13 @@ def run_unlearn_diffusion(cfg: DictConfig) -> float | None:
     test_x, test_y = model_inputs(datamodule, datamodule.test_x), datamodule.test_y
     rows: list[dict[str, Any]] = []
     images: dict[str, Any] = {}
-    for name, net, rte in (
+    stages = [
         ("Original", original, None),
         ("Retrain", retrained, cached_seconds(paths["retrain"].with_suffix(".json"))),
-        (method, model, seconds),
-    ):
-        if name == method and name == "Retrain":
-            continue
+    ]
+    if method != "Retrain":  # diffusion_unlearning=retrain: the reference is the method's row
+        stages.append((method, model, seconds))
+    for name, net, rte in stages:
         x, y = generate_per_class(
             net,
             datamodule.num_classes,

@@ -56,6 +56,8 @@ def test_salun_end_to_end_then_cached(tmp_path):
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").iterdir()} == stamp  # cache reused
     assert sorted(p.name for p in (out / "csv").iterdir()) == ["ANT", "results"]  # no logger runs for cached stages
     assert json.loads((out / "results.json").read_text())[-1]["method"] == "ANT"
+    run_task(_cfg(tmp_path, "diffusion_unlearning=retrain"))  # the cached reference is the method: one row each
+    assert [r["method"] for r in json.loads((out / "results.json").read_text())] == ["Original", "Retrain"]
 
 
 @pytest.mark.parametrize(
