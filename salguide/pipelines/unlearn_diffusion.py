@@ -143,9 +143,10 @@ def run_unlearn_diffusion(cfg: DictConfig) -> float | None:
                 atomic_write_json(paths[key].with_suffix(".json"), {"seconds": time.perf_counter() - start})
             return model
 
-        with runner.stage(key, checkpoint=False) as stage:
+        with runner.stage(key) as stage:
             torch.manual_seed(seed)
             model, hit = cached_weights(paths[key], make_model(), lambda m: fit(m, stage), write=writer)
+        runner.keep(model, key)  # models/<stage>.safetensors (a trained stage also leaves checkpoints/<stage>.ckpt)
         log.info("%s DDPM %s %s", key, "loaded from" if hit else "trained and cached at", paths[key])
         return model.eval()
 
@@ -176,8 +177,9 @@ def run_unlearn_diffusion(cfg: DictConfig) -> float | None:
                 DiffusionUnlearningCallback(objective, datamodule.forget_dataloader(shuffle=True), seed=seed)
             )
         datamodule.train_on = "retain"
-        with runner.stage(method, checkpoint=False) as stage:
+        with runner.stage(method) as stage:
             stage.fit(net, datamodule, int(ucfg.epochs), plugins)
+        runner.keep(net, method)
         return net.eval(), time.perf_counter() - start, mask
 
     method = str(ucfg.name)

@@ -49,6 +49,9 @@ def test_salun_end_to_end_then_cached(tmp_path):
         "samples_SalUn.png",
     }
     assert (out / "mask.safetensors").is_file()
+    stages = {"original", "retrain", "SalUn"}  # every stage's weights and its Lightning checkpoint in the run folder
+    assert {p.name for p in (out / "models").iterdir()} == {f"{s}.safetensors" for s in stages}
+    assert {p.name for p in (out / "checkpoints").iterdir()} == {f"{s}.ckpt" for s in stages}
     cached = sorted(p.name.split("-")[1] for p in (tmp_path / "cache").glob("*.safetensors"))
     assert cached == ["judge", "original", "retrain"]
     stamp = {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").iterdir()}
