@@ -1,10 +1,11 @@
 """Helpers shared by the study summary scripts under ``experiments/`` (``summarise.py``): their command line,
-the runs below a study folder and the offline W&B table of their per-run rows."""
+the runs below a study folder, the settings read back from a run's config (the current layout and the one
+of runs recorded before ``model:`` became the LightningModule) and the offline W&B table of their per-run rows."""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -64,8 +65,51 @@ def run_config(run: Path) -> DictConfig:
     return cfg
 
 
+def run_setting(cfg: Mapping[str, Any], *paths: str) -> Any:
+    """The first of the dotted ``paths`` that a run's saved config sets (interpolations resolved): the current
+    layout's key, then older runs' (``"unlearning.optimizer.lr", "unlearning.lr"``); else a ValueError."""
+    node = cfg if isinstance(cfg, DictConfig) else OmegaConf.create(dict(cfg))
+    for path in paths:
+        value = OmegaConf.select(node, path)
+        if value is not None:
+            return value
+    raise ValueError(f"the run config sets none of {', '.join(paths)}")
+
+
+def run_epochs(cfg: Mapping[str, Any], stage: str = "classify") -> int:
+    """The epochs a run trained: ``trainer.max_epochs`` where set (it sets every stage's), else the unlearning
+    protocol's ``<stage>.epochs`` (``original``, ``unlearning``, ``retrain``); older single-stage runs (classify,
+    attention) kept theirs in ``classify.epochs``, the default ``stage``."""
+    return int(run_setting(cfg, "trainer.max_epochs", f"{stage}.epochs"))
+
+
+def run_lr(cfg: Mapping[str, Any], stage: str = "classify") -> float:
+    """The learning rate of a run's ``stage``: ``classify`` or ``original`` (the model's own training,
+    ``model.optimizer.lr``), ``unlearning`` or ``retrain`` (``<stage>.optimizer.lr``); older runs: ``<stage>.lr``."""
+    current = "model.optimizer.lr" if stage in ("classify", "original") else f"{stage}.optimizer.lr"
+    return float(run_setting(cfg, current, f"{stage}.lr"))
+
+
+def run_task(cfg: Mapping[str, Any]) -> str:
+    """The pipeline a run ran, e.g. "unlearn", "classify", "attention", "unlearn_diffusion": the module of its
+    ``task._target_`` (``salguide.pipelines.<module>.run_*``; another pipeline: the whole target), or older
+    runs' ``task`` name."""
+    task = cfg.get("task")
+    if not isinstance(task, Mapping):
+        return str(task)
+    target = str(task.get("_target_", ""))
+    module = target.rpartition(".")[0]
+    return module.removeprefix("salguide.pipelines.") if module.startswith("salguide.pipelines.") else target
+
+
+def net_config(cfg: Mapping[str, Any]) -> Any:
+    """A run config's network node: ``model.net`` (``model:`` the LightningModule); older runs: ``model``."""
+    model = cfg["model"]
+    return model["net"] if "net" in model else model
+
+
 def run_model(run: Path, stage: str) -> Any:
-    """The network of ``run``'s config (``model:``) with the weights its stage saved
+    """The network of ``run``'s config (``model.net``; older runs: ``model``) with the weights its stage saved
     (``models/<stage>.safetensors``)."""
     from hydra.utils import instantiate
 
@@ -74,7 +118,7 @@ def run_model(run: Path, stage: str) -> Any:
     path = Path(run) / "models" / f"{stage}.safetensors"
     if not path.is_file():
         raise FileNotFoundError(f"no saved weights {path} (stage {stage!r})")
-    return load_weights(instantiate(run_config(run).model), path)
+    return load_weights(instantiate(net_config(run_config(run))), path)
 
 
 def run_datamodule(run: Path) -> Any:

@@ -24,7 +24,7 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} WANDB_MODE=offline WANDB_SILENT=tru
 start=$SECONDS
 for m in $MODES; do
   nice -n 19 salguide-train -m experiment=mim_digits attention_masking="$m" callbacks.attention_masking.ratio_steps=$RAMP \
-    classify.epochs=$EPOCHS seed="$SEEDS" "${COMMON[@]}" hydra.sweep.dir="$RUNS/$m"
+    trainer.max_epochs=$EPOCHS seed="$SEEDS" "${COMMON[@]}" hydra.sweep.dir="$RUNS/$m"
 done
 python "$HERE/summarise.py" "$RUNS" --out "$OUT" --wall-seconds $((SECONDS - start))
 echo "runs: $RUNS; tables and figures: $OUT"

@@ -38,7 +38,15 @@ from salguide.attention.masking import (  # noqa: E402
 from salguide.callbacks.attention_masking import load_teacher  # noqa: E402
 from salguide.io import atomic_write_json, atomic_write_text  # noqa: E402
 from salguide.models.mim import MaskedReconstructionModule, evaluate_masked  # noqa: E402
-from salguide.studies import job_results, log_results_table, run_config, run_datamodule, summary_arguments, test_split  # noqa: E402
+from salguide.studies import (  # noqa: E402
+    job_results,
+    log_results_table,
+    run_config,
+    run_datamodule,
+    run_epochs,
+    summary_arguments,
+    test_split,
+)
 from salguide.weights_io import read_state  # noqa: E402
 
 MODE_NAMES = {
@@ -81,7 +89,10 @@ class Run:
         for name in ("models/mim.safetensors", "teacher.safetensors"):
             if not (run / name).is_file():
                 raise FileNotFoundError(f"{run}: no {name} (not a finished mim_digits run)")
-        self.module = MaskedReconstructionModule(instantiate(cfg.model))
+        # model: the MaskedReconstructionModule node (net: the ViT); older runs: the ViT, the module built here
+        self.module = (
+            instantiate(cfg.model) if "net" in cfg.model else MaskedReconstructionModule(instantiate(cfg.model))
+        )
         self.module.load_state_dict(read_state(run / "models" / "mim.safetensors"))
         self.module.eval()
         self.teacher = load_teacher(run / "teacher.safetensors", self.module)
@@ -127,7 +138,7 @@ def load_runs(root: Path) -> tuple[list[dict[str, Any]], dict[int, dict[str, Run
                 "seed": run.seed,
                 **run.evaluate(),
                 "seconds": float(r["seconds"]),
-                "epochs": int(cfg["classify"]["epochs"]),
+                "epochs": run_epochs(cfg),
                 "batch_size": int(cfg["data"]["batch_size"]),
                 "ratio": run.ratio,
                 "ratio_start": masking_settings(cfg)["ratio_start"],

@@ -34,7 +34,14 @@ from salguide.attention import token_grid  # noqa: E402
 from salguide.attention.metrics import attention_object_mass  # noqa: E402
 from salguide.attention.recorder import AttentionRecorder  # noqa: E402
 from salguide.io import atomic_write_json, atomic_write_text  # noqa: E402
-from salguide.studies import job_results, log_results_table, run_config, run_model, summary_arguments  # noqa: E402
+from salguide.studies import (  # noqa: E402
+    job_results,
+    log_results_table,
+    run_config,
+    run_epochs,
+    run_model,
+    summary_arguments,
+)
 from salguide.viz.attention import plot_attention_maps, tokens_to_image  # noqa: E402
 
 VARIANTS = ("vanilla", "concentration", "bas", "oracle")
@@ -61,7 +68,7 @@ class Run:
         loss = node["attention_loss"] if node else (cfg.get("attention_loss") or {})
         self.weight = None if self.variant in ("vanilla", "oracle") else float(loss["weight"])
         self.queries, self.layers = loss.get("queries"), loss.get("layers")
-        self.epochs, self.correlation = int(cfg["classify"]["epochs"]), float(cfg["data"]["correlation"])
+        self.epochs, self.correlation = run_epochs(cfg), float(cfg["data"]["correlation"])
         self.model = run_model(run, "attention").eval()
         self.depth = len(self.model.blocks)
 

@@ -10,7 +10,7 @@ SEEDS=${SEEDS:-0,1,2}
 OUT=${STUDY_OUT:-$HERE}
 COMMON=(trainer=cpu logger=csv '~callbacks.progress' +trainer.enable_progress_bar=false)
 if [[ "${QUICK:-0}" == 1 ]]; then
-  SEEDS=0 OUT=${STUDY_OUT:-$(mktemp -d)} COMMON=(classify.epochs=2 "${COMMON[@]}")
+  SEEDS=0 OUT=${STUDY_OUT:-$(mktemp -d)} COMMON=(trainer.max_epochs=2 "${COMMON[@]}")
 fi
 # One torch thread: on a shared machine two OpenMP threads spin against other jobs (up to 100x slower).
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} WANDB_MODE=offline WANDB_SILENT=true

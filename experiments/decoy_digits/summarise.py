@@ -22,7 +22,15 @@ import torch
 
 from salguide.io import atomic_write_json, atomic_write_text
 from salguide.metrics import explain
-from salguide.studies import job_results, log_results_table, run_datamodule, run_model, summary_arguments, test_split
+from salguide.studies import (
+    job_results,
+    log_results_table,
+    run_datamodule,
+    run_epochs,
+    run_model,
+    summary_arguments,
+    test_split,
+)
 from salguide.viz.saliency import plot_accuracy_bars, plot_saliency_overlays
 
 PAPER = {"vanilla": 51.55, "rrr": 96.07, "clean": 96.11}  # RRR, DecoyMNIST test accuracy (%)
@@ -50,7 +58,7 @@ def load_runs(root: Path) -> list[dict[str, Any]]:
             {
                 "variant": variant,
                 "seed": int(cfg["seed"]),
-                "epochs": int(cfg["classify"]["epochs"]),
+                "epochs": run_epochs(cfg),
                 **{m: float(r[m]) for m in METRICS},
                 "run": str(run),
             }

@@ -14,7 +14,7 @@ RRR_GRID=0.1,1,10,100,1000 SGT_WEIGHTS=1,10,100,1000 SGT_FRACTIONS=0.1,0.5,0.9
 COMMON=(data.train_size="${TRAIN_SIZE:-20000}" trainer=cpu '~callbacks.progress' +trainer.enable_progress_bar=false)
 if [[ "${QUICK:-0}" == 1 ]]; then
   SEEDS=0 RRR_GRID=1,10 SGT_WEIGHTS=1 SGT_FRACTIONS=0.5; OUT=${STUDY_OUT:-$(mktemp -d)}
-  COMMON=(data.train_size=1000 data.test_size=500 classify.epochs=1 "${COMMON[@]:1}")
+  COMMON=(data.train_size=1000 data.test_size=500 trainer.max_epochs=1 "${COMMON[@]:1}")
 fi
 # One torch thread: on a shared machine two OpenMP threads spin against other jobs (up to 100x slower).
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} WANDB_MODE=offline WANDB_SILENT=true

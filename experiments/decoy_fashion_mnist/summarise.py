@@ -29,7 +29,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from salguide.io import atomic_write_csv, atomic_write_json, atomic_write_text  # noqa: E402
-from salguide.studies import job_results, log_results_table, summary_arguments  # noqa: E402
+from salguide.studies import job_results, log_results_table, run_epochs, summary_arguments  # noqa: E402
 from salguide.viz.saliency import plot_accuracy_bars  # noqa: E402
 
 PAPER = {"vanilla": 51.55, "rrr": 96.07, "clean": 96.11}  # RRR, DecoyMNIST test accuracy (%)
@@ -78,7 +78,7 @@ def load_runs(root: Path) -> list[dict[str, Any]]:
                 "train_size": cfg["data"]["train_size"],
                 "val_fraction": cfg["data"]["val_fraction"],
                 "test_size": cfg["data"]["test_size"],
-                "epochs": cfg["classify"]["epochs"],
+                "epochs": run_epochs(cfg),
                 "run": str(run),
             }
         )

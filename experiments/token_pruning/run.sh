@@ -27,12 +27,12 @@ train() { nice -n 19 salguide-train -m "$@"; }
 start=$SECONDS
 
 mkdir -p "$RUNS"
-train experiment=prune_digits_evit token_policy=none seed="$SEEDS" classify.epochs=$EPOCHS "${COMMON[@]}" \
+train experiment=prune_digits_evit token_policy=none seed="$SEEDS" trainer.max_epochs=$EPOCHS "${COMMON[@]}" \
   hydra.sweep.dir="$RUNS/none"
 # one sweep per preset: Hydra checks the other overrides against the config before it sweeps `experiment`
 for p in evit dynamicvit tome; do
   train experiment=prune_digits_$p callbacks.token_policy.policy.keep="$KEEPS" callbacks.token_policy.warmup_steps=$WARMUP seed="$SEEDS" \
-    classify.epochs=$EPOCHS "${COMMON[@]}" hydra.sweep.dir="$RUNS/$p"
+    trainer.max_epochs=$EPOCHS "${COMMON[@]}" hydra.sweep.dir="$RUNS/$p"
 done
 train_minutes=$(( (SECONDS - start) / 60 ))
 if [[ "${SKIP_THROUGHPUT:-0}" != 1 ]]; then  # after training: all cores (torch's choice), as recorded

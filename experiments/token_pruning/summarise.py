@@ -30,6 +30,7 @@ from salguide.studies import (  # noqa: E402
     job_results,
     log_results_table,
     run_datamodule,
+    run_epochs,
     summary_arguments,
     throughput_table,
 )
@@ -62,7 +63,7 @@ def load_runs(root: Path) -> list[dict[str, Any]]:
                 "seed": int(r["seed"]),
                 "test_acc": float(r["test_acc"]),
                 "seconds": float(r["seconds"]),
-                "epochs": int(cfg["classify"]["epochs"]),
+                "epochs": run_epochs(cfg),
                 "layers": tp.get("layers"),
                 "warmup_steps": tp.get("warmup_steps"),
                 "run": str(run),

@@ -19,15 +19,15 @@ KEEPS=${KEEPS:-0.7,0.5}
 BASE_SEED=${BASE_SEED:-0}
 OUT=${STUDY_OUT:-$HERE}
 BENCH=(--steps 4 --warmup 1 --repeats 3 --batch 64)
-BASE=(data.train_size="${BASE_SIZE:-10000}" classify.epochs="${BASE_EPOCHS:-8}" classify.lr="${BASE_LR:-2e-3}")
-FT=(data.train_size="${FT_SIZE:-5000}" classify.epochs="${FT_EPOCHS:-1}" classify.lr="${FT_LR:-5e-4}")
+BASE=(data.train_size="${BASE_SIZE:-10000}" trainer.max_epochs="${BASE_EPOCHS:-8}" model.optimizer.lr="${BASE_LR:-2e-3}")
+FT=(data.train_size="${FT_SIZE:-5000}" trainer.max_epochs="${FT_EPOCHS:-1}" model.optimizer.lr="${FT_LR:-5e-4}")
 # batch 64 (preset: 128): more steps from the images a CPU budget allows; per-run loggers CSV only
 # (summarise.py logs the W&B results table)
 COMMON=(data.test_size="${TEST_SIZE:-2000}" data.batch_size=64 trainer=cpu logger=csv '~callbacks.progress'
         +trainer.enable_progress_bar=false)
 if [[ "${QUICK:-0}" == 1 ]]; then
   SEEDS=0 KEEPS=0.7 OUT=${STUDY_OUT:-$(mktemp -d)} BENCH=(--steps 1 --warmup 0 --repeats 1 --batch 8)
-  BASE=(data.train_size=100 classify.epochs=1) FT=(data.train_size=100 classify.epochs=1)
+  BASE=(data.train_size=100 trainer.max_epochs=1) FT=(data.train_size=100 trainer.max_epochs=1)
   COMMON=(data.test_size=50 "${COMMON[@]:1}")
 fi
 # One torch thread: on a shared machine two OpenMP threads spin against other jobs (up to 100x slower).

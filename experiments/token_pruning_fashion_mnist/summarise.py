@@ -26,7 +26,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from salguide.io import atomic_write_csv, atomic_write_json, atomic_write_text  # noqa: E402
-from salguide.studies import job_results, log_results_table, summary_arguments  # noqa: E402
+from salguide.studies import job_results, log_results_table, run_epochs, run_lr, summary_arguments  # noqa: E402
 
 POLICIES = ("evit", "tome", "dynamicvit")
 NAMES = {"evit": "EViT", "tome": "ToMe", "dynamicvit": "DynamicViT-style masking", "none": "unpruned"}
@@ -47,7 +47,7 @@ def load_runs(root: Path) -> list[dict[str, Any]]:
     for run, cfg, r in job_results(root):
         policy = str(r["token_policy"])
         keep = 1.0 if policy == "none" else float(policy_settings(cfg)["keep"])
-        n, epochs = int(cfg["data"]["train_size"]), int(cfg["classify"]["epochs"])
+        n, epochs = int(cfg["data"]["train_size"]), run_epochs(cfg)
         rows.append(
             {
                 "mode": run_mode(cfg),
@@ -61,7 +61,7 @@ def load_runs(root: Path) -> list[dict[str, Any]]:
                 "test_size": cfg["data"]["test_size"],
                 "epochs": epochs,
                 "batch_size": cfg["data"]["batch_size"],
-                "lr": cfg["classify"]["lr"],
+                "lr": run_lr(cfg),
                 "run": str(run),
             }
         )

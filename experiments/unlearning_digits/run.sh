@@ -32,7 +32,7 @@ COMMON=(original.epochs=15 trainer=cpu logger=csv '~callbacks.progress' +trainer
 if [[ "${QUICK:-0}" == 1 ]]; then
   SEEDS=0 CONFIRM_SEEDS=1 OUT=${STUDY_OUT:-$(mktemp -d)}
   for k in "${!GRID[@]}"; do g=${GRID[$k]}; GRID[$k]=${g%%,*},${g##*,}; done   # the first and last value
-  COMMON=(original.epochs=2 unlearning.epochs=1 model.width=8 "${COMMON[@]:1}")
+  COMMON=(original.epochs=2 unlearning.epochs=1 model.net.width=8 "${COMMON[@]:1}")
 fi
 # One torch thread: on a shared machine two OpenMP threads spin against other jobs (up to 100x slower).
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} WANDB_MODE=offline WANDB_SILENT=true
@@ -41,7 +41,7 @@ start=$SECONDS
 
 for mode in class random; do
   for m in "${METHODS[@]}"; do
-    train experiment="${PRESET[$mode]}" unlearning="$m" unlearning.lr="${GRID[$mode:$m]}" seed="$SEEDS" \
+    train experiment="${PRESET[$mode]}" unlearning="$m" unlearning.optimizer.lr="${GRID[$mode:$m]}" seed="$SEEDS" \
       hydra.sweep.dir="$RUNS/study/$mode/$m"
   done
 done
@@ -50,7 +50,7 @@ if [[ -n "$CONFIRM_SEEDS" ]]; then
   for mode in class random; do
     for m in "${METHODS[@]}"; do
       lr_var="LR_${mode}_$m"
-      train experiment="${PRESET[$mode]}" unlearning="$m" unlearning.lr="${!lr_var}" seed="$CONFIRM_SEEDS" \
+      train experiment="${PRESET[$mode]}" unlearning="$m" unlearning.optimizer.lr="${!lr_var}" seed="$CONFIRM_SEEDS" \
         hydra.sweep.dir="$RUNS/confirm/$mode/$m"
     done
   done

@@ -27,7 +27,7 @@ import torch
 from figures import plot_avg_gap, plot_sweep  # this script's folder (sys.path[0] when run as a script)
 
 from salguide.io import atomic_write_json, atomic_write_text
-from salguide.studies import job_results, log_results_table, summary_arguments
+from salguide.studies import job_results, log_results_table, run_epochs, run_lr, summary_arguments
 from salguide.unlearning.methods import run_method_key
 from salguide.unlearning.report import aggregate
 from salguide.viz import plot_metrics_vs_retrain
@@ -64,8 +64,8 @@ def load_records(root: Path) -> list[dict[str, Any]]:
                 **base,
                 "method": NAMES[key],
                 "key": key,
-                "lr": float(cfg["unlearning"]["lr"]),
-                "epochs": int(cfg["unlearning"]["epochs"]),
+                "lr": run_lr(cfg, "unlearning"),
+                "epochs": run_epochs(cfg, "unlearning"),
                 "RTE": method["RTE"],
                 **{k: method[k] for k in (*METRICS, GAP)},
             }
@@ -78,8 +78,8 @@ def load_records(root: Path) -> list[dict[str, Any]]:
                 "key": stage,
                 "RTE": r.get("RTE"),
                 **{k: r[k] for k in (*METRICS, GAP)},
-                "lr": None if stage == "original" else float(cfg["original"]["lr"]),
-                "epochs": int(cfg["original"]["epochs"]),
+                "lr": None if stage == "original" else run_lr(cfg, "original"),  # Retrain: the original recipe
+                "epochs": run_epochs(cfg, "original"),
             }
             seen = refs.setdefault((seed, mode), {})
             if name not in seen:

@@ -39,18 +39,18 @@ start=$SECONDS
 
 for key in "${!GRID[@]}"; do
   mode=${key%%:*} methods=${key#*:}
-  train experiment="${PRESET[$mode]}" unlearning="$methods" unlearning.lr="${GRID[$key]}" seed="$TUNE_SEEDS" \
+  train experiment="${PRESET[$mode]}" unlearning="$methods" unlearning.optimizer.lr="${GRID[$key]}" seed="$TUNE_SEEDS" \
     hydra.sweep.dir="$RUNS/tune/$mode/${methods//,/+}"
 done
 eval "$(python "$HERE/summarise.py" select "$RUNS/tune" --out "$OUT")"   # sets LR_<mode>_<method>
 for mode in class random; do
   for m in "${METHODS[@]}"; do
     lr_var="LR_${mode}_$m"
-    train experiment="${PRESET[$mode]}" unlearning="$m" unlearning.lr="${!lr_var}" seed="$FINAL_SEEDS" \
+    train experiment="${PRESET[$mode]}" unlearning="$m" unlearning.optimizer.lr="${!lr_var}" seed="$FINAL_SEEDS" \
       hydra.sweep.dir="$RUNS/final/$mode/$m"
   done
   lr_var="LR_${mode}_salun"
-  train experiment="${PRESET[$mode]}" unlearning=salun saliency=ant unlearning.lr="${!lr_var}" seed="$FINAL_SEEDS" \
+  train experiment="${PRESET[$mode]}" unlearning=salun saliency=ant unlearning.optimizer.lr="${!lr_var}" seed="$FINAL_SEEDS" \
     hydra.sweep.dir="$RUNS/final/$mode/salun_ant"
 done
 python "$HERE/summarise.py" results "$RUNS/final" --out "$OUT" --wall-seconds $((SECONDS - start))

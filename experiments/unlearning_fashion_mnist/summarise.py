@@ -1,8 +1,8 @@
 """Fashion-MNIST unlearning study: choose each method's learning rate, then tabulate and plot the runs.
 
-Reads what ``salguide-train`` (``task=unlearn``) leaves in each run directory: ``results.json`` (the rows
-Original, Retrain and the method, each with UA / RA / TA / MIA in %, RTE in s and Avg.Gap to Retrain) and
-``.hydra/config.yaml`` (forget mode, method, lr, mask factory, seed, subset). Two steps, both called by
+Reads what ``salguide-train`` (the unlearning pipeline, ``salguide.pipelines.unlearn``) leaves in each run
+directory: ``results.json`` (the rows Original, Retrain and the method, each with UA / RA / TA / MIA in %, RTE
+in s and Avg.Gap to Retrain) and ``.hydra/config.yaml`` (forget mode, method, lr, mask factory, seed, subset). Two steps, both called by
 ``run.sh``::
 
     python summarise.py select  RUNS/tune  --out DIR   # writes selection.md/.json, prints LR_<mode>_<method>=lr
@@ -27,7 +27,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from salguide.io import atomic_write_csv, atomic_write_json, atomic_write_text  # noqa: E402
-from salguide.studies import job_results, log_results_table, summary_arguments  # noqa: E402
+from salguide.studies import job_results, log_results_table, run_epochs, run_lr, run_task, summary_arguments  # noqa: E402
 from salguide.unlearning.methods import run_method_key  # noqa: E402
 from salguide.unlearning.metrics import METRIC_KEYS  # noqa: E402
 from salguide.unlearning.report import GAP, aggregate  # noqa: E402
@@ -51,15 +51,15 @@ def load_runs(root: Path) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     seen: set[tuple[str, str, int]] = set()
     for run, cfg, results in job_results(root):
-        if cfg.get("task") != "unlearn":
-            raise ValueError(f"{run}: not an unlearning run (task={cfg.get('task')!r})")
+        if run_task(cfg) != "unlearn":
+            raise ValueError(f"{run}: not an unlearning run (task={run_task(cfg)!r})")
         mode, seed, key = str(cfg["data"]["forget"]), int(cfg["seed"]), method_key(cfg)
         common = {
             "mode": mode,
             "seed": seed,
             "train_size": cfg["data"]["train_size"],
             "test_size": cfg["data"]["test_size"],
-            "original_epochs": cfg["original"]["epochs"],
+            "original_epochs": run_epochs(cfg, "original"),
         }
         for r in results:
             name = str(r["method"])
@@ -71,8 +71,8 @@ def load_runs(root: Path) -> list[dict[str, Any]]:
             else:
                 extra = {
                     "key": key,
-                    "lr": float(cfg["unlearning"]["lr"]),
-                    "epochs": cfg["unlearning"]["epochs"],
+                    "lr": run_lr(cfg, "unlearning"),
+                    "epochs": run_epochs(cfg, "unlearning"),
                     "run": str(run),
                 }
                 name = ANT if key == "salun_ant" else name

@@ -35,7 +35,23 @@ MASKING = {
 }
 
 
-def _run(root: Path, option: str, seed: int) -> MaskedReconstructionModule:
+# the mim_vit_digits model option: the MaskedReconstructionModule over the digits ViT
+MODEL = {
+    "_target_": "salguide.models.mim.MaskedReconstructionModule",
+    "net": {"_target_": "salguide.models.vit_digits"},
+    "optimizer": {"_target_": "torch.optim.AdamW", "_partial_": True, "lr": 1e-3, "weight_decay": 0.05},
+    "recon_weight": 1.0,
+}
+# the same run in the layout of runs recorded before model: became the LightningModule
+OLDER = {
+    "model": {"_target_": "salguide.models.vit.vit_digits"},
+    "classify": {"epochs": 20, "lr": 1e-3},
+    "mim": {"recon_weight": 1.0},
+    "trainer": {"max_epochs": None},
+}
+
+
+def _run(root: Path, option: str, seed: int, older: bool = False) -> MaskedReconstructionModule:
     run = root / option / str(seed)
     (run / ".hydra").mkdir(parents=True)
     mcfg = {
@@ -53,12 +69,14 @@ def _run(root: Path, option: str, seed: int) -> MaskedReconstructionModule:
         "name": "mim_digits",
         "seed": seed,
         "data": {**DATA, "seed": seed},
-        "model": {"_target_": "salguide.models.vit.vit_digits"},
-        "classify": {"epochs": 20, "lr": 1e-3},
+        "task": {"_target_": "salguide.pipelines.attention.run_attention", "_partial_": True},
+        "model": MODEL,
+        "trainer": {"max_epochs": 20},
         "callbacks": {"attention_masking": mcfg},
-        "mim": {"recon_weight": 1.0},
         "paths": {"output_dir": "${hydra:runtime.output_dir}"},
     }
+    if older:
+        cfg = {**{k: v for k, v in cfg.items() if k not in ("task", "model", "trainer")}, "task": "attention", **OLDER}
     (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
     (run / "results.json").write_text(
         json.dumps(
@@ -83,7 +101,7 @@ def _run(root: Path, option: str, seed: int) -> MaskedReconstructionModule:
 @torch.no_grad()
 def test_summary_re_evaluates_the_saved_models(tmp_path):
     runs, out = tmp_path / "runs", tmp_path / "out"
-    modules = {(o, s): _run(runs, o, s) for o in MASKING for s in (0, 1)}
+    modules = {(o, s): _run(runs, o, s, older=s == 1) for o in MASKING for s in (0, 1)}  # seed 1: older runs
     done = subprocess.run(
         [sys.executable, str(HERE / "summarise.py"), str(runs), "--out", str(out)],
         capture_output=True,
@@ -94,7 +112,8 @@ def test_summary_re_evaluates_the_saved_models(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     doc = json.loads((out / "results.json").read_text())
     assert set(doc["per_seed"]) == set(MASKING)
-    assert doc["seeds"] == [0, 1] and doc["ratio_steps"] == 600 and doc["batch_size"] == 16
+    assert doc["seeds"] == [0, 1] and doc["ratio_steps"] == 600 and doc["batch_size"] == 16 and doc["epochs"] == 20
+    assert {r["epochs"] for r in doc["rows"]} == {20}
     for seed in (0, 1):  # the clean accuracy of the saved student, computed directly on the seed's test split
         dm = DigitsDataModule(batch_size=16, image_size=32, seed=seed, forget=None)
         dm.setup("fit")

@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from salguide.data.scenes import SyntheticScenesDataModule
 from salguide.weights_io import save_weights
@@ -23,6 +25,9 @@ ROOT = Path(__file__).resolve().parents[2]
 HERE = ROOT / "experiments" / "attention_scenes"
 PRESETS = ROOT / "salguide" / "configs" / "experiment"
 VANILLA = yaml.safe_load((PRESETS / "attn_scenes_vanilla.yaml").read_text())
+with initialize_config_module(config_module="salguide.configs", version_base="1.3"):
+    COMPOSED = OmegaConf.to_container(compose(config_name="train", overrides=["experiment=attn_scenes_vanilla"]))
+MODEL, EPOCHS = COMPOSED["model"], COMPOSED["trainer"]["max_epochs"]  # the vit_scenes ClassifierModule, 30
 # the preset's data: the `scenes` data option with the preset's own settings on top
 DATA = {**yaml.safe_load((PRESETS.parent / "data" / "scenes.yaml").read_text()), **VANILLA["data"]}
 LOSS = {
@@ -50,8 +55,9 @@ def _datamodule(data: dict) -> SyntheticScenesDataModule:
 
 
 @torch.no_grad()
-def _run(root: Path, variant: str, seed: int, weight: float | None = None) -> float:
-    """A run folder as salguide-train leaves it; returns the model's shuffled-background test accuracy."""
+def _run(root: Path, variant: str, seed: int, weight: float | None = None, older: bool = False) -> float:
+    """A run folder as salguide-train leaves it (``older``: in the layout of runs recorded before model: became
+    the LightningModule); returns the model's shuffled-background test accuracy."""
     run = root / variant / f"{weight}-{seed}"
     (run / ".hydra").mkdir(parents=True)
     data = {**DATA, "seed": seed}
@@ -63,14 +69,17 @@ def _run(root: Path, variant: str, seed: int, weight: float | None = None) -> fl
         "name": f"attn_scenes_{variant}",
         "seed": seed,
         "data": data,
-        "model": VANILLA["model"],
-        "classify": VANILLA["classify"],
+        "task": COMPOSED["task"],
+        "model": MODEL,
+        "trainer": {"max_epochs": EPOCHS},
         "callbacks": {"attention_loss": callback} if loss else {},
         "paths": {"output_dir": "${hydra:runtime.output_dir}"},
     }
+    if older:
+        cfg.update(task="attention", model=MODEL["net"], trainer={"max_epochs": None}, classify={"epochs": EPOCHS})
     (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
     torch.manual_seed(1000 * seed + len(variant) + int(weight or 0))
-    model = instantiate(VANILLA["model"]).eval()
+    model = instantiate(MODEL).eval()  # the pipeline saves the ClassifierModule (its network as model.*)
     save_weights(model, run / "models" / "attention.safetensors")
     x, y, _ = _datamodule(data).test_dataset.tensors
     acc = 100.0 * float((model(x).argmax(-1) == y).float().mean())
@@ -120,7 +129,7 @@ def test_select_then_results(tmp_path):
     accs = {}
     for seed in (0, 1):
         for v, w in (("vanilla", None), ("concentration", 1.0), ("bas", 5.0), ("oracle", None)):
-            accs[(v, seed)] = _run(final, v, seed, w)
+            accs[(v, seed)] = _run(final, v, seed, w, older=seed == 1)  # seed 1: older runs' layout
     done = _summarise("results", str(final), "--out", str(out))
     assert done.returncode == 0, done.stderr[-3000:]
     res = json.loads((out / "results.json").read_text())
@@ -141,6 +150,7 @@ def test_select_then_results(tmp_path):
     assert s["acc_shuffled"] == pytest.approx(statistics.mean(vals))
     assert s["acc_shuffled_std"] == pytest.approx(statistics.pstdev(vals))
     assert res["weights"] == {"concentration": 1.0, "bas": 5.0} and res["depth"] == 4 and res["patch"] == 4
+    assert res["epochs"] == 30
     md = (out / "results.md").read_text()
     assert "- concentration:" in md and "goal (+10)" in md and "Per run:" in md
     for png in ("accuracy.png", "attention_maps.png"):

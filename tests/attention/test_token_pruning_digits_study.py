@@ -25,6 +25,8 @@ DATA = {
 
 
 def _run(root: Path, policy: str, keep: float, seed: int, acc: float) -> None:
+    """A run folder as salguide-train leaves it; seed 2's in the layout of runs recorded before the epochs moved
+    from classify: to trainer:."""
     run = root / policy / f"{keep}-{seed}"
     (run / ".hydra").mkdir(parents=True)
     tp = {} if policy == "none" else {"token_policy": {"warmup_steps": 230, "policy": {"layers": [1, 2], "keep": keep}}}
@@ -32,10 +34,13 @@ def _run(root: Path, policy: str, keep: float, seed: int, acc: float) -> None:
         "name": f"prune_digits_{policy}",
         "seed": seed,
         "data": {**DATA, "seed": seed},
-        "classify": {"epochs": 30},
+        "task": {"_target_": "salguide.pipelines.attention.run_attention", "_partial_": True},
+        "trainer": {"max_epochs": 30},
         "callbacks": tp,
         "paths": {"output_dir": "${hydra:runtime.output_dir}"},
     }
+    if seed == 2:
+        cfg.update(task="attention", trainer={"max_epochs": None}, classify={"epochs": 30})
     (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
     (run / "results.json").write_text(
         json.dumps({"name": cfg["name"], "token_policy": policy, "seed": seed, "test_acc": acc, "seconds": 60.0})

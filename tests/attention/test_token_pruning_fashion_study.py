@@ -14,16 +14,22 @@ SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "token_pruning_fa
 
 
 def _run(root: Path, policy: str, keep: float, seed: int, acc: float, seconds: float, mode: str = "scratch") -> None:
+    """A run folder as salguide-train leaves it; seed 2's in the layout of runs recorded before the recipe moved
+    from classify: to trainer.max_epochs and model.optimizer."""
     run = root / mode / policy / f"{keep}-{seed}"
     (run / ".hydra").mkdir(parents=True)
     cfg = {
         "seed": seed,
+        "task": {"_target_": "salguide.pipelines.attention.run_attention", "_partial_": True},
         "data": {"train_size": 100, "test_size": 50, "batch_size": 32},
-        "classify": {"epochs": 2, "lr": 2e-3},
+        "model": {"optimizer": {"_target_": "torch.optim.AdamW", "_partial_": True, "lr": 2e-3}},
         "callbacks": {} if policy == "none" else {"token_policy": {"warmup_steps": 0, "policy": {"keep": keep}}},
         "init_from": None if mode == "scratch" else f"/base/{seed}.safetensors",
-        "trainer": {"limit_train_batches": 0} if mode == "off-the-shelf" else {"max_epochs": None},
+        "trainer": {"max_epochs": 2, **({"limit_train_batches": 0} if mode == "off-the-shelf" else {})},
     }
+    if seed == 2:
+        cfg.update(task="attention", model={}, classify={"epochs": 2, "lr": 2e-3})
+        cfg["trainer"] = {"limit_train_batches": 0} if mode == "off-the-shelf" else {"max_epochs": None}
     (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
     (run / "results.json").write_text(
         json.dumps(
@@ -73,6 +79,7 @@ def test_paired_changes_throughput_and_goals(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     doc = json.loads((out / "results.json").read_text())
+    assert {(r["epochs"], r["lr"]) for r in doc["rows"]} == {(2, 2e-3)}  # from either layout
     by = {(e["policy"], e["keep"]): e for e in doc["summary"]}
     assert by[("none", 1.0)]["test_acc"][0] == 75.0
     assert abs(by[("evit", 0.7)]["acc_diff"][0] + 0.2) < 1e-9 and by[("evit", 0.7)]["acc_diff"][1] < 1e-9

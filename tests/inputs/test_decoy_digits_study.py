@@ -13,30 +13,36 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from salguide.weights_io import save_weights
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = ROOT / "experiments" / "decoy_digits"
-PRESET = yaml.safe_load((ROOT / "salguide" / "configs" / "experiment" / "decoy_vanilla.yaml").read_text())
+with initialize_config_module(config_module="salguide.configs", version_base="1.3"):
+    PRESET = OmegaConf.to_container(compose(config_name="train", overrides=["experiment=decoy_vanilla"]))
 DATA = yaml.safe_load((ROOT / "salguide" / "configs" / "data" / "decoy_digits.yaml").read_text())  # its data option
 
 
-def _run(root: Path, variant: str, seed: int, acc: float, energy: float) -> None:
-    """A run folder as salguide-train leaves it: config (the preset's data and model), results, weights."""
+def _run(root: Path, variant: str, seed: int, acc: float, energy: float, older: bool = False) -> None:
+    """A run folder as salguide-train leaves it: config (the preset's data and model; ``older``: in the layout of
+    runs recorded before model: became the LightningModule), results, weights."""
     run = root / variant / str(seed)
     (run / ".hydra").mkdir(parents=True)
     data = {**DATA, "seed": seed}
     cfg = {
         "name": f"decoy_{variant}",
         "seed": seed,
-        "task": "classify",
-        "classify": {"epochs": 30},
+        "task": PRESET["task"],
+        "trainer": {"max_epochs": 30},
         "data": data,
         "model": PRESET["model"],
         "paths": {"output_dir": "${hydra:runtime.output_dir}"},
     }
+    if older:
+        cfg.update(task="classify", classify={"epochs": 30}, trainer={"max_epochs": None}, model=PRESET["model"]["net"])
     (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
     (run / "results.json").write_text(
         json.dumps(
@@ -53,7 +59,7 @@ def _run(root: Path, variant: str, seed: int, acc: float, energy: float) -> None
         )
     )
     torch.manual_seed(seed)
-    save_weights(instantiate(PRESET["model"]), run / "models" / "classify.safetensors")
+    save_weights(instantiate(PRESET["model"]["net"]), run / "models" / "classify.safetensors")  # the network
 
 
 def test_summary_of_synthetic_runs(tmp_path):
@@ -61,7 +67,7 @@ def test_summary_of_synthetic_runs(tmp_path):
     accs = {"vanilla": (55.0, 60.0), "rrr": (88.0, 90.0), "sgt": (62.0, 64.0), "clean": (89.0, 91.0)}
     for v, per_seed in accs.items():
         for seed, acc in enumerate(per_seed):
-            _run(runs, v, seed, acc, 0.9 + 0.01 * seed)
+            _run(runs, v, seed, acc, 0.9 + 0.01 * seed, older=seed == 1)  # seed 1: older runs' layout
     (runs / "vanilla" / "results.json").write_text("[]")  # a sweep's combined table: not a run, skipped
     env = dict(os.environ, WANDB_MODE="offline")
     done = subprocess.run(

@@ -36,15 +36,30 @@ def gap_of(mode: str, key: str, lr: float, seed: int) -> float:
 
 
 def _run(root: Path, mode: str, key: str, lr: float, seed: int) -> None:
+    """A run folder as salguide-train leaves it; seed 1's in the layout of runs recorded before the recipes moved
+    to model.optimizer and unlearning.optimizer (original.lr, unlearning.lr)."""
     run = root / mode / key / f"{lr:g}-{seed}"
     (run / ".hydra").mkdir(parents=True)
+    sgd = {"_target_": "torch.optim.SGD", "_partial_": True, "momentum": 0.9}
     cfg = {
         "name": "unlearn_digits" if mode == "class" else "unlearn_digits_random",
+        "task": {"_target_": "salguide.pipelines.unlearn.run_unlearning", "_partial_": True},
         "seed": seed,
         "data": {"forget": mode},
-        "original": {"epochs": 15, "lr": 0.05},
-        "unlearning": {"_target_": "salguide.unlearning.MethodSpec", "name": NAMES[key], "lr": lr, "epochs": 5},
+        "model": {"_target_": "salguide.models.ClassifierModule", "optimizer": {**sgd, "lr": 0.05}},
+        "trainer": {"max_epochs": None},
+        "original": {"epochs": 15},
+        "unlearning": {
+            "_target_": "salguide.unlearning.MethodSpec",
+            "name": NAMES[key],
+            "epochs": 5,
+            "optimizer": {**sgd, "lr": lr},
+        },
     }
+    if seed == 1:
+        cfg.update(task="unlearn", original={"epochs": 15, "lr": 0.05})
+        cfg["unlearning"] = {"_target_": "salguide.unlearning.MethodSpec", "name": NAMES[key], "lr": lr, "epochs": 5}
+        del cfg["model"]
     (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
     gap = gap_of(mode, key, lr, seed)
     original = {"UA": 0.0, "RA": 100.0, "TA": 98.0 - seed, "MIA": 0.0}

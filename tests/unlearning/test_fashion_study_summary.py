@@ -14,18 +14,27 @@ SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "unlearning_fashi
 
 
 def _run(root: Path, mode: str, method: str, lr: float, seed: int, gap: float, kind: str = "salun") -> None:
-    """One run folder as salguide-train leaves it: results.json (Original, Retrain, method) and its config."""
+    """One run folder as salguide-train leaves it: results.json (Original, Retrain, method) and its config; seeds
+    2 and 5 in the layout of runs recorded before unlearning.optimizer (task name, unlearning.lr)."""
     run = root / f"{mode}-{method}-{kind}-{lr:g}-{seed}"
     name = {"ft": "FT", "salun": "SalUn"}[method]
     (run / ".hydra").mkdir(parents=True)
     cfg = {
-        "task": "unlearn",
+        "task": {"_target_": "salguide.pipelines.unlearn.run_unlearning", "_partial_": True},
         "seed": seed,
         "data": {"forget": mode, "train_size": 800, "test_size": 1000},
+        "trainer": {"max_epochs": None},
         "original": {"epochs": 10},
-        "unlearning": {"_target_": "salguide.unlearning.MethodSpec", "name": name, "lr": lr, "epochs": 5},
+        "unlearning": {
+            "_target_": "salguide.unlearning.MethodSpec",
+            "name": name,
+            "epochs": 5,
+            "optimizer": {"_target_": "torch.optim.SGD", "_partial_": True, "lr": lr},
+        },
         "saliency": {"_target_": f"salguide.weights.{kind}_mask", "_partial_": True},
     }
+    if seed in (2, 5):
+        cfg.update(task="unlearn", unlearning={**cfg["unlearning"], "lr": lr, "optimizer": "sgd"})
     (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
     ret = {"UA": 100.0, "RA": 90.0, "TA": 80.0, "MIA": 100.0}
     rows = [
@@ -74,3 +83,15 @@ def test_selects_the_lr_with_the_smallest_mean_gap_then_tabulates_fresh_seeds(tm
     for fig in ("avg_gap.png", "metrics.png"):
         assert (out / "figures" / fig).read_bytes()[:4] == b"\x89PNG"
     assert list(final.glob("wandb/offline-run-*")), "no offline W&B run with the results table"
+
+
+def test_refuses_a_run_of_another_task(tmp_path):
+    _run(tmp_path, "class", "ft", 0.1, 0, 1.0)
+    cfg = next(tmp_path.glob("*/.hydra/config.yaml"))
+    cfg.write_text(
+        cfg.read_text().replace("salguide.pipelines.unlearn.run_unlearning", "salguide.pipelines.classify.run_classify")
+    )
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "select", str(tmp_path)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode != 0 and "not an unlearning run (task='classify')" in done.stderr
