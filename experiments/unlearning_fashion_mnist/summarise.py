@@ -2,8 +2,8 @@
 
 Reads what ``salguide-train`` (the unlearning pipeline, ``salguide.pipelines.unlearn``) leaves in each run
 directory: ``results.json`` (the rows Original, Retrain and the method, each with UA / RA / TA / MIA in %, RTE
-in s and Avg.Gap to Retrain) and ``.hydra/config.yaml`` (forget mode, method, lr, mask factory, seed, subset). Two steps, both called by
-``run.sh``::
+in s and Avg.Gap to Retrain) and ``.hydra/config.yaml`` (forget mode, method, lr, mask factory, seed,
+subset). Two steps, both called by ``run.sh``::
 
     python summarise.py select  RUNS/tune  --out DIR   # writes selection.md/.json, prints LR_<mode>_<method>=lr
     python summarise.py results RUNS/final --out DIR   # writes results.md/.json/.csv and figures/
