@@ -42,7 +42,7 @@ def test_trainer_max_epochs_sets_every_stage(preset):
     cfg = _compose(f"experiment={preset}", "trainer.max_epochs=2")
     check_config(cfg)
     apply_max_epochs(cfg)
-    recipes = [k for k in ("original", "unlearning", "diffusion_unlearning") if k in cfg]
+    recipes = [k for k in ("original", "unlearning", "diffusion_unlearning", "judge") if k in cfg]
     assert all(cfg[k].epochs == 2 for k in recipes)
     if not recipes:  # a single-stage task trains for trainer.max_epochs itself; its preset sets it
         assert run_epochs(cfg) == 2 and run_epochs(_compose(f"experiment={preset}")) == 30

@@ -78,8 +78,9 @@ def load_records(root: Path) -> list[dict[str, Any]]:
                 "key": stage,
                 "RTE": r.get("RTE"),
                 **{k: r[k] for k in (*METRICS, GAP)},
-                "lr": None if stage == "original" else run_lr(cfg, "original"),  # Retrain: the original recipe
-                "epochs": run_epochs(cfg, "original"),
+                # Retrain: its own node (by default the original's recipe; runs before it: the original's)
+                "lr": None if stage == "original" else run_lr(cfg, stage if stage in cfg else "original"),
+                "epochs": run_epochs(cfg, stage if stage in cfg else "original"),
             }
             seen = refs.setdefault((seed, mode), {})
             if name not in seen:

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from salguide._checks import as_int
 from salguide._lightning import pl
-from salguide.models.optim import OptimizerFactory, SchedulerFactory, build_optimizers, check_optimizer
+from salguide.models.optim import OptimizerFactory, SchedulerFactory, build_optimizers, check_optimizer, check_scheduler
 
 from .core import check_conditions, denoising_loss
 from .nets import PromptTable
@@ -96,6 +96,7 @@ class DiffusionModule(pl.LightningModule):
         if scheduler is not None and not callable(scheduler):
             raise TypeError(f"{owner}: scheduler must be a factory scheduler(optimizer) or None, got {scheduler!r}")
         check_optimizer(optimizer, owner)
+        check_scheduler(scheduler, owner)
         # the net and the factories are not hyper-parameters: checkpoints stay loadable with weights_only=True
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", "prompts"])
         self.unet = net

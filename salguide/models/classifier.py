@@ -14,7 +14,7 @@ from torch import nn
 
 from salguide._lightning import pl
 
-from .optim import OptimizerFactory, SchedulerFactory, build_optimizers, check_optimizer, cosine, sgd
+from .optim import OptimizerFactory, SchedulerFactory, build_optimizers, check_optimizer, check_scheduler, cosine, sgd
 
 
 class ClassifierModule(pl.LightningModule):
@@ -47,6 +47,7 @@ class ClassifierModule(pl.LightningModule):
         if scheduler is not None and not callable(scheduler):
             raise TypeError(f"scheduler must be a factory scheduler(optimizer) or None, got {scheduler!r}")
         check_optimizer(optimizer, "ClassifierModule")
+        check_scheduler(scheduler, "ClassifierModule")
         self.model = net
         self.make_optimizer = optimizer if optimizer is not None else sgd()
         self.make_scheduler = scheduler

@@ -21,22 +21,32 @@ from salguide._lightning import pl
 from salguide.attention.masking import mask_patches, patchify
 from salguide.attention.targets import token_grid
 
-from .optim import OptimizerFactory, build_optimizers, check_optimizer
+from .optim import OptimizerFactory, SchedulerFactory, build_optimizers, check_optimizer, check_scheduler
 
 
 class MaskedReconstructionModule(pl.LightningModule):
     """CLS cross-entropy on the masked image + ``recon_weight`` x MSE of the hidden patches (see module docstring)."""
 
-    def __init__(self, net: Any, optimizer: OptimizerFactory | None = None, recon_weight: float = 1.0) -> None:
+    def __init__(
+        self,
+        net: Any,
+        optimizer: OptimizerFactory | None = None,
+        scheduler: SchedulerFactory | None = None,
+        recon_weight: float = 1.0,
+    ) -> None:
         super().__init__()
         if not hasattr(net, "forward_features") or not hasattr(net, "head"):
             raise TypeError("MaskedReconstructionModule needs a timm-layout ViT (forward_features, head)")
         if not float(recon_weight) >= 0:
             raise ValueError(f"recon_weight must be >= 0, got {recon_weight}")
+        if optimizer is not None and not callable(optimizer):
+            raise TypeError(f"optimizer must be a factory optimizer(params) (e.g. a _partial_ node), got {optimizer!r}")
         check_optimizer(optimizer, "MaskedReconstructionModule")
+        check_scheduler(scheduler, "MaskedReconstructionModule")
         self.model, self.recon_weight = net, float(recon_weight)
         # default: AdamW, lr 1e-3, weight decay 0.05
         self.make_optimizer = optimizer or partial(torch.optim.AdamW, lr=1e-3, weight_decay=0.05)
+        self.make_scheduler = scheduler  # None: a constant learning rate
         self.grid = token_grid(net)
         ps = net.patch_embed.patch_size
         chans = net.patch_embed.proj.in_channels
@@ -64,7 +74,8 @@ class MaskedReconstructionModule(pl.LightningModule):
         return ce + self.recon_weight * recon
 
     def configure_optimizers(self) -> Any:
-        return build_optimizers(self.parameters(), self.make_optimizer, None, None)
+        max_epochs = self.trainer.max_epochs if self._trainer is not None else None
+        return build_optimizers(self.parameters(), self.make_optimizer, self.make_scheduler, max_epochs)
 
 
 @torch.no_grad()

@@ -50,6 +50,19 @@ def build_optimizers(
     return {"optimizer": opt, "lr_scheduler": scheduler(opt)}
 
 
+def check_scheduler(scheduler: Any, owner: str) -> None:
+    """Fail now, naming ``owner``, when the schedule factory cannot build a schedule (tried on one parameter's
+    SGD over one epoch): a misspelt keyword fails before training, not when its stage starts."""
+    if scheduler is None:
+        return
+    if not callable(scheduler):
+        raise ValueError(f"{owner}: scheduler must be a factory scheduler(optimizer) or null, got {scheduler!r}")
+    try:
+        build_optimizers([torch.nn.Parameter(torch.zeros(1))], sgd(), scheduler, 1)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{owner}: the scheduler factory {scheduler!r} does not build: {e}") from e
+
+
 def check_optimizer(optimizer: Any, owner: str) -> None:
     """Fail now, naming ``owner``, when the factory cannot build an optimiser: a ``lr`` that is not a positive
     number, or settings the optimiser rejects (a misspelt keyword, a negative momentum), tried on one parameter."""

@@ -17,8 +17,9 @@ from salguide.io import check_writable, owned_dir
 
 from .stages import is_rank_zero
 
-# The stages of the multi-stage protocols (unlearning) whose own ``epochs`` a set ``trainer.max_epochs`` overrides.
-STAGE_RECIPES = ("original", "retrain", "unlearning", "diffusion_unlearning")
+# The stages of the multi-stage protocols (unlearning; ``judge``: generative unlearning's metric classifier)
+# whose own ``epochs`` a set ``trainer.max_epochs`` overrides.
+STAGE_RECIPES = ("original", "retrain", "unlearning", "diffusion_unlearning", "judge")
 
 
 def apply_max_epochs(cfg: DictConfig) -> None:

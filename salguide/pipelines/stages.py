@@ -191,6 +191,10 @@ def run_epochs(cfg: DictConfig) -> int:
 def build_module(cfg: DictConfig) -> Any:
     """The ``model:`` node built: a LightningModule holding its network as ``.model`` (``net:`` in the config),
     else a ValueError naming ``model``."""
+    if "optimizer" in cfg.model and cfg.model.optimizer is None:
+        raise ValueError(
+            "model.optimizer is null: set an optimiser factory (e.g. {_target_: torch.optim.AdamW, _partial_: true})"
+        )
     try:
         module = instantiate(cfg.model)
     except Exception as e:  # Hydra wraps the constructor's error

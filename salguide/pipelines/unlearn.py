@@ -15,6 +15,7 @@ from torch import nn
 from salguide.cache import cached_seconds, cached_weights, config_key
 from salguide.io import atomic_write_json, check_writable
 from salguide.models import ClassifierModule
+from salguide.models.optim import check_optimizer, check_scheduler
 from salguide.unlearning import MethodSpec, unlearning_metrics
 from salguide.unlearning.report import format_table, with_gaps
 from salguide.viz import plot_mask_sparsity, plot_metrics_vs_retrain
@@ -103,22 +104,31 @@ def cache_paths(cfg: DictConfig) -> tuple[Path, Path]:
 
 
 def check_classifier(cfg: DictConfig) -> None:
-    """``task=unlearn`` trains ``ClassifierModule``s (the methods set its loss sign and L1 term): ``model._target_``
-    must name it or a subclass, with a ``net:`` node and optimiser/schedule factories that build (checked before
-    anything trains)."""
+    """``task=unlearn`` builds every stage (original, Retrain, the method) as a ``ClassifierModule`` whose loss
+    sign and L1 term the methods set: ``model._target_`` must name it, with a ``net:`` node, an ``optimizer:``
+    factory that builds and a ``scheduler:`` that builds or is null (checked before anything trains)."""
     target = cfg.model.get("_target_")
     try:
         cls = get_class(str(target))
     except Exception:
         cls = None
-    if not (isinstance(cls, type) and issubclass(cls, ClassifierModule)) or "net" not in cfg.model:
+    if cls is not ClassifierModule or "net" not in cfg.model:
         raise ValueError(
-            "model: task=unlearn trains salguide.models.ClassifierModule (model._target_) over a net: node "
-            f"(e.g. model=small_cnn), got _target_={target!r}"
+            "model: task=unlearn builds every stage as salguide.models.ClassifierModule (model._target_) over a "
+            f"net: node (e.g. model=small_cnn), got _target_={target!r}; another module: use the Python API "
+            "(salguide.pipelines.fit.unlearn) or the callbacks"
         )
-    for key in ("optimizer", "scheduler"):  # a bad factory fails now, not when the original starts training
-        if cfg.model.get(key) is not None:
-            _build(cfg.model[key], f"model.{key}")
+    for key in ("l1_alpha", "loss_sign"):
+        if key in cfg.model:
+            raise ValueError(f"model.{key}: the unlearning methods set it (unlearning.{key}); remove it from model:")
+    if cfg.model.get("optimizer") is None:
+        raise ValueError(
+            "model.optimizer is null: the original and Retrain need an optimiser factory (model=small_cnn)"
+        )
+    optimizer = _build(cfg.model.optimizer, "model.optimizer")  # bad factories fail now, not at the first stage
+    check_optimizer(optimizer, "model.optimizer")
+    scheduler = _build(cfg.model.scheduler, "model.scheduler") if cfg.model.get("scheduler") is not None else None
+    check_scheduler(scheduler, "model.scheduler")
 
 
 def original_module(cfg: DictConfig, net: nn.Module) -> ClassifierModule:
@@ -143,7 +153,9 @@ def run_unlearning(cfg: DictConfig) -> float | None:
     runner = StageRunner(cfg)
     out, seed, writer = runner.out, runner.seed, runner.writer
     check_classifier(cfg)
-    spec = method_from(cfg)  # fail on a bad model or method before any training (or cache folder)
+    spec = method_from(cfg)  # fail on a bad model, method or Retrain node before any training (or cache folder)
+    if cfg.compare_to_retrain:
+        retrain_spec(cfg)
     check_writable(cfg.paths.cache_dir, "paths.cache_dir")
     method, label = spec.key, method_label(cfg, spec)
     init_from, ckpt_path = check_init_from(cfg), check_ckpt_path(cfg)

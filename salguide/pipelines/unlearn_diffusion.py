@@ -64,13 +64,15 @@ def diffusion_cache_paths(cfg: DictConfig) -> dict[str, Path]:
     }
 
 
-def _preflight(cfg: DictConfig, probe: Any, datamodule: Any, objective: Any, optimizer: Any) -> None:
+def _preflight(
+    cfg: DictConfig, probe: Any, datamodule: Any, objective: Any, optimizer: Any, lr_schedule: Any = None
+) -> None:
     """Every bad input that would otherwise surface after training: forget class, forget set, objective
     (timesteps, guidance), the method's optimiser, generation settings."""
     from salguide.diffusion.core import check_conditions, check_guidance
     from salguide.diffusion.module import denoiser_parts
     from salguide.diffusion.sampling import SAMPLERS
-    from salguide.models.optim import check_optimizer
+    from salguide.models.optim import check_optimizer, check_scheduler
 
     _, scheduler, num_conditions, _ = denoiser_parts(probe)
     unsupported = [k for k in ("init_from", "ckpt_path") if cfg.get(k) is not None]
@@ -91,6 +93,7 @@ def _preflight(cfg: DictConfig, probe: Any, datamodule: Any, objective: Any, opt
                 f"{{_target_: torch.optim.AdamW, _partial_: true, lr: 1e-3}}), got {optimizer!r}"
             )
         check_optimizer(optimizer, "diffusion_unlearning")
+        check_scheduler(lr_schedule, "diffusion_unlearning")
         if not hasattr(probe, "make_optimizer"):
             raise ValueError(
                 f"{type(probe).__name__} keeps no make_optimizer: the unlearning stage sets its optimiser "
@@ -128,7 +131,7 @@ def run_unlearn_diffusion(cfg: DictConfig) -> float | None:
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
     make_model: Callable[[], Any] = lambda: instantiate(cfg.model)  # noqa: E731
-    _preflight(cfg, make_model(), datamodule, objective, optimizer)
+    _preflight(cfg, make_model(), datamodule, objective, optimizer, lr_schedule)
     paths = diffusion_cache_paths(cfg)
     epochs = int(cfg.original.epochs)
 

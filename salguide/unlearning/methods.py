@@ -20,6 +20,7 @@ those files.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from functools import partial
@@ -28,7 +29,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from salguide.models.optim import check_optimizer
+from salguide.models.optim import check_optimizer, check_scheduler
 
 _SPLITS = ("retain", "forget")
 
@@ -60,6 +61,7 @@ class MethodSpec:
                 f"torch.optim.SGD, got {self.optimizer!r}"
             )
         check_optimizer(self.optimizer, self.name)
+        check_scheduler(self.scheduler, self.name)
         if self.scheduler is not None and not callable(self.scheduler):
             raise ValueError(
                 f"{self.name}: scheduler must be a factory scheduler(optimizer) or null, got {self.scheduler!r}"
@@ -132,21 +134,28 @@ def method_spec(method: str, **overrides: Any) -> MethodSpec:
         {"seed": 0, "model": _yaml("model", "small_cnn.yaml"), "original": preset.original, "retrain": preset.retrain}
     )
     tree.unlearning = _yaml("unlearning", f"{key}.yaml")
-    node = OmegaConf.create(OmegaConf.to_container(tree.unlearning, resolve=True))
-    assert isinstance(node, DictConfig)
-    fields_ = {f.name for f in fields(MethodSpec)} - {"name"}
-    opt_keys = set(node.optimizer) - {"_target_", "_partial_"}
-    bad = sorted(set(overrides) - fields_ - opt_keys)
-    if bad:
-        raise ValueError(f"unknown hyper-parameter(s) {bad} for method {method!r}; valid: {sorted(fields_ | opt_keys)}")
-    for k, v in overrides.items():
-        if k in fields_ and not callable(v):
-            node[k] = v
-        elif k not in fields_:
-            node.optimizer[k] = v
     try:
-        spec = instantiate(node)
+        spec = instantiate(tree.unlearning)
     except Exception as e:  # Hydra wraps MethodSpec's own error: raise that one
         raise (e.__cause__ if isinstance(e.__cause__, ValueError) else e) from None
     assert isinstance(spec, MethodSpec), f"unlearning/{key}.yaml does not build a MethodSpec"
-    return replace(spec, **{k: v for k, v in overrides.items() if k in fields_ and callable(v)})
+    names = {f.name for f in fields(MethodSpec)} - {"name"}
+    spec = replace(spec, **{k: v for k, v in overrides.items() if k in names})
+    settings = {k: v for k, v in overrides.items() if k not in names}
+    if not settings:
+        return spec
+    # the rest are the (final) optimiser's own settings, checked against its signature
+    opt = spec.optimizer
+    func = opt.func if isinstance(opt, partial) else opt
+    try:
+        accepted = set(inspect.signature(func).parameters) - {"params"}
+    except (TypeError, ValueError):
+        accepted = set()
+    bad = sorted(set(settings) - accepted)
+    if bad:
+        raise ValueError(
+            f"unknown hyper-parameter(s) {bad} for method {method!r}; valid: MethodSpec fields {sorted(names)} "
+            f"and the optimiser's settings {sorted(accepted)}"
+        )
+    args, keywords = (opt.args, opt.keywords) if isinstance(opt, partial) else ((), {})
+    return replace(spec, optimizer=partial(func, *args, **{**keywords, **settings}))

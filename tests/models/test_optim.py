@@ -70,3 +70,18 @@ def test_bad_factories_are_named():
         ClassifierModule(SmallCNN(width=4), optimizer="sgd")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="scheduler must be a factory"):
         ClassifierModule(SmallCNN(width=4), scheduler="cosine")  # type: ignore[arg-type]
+
+
+def test_the_mim_module_takes_a_schedule_too():
+    from salguide.models import vit_digits
+    from salguide.models.mim import MaskedReconstructionModule
+
+    step = partial(torch.optim.lr_scheduler.StepLR, step_size=1)
+    got = MaskedReconstructionModule(vit_digits(depth=1, embed_dim=16), scheduler=step).configure_optimizers()
+    assert isinstance(got["optimizer"], torch.optim.AdamW) and isinstance(
+        got["lr_scheduler"], torch.optim.lr_scheduler.StepLR
+    )
+    with pytest.raises(ValueError, match="scheduler factory .* does not build"):
+        MaskedReconstructionModule(
+            vit_digits(depth=1, embed_dim=16), scheduler=partial(torch.optim.lr_scheduler.StepLR)
+        )

@@ -59,3 +59,48 @@ def test_unlearning_retrain_runs_the_retrain_node(caplog):
     with caplog.at_level("WARNING"):
         assert method_from(_compose("unlearning=retrain", "unlearning.epochs=3")).epochs == 10
     assert "set retrain.* to change it" in caplog.text
+
+
+def test_optimiser_settings_apply_to_the_final_optimiser():
+    from functools import partial
+
+    import torch
+
+    adam = method_spec("salun", optimizer=partial(torch.optim.Adam, lr=1e-3), lr=0.5).optimizer
+    assert adam.func is torch.optim.Adam and adam.keywords == {"lr": 0.5}  # lr= applies to the Adam given
+    assert (
+        method_spec("ft", nesterov=True).optimizer.keywords["nesterov"] is True
+    )  # any SGD setting, not only the yaml's
+    with pytest.raises(ValueError, match=r"unknown hyper-parameter\(s\) \['amsgrad'\]"):
+        method_spec("ft", amsgrad=True)  # an Adam setting for SGD
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (
+            ["retrain.optimizer={_target_:torch.optim.SGD,_partial_:true,lr:0.1,momentun:0.9}"],
+            "retrain: .*does not build.*momentun",
+        ),
+        (
+            ["unlearning.scheduler={_target_:torch.optim.lr_scheduler.StepLR,_partial_:true,step_sze:2}"],
+            "unlearning: .*scheduler factory .* does not build.*step_sze",
+        ),
+        (["model.optimizer=null"], "model.optimizer is null"),
+        (["model.scheduler._target_=torch.optim.lr_scheduler.StepLR"], "model.scheduler: .*does not build"),
+        (
+            ["model._target_=salguide.models.mim.MaskedReconstructionModule"],
+            "builds every stage as salguide.models.ClassifierModule",
+        ),
+        (["+model.l1_alpha=0.1"], "model.l1_alpha: the unlearning methods set it"),
+    ],
+)
+def test_bad_stage_recipes_fail_before_anything_trains(tmp_path, overrides, message):
+    from salguide.pipelines.unlearn import run_unlearning
+
+    cfg = _compose(
+        *overrides, f"paths.output_dir={tmp_path / 'out'}", f"paths.cache_dir={tmp_path / 'cache'}", "logger=none"
+    )
+    with pytest.raises(ValueError, match=message):
+        run_unlearning(cfg)
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "out" / "models").exists()
