@@ -9,7 +9,6 @@ condition used by classifier-free guidance, Ho & Salimans 2022).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import partial
 from typing import Any
 
 import torch
@@ -17,7 +16,7 @@ from torch import Tensor, nn
 
 from salguide._checks import as_int
 from salguide._lightning import pl
-from salguide.models.optim import OptimizerFactory, SchedulerFactory, build_optimizers, check_optimizer, check_scheduler
+from salguide.models.optim import OptimizerFactory, SchedulerFactory, adamw, check_factories, module_optimizers
 
 from .core import check_conditions, denoising_loss
 from .nets import PromptTable
@@ -34,11 +33,6 @@ def ddpm_scheduler(num_train_timesteps: int = 200, beta_schedule: str = "squared
         beta_schedule=beta_schedule,
         clip_sample=False,
     )
-
-
-def adamw(lr: float = 2e-3, weight_decay: float = 0.0) -> OptimizerFactory:
-    """``torch.optim.AdamW`` with these settings, as a factory of the parameters (DiffusionModule's default)."""
-    return partial(torch.optim.AdamW, lr=lr, weight_decay=weight_decay)
 
 
 def _net_setting(net: nn.Module, key: str, owner: str) -> Any:
@@ -89,14 +83,7 @@ class DiffusionModule(pl.LightningModule):
         owner = type(self).__name__
         if not 0.0 <= float(cond_drop_prob) < 1.0:
             raise ValueError(f"cond_drop_prob must lie in [0, 1), got {cond_drop_prob}")
-        if optimizer is not None and not callable(optimizer):
-            raise TypeError(
-                f"{owner}: optimizer must be a factory optimizer(params) (e.g. a _partial_ node), got {optimizer!r}"
-            )
-        if scheduler is not None and not callable(scheduler):
-            raise TypeError(f"{owner}: scheduler must be a factory scheduler(optimizer) or None, got {scheduler!r}")
-        check_optimizer(optimizer, owner)
-        check_scheduler(scheduler, owner)
+        check_factories(optimizer, scheduler, owner)
         # the net and the factories are not hyper-parameters: checkpoints stay loadable with weights_only=True
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", "prompts"])
         self.unet = net
@@ -139,10 +126,7 @@ class DiffusionModule(pl.LightningModule):
         return loss
 
     def configure_optimizers(self) -> Any:
-        max_epochs = self.trainer.max_epochs if self._trainer is not None else None
-        return build_optimizers(
-            [p for p in self.parameters() if p.requires_grad], self.make_optimizer, self.make_scheduler, max_epochs
-        )
+        return module_optimizers(self)
 
     @torch.no_grad()
     def sample(

@@ -14,7 +14,7 @@ from torch import nn
 
 from salguide._lightning import pl
 
-from .optim import OptimizerFactory, SchedulerFactory, build_optimizers, check_optimizer, check_scheduler, cosine, sgd
+from .optim import OptimizerFactory, SchedulerFactory, check_factories, cosine, module_optimizers, sgd
 
 
 class ClassifierModule(pl.LightningModule):
@@ -42,12 +42,7 @@ class ClassifierModule(pl.LightningModule):
         super().__init__()
         if loss_sign not in (1.0, -1.0):
             raise ValueError(f"loss_sign must be +1 or -1, got {loss_sign}")
-        if not callable(optimizer if optimizer is not None else sgd):
-            raise TypeError(f"optimizer must be a factory optimizer(params) (e.g. a _partial_ node), got {optimizer!r}")
-        if scheduler is not None and not callable(scheduler):
-            raise TypeError(f"scheduler must be a factory scheduler(optimizer) or None, got {scheduler!r}")
-        check_optimizer(optimizer, "ClassifierModule")
-        check_scheduler(scheduler, "ClassifierModule")
+        check_factories(optimizer, scheduler, "ClassifierModule")
         self.model = net
         self.make_optimizer = optimizer if optimizer is not None else sgd()
         self.make_scheduler = scheduler
@@ -92,7 +87,4 @@ class ClassifierModule(pl.LightningModule):
         self._eval_step(batch, "test")
 
     def configure_optimizers(self) -> Any:
-        max_epochs = self.trainer.max_epochs if self._trainer is not None else None
-        return build_optimizers(
-            [p for p in self.parameters() if p.requires_grad], self.make_optimizer, self.make_scheduler, max_epochs
-        )
+        return module_optimizers(self)

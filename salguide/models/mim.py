@@ -10,7 +10,6 @@ itself (AttMask / ACMIL, ``cls_attention_scores``, ``mask_patches``) is function
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 
 import torch
@@ -21,7 +20,7 @@ from salguide._lightning import pl
 from salguide.attention.masking import mask_patches, patchify
 from salguide.attention.targets import token_grid
 
-from .optim import OptimizerFactory, SchedulerFactory, build_optimizers, check_optimizer, check_scheduler
+from .optim import OptimizerFactory, SchedulerFactory, adamw, check_factories, module_optimizers
 
 
 class MaskedReconstructionModule(pl.LightningModule):
@@ -39,13 +38,9 @@ class MaskedReconstructionModule(pl.LightningModule):
             raise TypeError("MaskedReconstructionModule needs a timm-layout ViT (forward_features, head)")
         if not float(recon_weight) >= 0:
             raise ValueError(f"recon_weight must be >= 0, got {recon_weight}")
-        if optimizer is not None and not callable(optimizer):
-            raise TypeError(f"optimizer must be a factory optimizer(params) (e.g. a _partial_ node), got {optimizer!r}")
-        check_optimizer(optimizer, "MaskedReconstructionModule")
-        check_scheduler(scheduler, "MaskedReconstructionModule")
+        check_factories(optimizer, scheduler, "MaskedReconstructionModule")
         self.model, self.recon_weight = net, float(recon_weight)
-        # default: AdamW, lr 1e-3, weight decay 0.05
-        self.make_optimizer = optimizer or partial(torch.optim.AdamW, lr=1e-3, weight_decay=0.05)
+        self.make_optimizer = optimizer or adamw(lr=1e-3, weight_decay=0.05)
         self.make_scheduler = scheduler  # None: a constant learning rate
         self.grid = token_grid(net)
         ps = net.patch_embed.patch_size
@@ -74,8 +69,7 @@ class MaskedReconstructionModule(pl.LightningModule):
         return ce + self.recon_weight * recon
 
     def configure_optimizers(self) -> Any:
-        max_epochs = self.trainer.max_epochs if self._trainer is not None else None
-        return build_optimizers(self.parameters(), self.make_optimizer, self.make_scheduler, max_epochs)
+        return module_optimizers(self)
 
 
 @torch.no_grad()

@@ -29,6 +29,11 @@ def sgd(lr: float = 0.05, momentum: float = 0.9, weight_decay: float = 5e-4) -> 
     return partial(torch.optim.SGD, lr=lr, momentum=momentum, weight_decay=weight_decay)
 
 
+def adamw(lr: float = 2e-3, weight_decay: float = 0.0) -> OptimizerFactory:
+    """``torch.optim.AdamW`` with these settings, as a factory of the parameters (DiffusionModule's default)."""
+    return partial(torch.optim.AdamW, lr=lr, weight_decay=weight_decay)
+
+
 def build_optimizers(
     params: Iterable[torch.nn.Parameter],
     optimizer: OptimizerFactory,
@@ -48,6 +53,29 @@ def build_optimizers(
             return opt
         return {"optimizer": opt, "lr_scheduler": scheduler(opt, max_epochs=int(max_epochs))}
     return {"optimizer": opt, "lr_scheduler": scheduler(opt)}
+
+
+def module_optimizers(module: Any) -> Any:
+    """``configure_optimizers`` of a module keeping ``make_optimizer`` / ``make_scheduler``: its trainable
+    parameters, the schedule over its Trainer's ``max_epochs``."""
+    trainer = module._trainer  # None before the module is attached (module.trainer would raise)
+    params = [p for p in module.parameters() if p.requires_grad]
+    return build_optimizers(params, module.make_optimizer, module.make_scheduler, trainer and trainer.max_epochs)
+
+
+def check_factories(optimizer: Any, scheduler: Any, owner: str) -> None:
+    """A module's ``optimizer`` and ``scheduler`` arguments: None or factories (a TypeError naming ``owner``
+    otherwise) that build (``check_optimizer``, ``check_scheduler``)."""
+    for name, factory, call in (
+        ("optimizer", optimizer, "optimizer(params)"),
+        ("scheduler", scheduler, "scheduler(optimizer)"),
+    ):
+        if factory is not None and not callable(factory):
+            raise TypeError(
+                f"{owner}: {name} must be a factory {call} (e.g. a _partial_ node) or None, got {factory!r}"
+            )
+    check_optimizer(optimizer, owner)
+    check_scheduler(scheduler, owner)
 
 
 def check_scheduler(scheduler: Any, owner: str) -> None:

@@ -9,13 +9,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from salguide.configs import check_config
 from salguide.io import check_writable, owned_dir
 
-from .stages import is_rank_zero
+from .stages import build, is_rank_zero
 
 # The stages of the multi-stage protocols (unlearning; ``judge``: generative unlearning's metric classifier)
 # whose own ``epochs`` a set ``trainer.max_epochs`` overrides.
@@ -65,10 +64,7 @@ def pipeline_of(cfg: DictConfig) -> Callable[[DictConfig], Any]:
             f"task must be a pipeline node ({{_target_: salguide.pipelines.classify.run_classify, _partial_: true}}, "
             f"set by the experiment presets), got {node!r}"
         )
-    try:
-        pipeline = instantiate(node)
-    except Exception as e:  # Hydra wraps the import error
-        raise ValueError(f"task: {e.__cause__ or e}") from e
+    pipeline = build(node, "task")
     if not callable(pipeline):
         raise ValueError(f"task must build a callable pipeline(cfg) (add `_partial_: true`), got {pipeline!r}")
     return pipeline

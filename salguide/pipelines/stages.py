@@ -188,6 +188,15 @@ def run_epochs(cfg: DictConfig) -> int:
     return int(n)
 
 
+def build(node: DictConfig, key: str, **kwargs: Any) -> Any:
+    """``instantiate(node, **kwargs)``; the constructor's or import's error (e.g. a bad ``lr``, a missing target)
+    as a ValueError naming the config key ``key``."""
+    try:
+        return instantiate(node, **kwargs)
+    except Exception as e:  # Hydra wraps it in an InstantiationException
+        raise ValueError(f"{key}: {e.__cause__ or e}") from e
+
+
 def build_module(cfg: DictConfig) -> Any:
     """The ``model:`` node built: a LightningModule holding its network as ``.model`` (``net:`` in the config),
     else a ValueError naming ``model``."""
@@ -195,10 +204,7 @@ def build_module(cfg: DictConfig) -> Any:
         raise ValueError(
             "model.optimizer is null: set an optimiser factory (e.g. {_target_: torch.optim.AdamW, _partial_: true})"
         )
-    try:
-        module = instantiate(cfg.model)
-    except Exception as e:  # Hydra wraps the constructor's error
-        raise ValueError(f"model: {e.__cause__ or e}") from e
+    module = build(cfg.model, "model")
     if not isinstance(module, pl.LightningModule) or not isinstance(getattr(module, "model", None), torch.nn.Module):
         raise ValueError(
             "model must build a LightningModule with its network as .model (e.g. _target_: "

@@ -25,7 +25,7 @@ from salguide.weights_io import load_weights
 
 from .fit import train_original, unlearn
 from .runner import StageRunner
-from .stages import as_dict, check_ckpt_path, check_init_from, weight_settings
+from .stages import as_dict, build, check_ckpt_path, check_init_from, weight_settings
 
 log = logging.getLogger(__name__)
 
@@ -34,19 +34,11 @@ log = logging.getLogger(__name__)
 CACHE_VERSION = 3
 
 
-def _build(node: DictConfig, key: str, **kwargs: Any) -> Any:
-    """``instantiate(node, **kwargs)``; the constructor's error (e.g. a bad ``lr``) as a ValueError naming ``key``."""
-    try:
-        return instantiate(node, **kwargs)
-    except Exception as e:  # Hydra wraps it in an InstantiationException
-        raise ValueError(f"{key}: {e.__cause__ or e}") from e
-
-
 def mask_factory(scfg: DictConfig) -> Callable[..., WeightMask]:
     """The ``saliency`` config group's mask factory, ``factory(model, forget_loader) -> WeightMask`` (a
     ``_partial_`` node such as ``salguide.weights.salun_mask``); its ``ratio``/``scope`` checked now, not
     after the original and Retrain have trained."""
-    factory = _build(scfg, "saliency")
+    factory = build(scfg, "saliency")
     if not callable(factory):
         raise ValueError(
             "saliency must be a mask factory called as factory(model, forget_loader) (a `_target_` node with "
@@ -69,7 +61,7 @@ def mask_builder(scfg: DictConfig, datamodule: Any) -> Callable[[nn.Module], Wei
 def method_from(cfg: DictConfig) -> MethodSpec:
     """The ``unlearning:`` node's MethodSpec. A from-scratch method (``unlearning=retrain``) runs the ``retrain:``
     node, the reference of every run: settings of ``unlearning.*`` that differ from it are ignored (a warning)."""
-    spec = _build(cfg.unlearning, "unlearning")
+    spec = build(cfg.unlearning, "unlearning")
     if not isinstance(spec, MethodSpec):
         raise ValueError(f"unlearning must build a salguide.unlearning.MethodSpec, got {type(spec).__name__}")
     if spec.from_scratch:
@@ -82,7 +74,7 @@ def method_from(cfg: DictConfig) -> MethodSpec:
 
 def retrain_spec(cfg: DictConfig) -> MethodSpec:
     """The Retrain reference: the ``retrain:`` node (by default the ``original:`` recipe on the retain set)."""
-    spec = _build(cfg.retrain, "retrain")
+    spec = build(cfg.retrain, "retrain")
     if not isinstance(spec, MethodSpec) or not spec.from_scratch:
         raise ValueError("retrain must build a salguide.unlearning.MethodSpec with from_scratch: true")
     return spec
@@ -125,15 +117,15 @@ def check_classifier(cfg: DictConfig) -> None:
         raise ValueError(
             "model.optimizer is null: the original and Retrain need an optimiser factory (model=small_cnn)"
         )
-    optimizer = _build(cfg.model.optimizer, "model.optimizer")  # bad factories fail now, not at the first stage
+    optimizer = build(cfg.model.optimizer, "model.optimizer")  # bad factories fail now, not at the first stage
     check_optimizer(optimizer, "model.optimizer")
-    scheduler = _build(cfg.model.scheduler, "model.scheduler") if cfg.model.get("scheduler") is not None else None
+    scheduler = build(cfg.model.scheduler, "model.scheduler") if cfg.model.get("scheduler") is not None else None
     check_scheduler(scheduler, "model.scheduler")
 
 
 def original_module(cfg: DictConfig, net: nn.Module) -> ClassifierModule:
     """The ``model:`` LightningModule around ``net``: the original's optimiser and schedule."""
-    module = _build(cfg.model, "model", net=net)
+    module = build(cfg.model, "model", net=net)
     assert isinstance(module, ClassifierModule)  # check_classifier
     return module
 
