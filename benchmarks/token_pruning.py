@@ -65,8 +65,10 @@ def throughput(
     train: bool,
     steps: int,
     warmup: int,
+    label: str | None = None,
 ) -> float:
-    """Images per second of a training step (train=True) or an inference forward."""
+    """Images per second of a training step (train=True) or an inference forward. With ``label``, the
+    first warm-up step's time (where torch.compile compiles) is printed as soon as it is known."""
     x = torch.randn(batch, *shape, device=device)
     y = torch.randint(0, 10, (batch,), device=device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4) if train else None
@@ -84,8 +86,12 @@ def throughput(
             with torch.no_grad(), auto:
                 model(x)
 
-    for _ in range(warmup):
+    start = time.perf_counter()
+    for i in range(warmup):
         step()
+        if i == 0 and label is not None:
+            _sync(device)
+            print(f"{label}: first step {time.perf_counter() - start:.1f} s", flush=True)
     _sync(device)
     start = time.perf_counter()
     for _ in range(steps):
@@ -122,9 +128,14 @@ def run(
     rows = []
     base_flops = flops(model, None, True)
 
+    compiled: set[tuple[str, bool]] = set()
+
     def measure(policy: TokenPolicy | None, train: bool) -> float:
         use_policy(model, policy)
-        return throughput(model, shape, batch, device, dtype, train, steps, warmup)
+        key = ("unpruned" if policy is None else f"{type(policy).__name__}(keep={policy.keep})", train)
+        label = f"compile {key[0]} {'train' if train else 'infer'}" if compile and key not in compiled else None
+        compiled.add(key)
+        return throughput(model, shape, batch, device, dtype, train, steps, warmup, label)
 
     trains = [m == "train" for m in modes]
     base = {train: measure(None, train) for train in trains}

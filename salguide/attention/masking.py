@@ -33,7 +33,9 @@ def cls_attention_scores(model: nn.Module, x: Tensor, layer: int = -1) -> Tensor
     (the ranking AttMask takes from its teacher; Kakogeorgiou et al., ECCV 2022)."""
     with AttentionRecorder(model, [layer], cls=True) as rec:
         model(x)
-    return rec[layer].cls[:, :, 1:].mean(1)  # type: ignore[index]
+    cls = rec[layer].cls
+    assert cls is not None  # the recorder was asked for it
+    return cls[:, :, 1:].mean(1)
 
 
 def attention_guided_mask(

@@ -26,5 +26,7 @@ def attention_object_mass(
         with AttentionRecorder(routed, layers, target=token_target(mb, token_grid(routed, xb)).to(xb.device)) as rec:
             model(xb)
         for i in rec.layers:
-            totals[i] = totals.get(i, 0.0) + float(rec[i].mass[:, :, 0].mean(1).sum())  # type: ignore[index]
+            mass = rec[i].mass
+            assert mass is not None  # the recorder has a target
+            totals[i] = totals.get(i, 0.0) + float(mass[:, :, 0].mean(1).sum())
     return {i: v / len(x) for i, v in totals.items()}

@@ -149,6 +149,36 @@ def test_keep_one_is_the_unpruned_model_and_pruning_changes_it() -> None:
     torch.testing.assert_close(model(x), ref)
 
 
+@pytest.mark.parametrize(
+    ("policy", "training", "cases"),
+    [
+        (EViTPolicy, True, {"plain": 4}),  # drops tokens; the CLS row is a one-query softmax, no statistics
+        (EViTPolicy, False, {"plain": 4}),
+        (ToMePolicy, True, {"plain": 2, "bias": 2}),  # log token size after the first merge (block 1)
+        (DynamicMaskPolicy, True, {"plain": 2, "mask": 2}),  # masks keys in training after block 1
+        (DynamicMaskPolicy, False, {"plain": 4}),  # drops them at inference
+    ],
+)
+def test_policies_ask_the_kernel_only_for_the_case_they_need(monkeypatch, policy, training, cases) -> None:
+    """The dispatch case decides the path on CUDA (statistics go to Triton, plain calls to SDPA), so a
+    policy that asked for more than it reads would move a pruned model onto a slower path."""
+    import salguide.kernels.api as api
+
+    seen: dict[str, int] = {}
+    case_of = api.case_of
+
+    def spy(*args):
+        case = case_of(*args)
+        seen[case] = seen.get(case, 0) + 1
+        return case
+
+    monkeypatch.setattr(api, "case_of", spy)
+    model = vit_digits()
+    use_policy(model, policy([1, 2], 0.5))
+    model.train(training)(torch.randn(2, 1, 32, 32))
+    assert seen == cases
+
+
 def test_dynamic_masking_in_training_equals_dropping_at_inference() -> None:
     model, x = _model(1), torch.randn(3, 1, 32, 32)
     use_policy(model, DynamicMaskPolicy([1, 2], 0.5))
