@@ -13,7 +13,7 @@
 #                  each first step's time is printed as soon as it is known)
 #   smoke          the attention benchmark's smoke test on the GPU
 #   profile_attention, profile_vit   benchmarks/attention_profile.py: where the host and device time goes
-# Usage: bash benchmarks/gpu_session.sh [STEP ...]   (no step: all, in the order above)
+# Usage: bash benchmarks/gpu_session.sh [STEP ...]   (no step: env kernel_tests compile_full real_timm attention pruning)
 # A step that fails or runs past its limit is logged and the next one runs; the exit status says
 # whether any failed. Results go to $OUT (default gpu_results/); copy the tables into docs/.
 set -uo pipefail

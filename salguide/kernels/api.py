@@ -46,8 +46,9 @@ def attention(
             one device sync; None: on for CPU tensors, on CUDA only with ``SALGUIDE_ATTENTION_VALIDATE=1``.
             Shapes, dtypes and devices are always checked.
 
-    A query with no allowed key gets out 0 and zero gradients. Every path is differentiable twice
-    (``create_graph=True`` recomputes the gradient with differentiable torch ops).
+    A query with no allowed key gets out 0 and zero gradients. In eager mode every path is differentiable
+    twice (``create_graph=True`` recomputes the gradient with differentiable torch ops); under
+    ``torch.compile`` there is no double backward (AOT autograd does not support it).
     """
     return _run(q, k, v, key_mask, key_index, key_bias, always_self, None, False, False, scale, backend,
                 validate).out  # fmt: skip

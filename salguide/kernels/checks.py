@@ -70,8 +70,8 @@ def check_inputs(
         raise TypeError(f"always_self must be a bool, got {type(always_self).__name__}")
     if scale is None:
         return D**-0.5
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale):
-        raise ValueError(f"scale must be a finite number, got {scale!r}")
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
+        raise ValueError(f"scale must be a positive finite number, got {scale!r}")
     return float(scale)
 
 

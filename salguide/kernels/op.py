@@ -123,7 +123,8 @@ def _attention_backward_fake(dout, dmass, dlse, q, k, v, out, mass, lse, key_mas
 
 def _setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
     q, k, v, key_mask, key_index, key_bias, target, always_self, _, scale, backend, _ = inputs
-    out, mass, lse, _ = output
+    out, mass, lse, colsum = output
+    ctx.mark_non_differentiable(colsum)  # as in eager mode: column sums carry no gradient
     ctx.save_for_backward(q, k, v, out, mass, lse, key_mask, key_index, key_bias, target)
     ctx.always_self, ctx.scale, ctx.backend = always_self, scale, backend
 

@@ -20,6 +20,7 @@ from .triton_common import (
     load_rows,
     n_keys,
     per_key,
+    prune_by_head_dim,
     unit_last_dim,
 )
 
@@ -27,7 +28,8 @@ COLSUM_CONFIGS = [(64, 128, 4, 3, 128), (64, 64, 4, 3, 128), (128, 128, 8, 3, 12
 _CONFIGS = autotune_configs(COLSUM_CONFIGS, "colsum")
 
 
-@triton.autotune(configs=_CONFIGS, key=["N", "HEAD_DIM", "INDEXED", "HAS_BIAS"])
+@triton.autotune(configs=_CONFIGS, key=["N", "HEAD_DIM", "INDEXED", "HAS_BIAS"],
+                 prune_configs_by={"early_config_prune": prune_by_head_dim})  # fmt: skip
 @triton.jit
 def _colsum_kernel(
     Q, K, Lse, Colsum, Bias, Index, Count,

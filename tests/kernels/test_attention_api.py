@@ -52,7 +52,9 @@ def _bad(q, k, v):
         (dict(target=torch.ones(B, N, dtype=torch.long)), TypeError, "target must be a floating"),
         (dict(key_bias=torch.full((B, N), float("inf"))), ValueError, "key_bias contains NaN or inf"),
         (dict(q=nan_q), ValueError, "q contains NaN or inf"),
-        (dict(scale=float("nan")), ValueError, "scale must be a finite"),
+        (dict(scale=float("nan")), ValueError, "scale must be a positive finite"),
+        (dict(scale=0.0, key_bias=torch.zeros(B, N)), ValueError, "scale must be a positive finite"),
+        (dict(scale=-0.5), ValueError, "scale must be a positive finite"),
         (dict(always_self=1), TypeError, "always_self must be a bool"),
         (dict(backend="cuda"), ValueError, "backend must be one of"),
         (dict(validate=None, target=torch.full((B, N), -0.5)), ValueError, "\\[0, 1\\]"),  # CPU: on by default

@@ -38,3 +38,21 @@ def test_routed_vit_compiles_fullgraph_and_matches_eager(backend, stats):
     compiled = torch.compile(vit, fullgraph=True, backend="aot_eager")
     for got, want in zip(_step(compiled, x, target, stats), _step(vit, x, target, stats)):
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("backend", ["reference", *BACKENDS])
+def test_column_sums_carry_no_gradient_compiled_or_not(backend):
+    """Column sums are a statistic without a gradient (the card's contract); a compiled call must not
+    hand back a colsum that asks for one and then silently gets zeros."""
+    from salguide.kernels import attention_stats
+
+    torch._dynamo.reset()
+    q, k, v = (torch.randn(2, 2, 9, 8, requires_grad=True) for _ in range(3))
+
+    def call(q, k, v):
+        return attention_stats(q, k, v, target=torch.rand(2, 9), return_colsum=True, backend=backend)
+
+    for fn in (call, torch.compile(call, fullgraph=True, backend="aot_eager")):
+        res = fn(q, k, v)
+        assert res.out.requires_grad and res.mass.requires_grad
+        assert not res.colsum.requires_grad
