@@ -72,17 +72,18 @@ def concentration_loss_all(
     B, _, N, _ = q.shape
     if target.shape != (B, N):
         raise ValueError(f"target must have shape [B, N] = {(B, N)}, got {tuple(target.shape)}")
-    t = target.float()
+    dt = torch.promote_types(q.dtype, torch.float32)  # float32, or float64 for float64 inputs
+    t = target.to(dt)
     alive = torch.ones(B, N, dtype=torch.bool, device=q.device) if key_mask is None else key_mask.bool()
     t = t * alive
     total = t.sum(1, keepdim=True)
     ok = total[:, 0] > 0
     t = t / total.clamp_min(1e-12)
-    kbar = torch.einsum("bn,bhnd->bhd", t, k.float())  # target-weighted key per head
-    row = lse.float() - scale * torch.einsum("bhnd,bhd->bhn", q.float(), kbar)  # [B, H, N]
+    kbar = torch.einsum("bn,bhnd->bhd", t, k.to(dt))  # target-weighted key per head
+    row = lse.to(dt) - scale * torch.einsum("bhnd,bhd->bhn", q.to(dt), kbar)  # [B, H, N]
     if key_bias is not None:
-        row = row - (t * key_bias.float()).sum(1)[:, None, None]
-    w = alive.float() if row_weights is None else alive.float() * _row_weights(row_weights, B, N)
+        row = row - (t * key_bias.to(dt)).sum(1)[:, None, None]
+    w = alive.to(dt) if row_weights is None else alive.to(dt) * _row_weights(row_weights, B, N).to(dt)
     per_sample = (row.mean(1) * w).sum(1) / w.sum(1).clamp_min(1e-12)  # mean over heads, weighted over queries
     ok = ok & (w.sum(1) > 0)
     return (per_sample * ok).sum() / ok.sum().clamp_min(1)
@@ -107,7 +108,9 @@ def background_mass_loss(mass: Tensor, queries: str = "cls", row_weights: Tensor
             raise ValueError("queries='weighted' needs row_weights [B, N]")
         w = _row_weights(row_weights, mass.shape[0], mass.shape[2]).to(mass.device)
         total = w.sum(1)
-        per_sample = (mass.float().mean(1) * w).sum(1) / total.clamp_min(1e-12)
+        per_sample = (mass.to(torch.promote_types(mass.dtype, torch.float32)).mean(1) * w).sum(1) / total.clamp_min(
+            1e-12
+        )
         ok = total > 0
         return (per_sample * ok).sum() / ok.sum().clamp_min(1)
     if queries == "cls":

@@ -75,6 +75,19 @@ def test_cls_row_and_entropy_stay_float64_for_float64_inputs() -> None:
     torch.testing.assert_close(cls, p[:, :, 0], atol=1e-12, rtol=1e-10)
     ref_ent = -(p * p.clamp_min(1e-300).log()).sum(-1)
     torch.testing.assert_close(ent, ref_ent, atol=1e-12, rtol=1e-10)  # float32 would be off by ~1e-7
+    # the all-rows concentration loss and the weighted background mass stay float64 too
+    target = torch.rand(2, 11, dtype=torch.float64)
+    got = concentration_loss_all(q, k, res.lse, target, scale=0.3, key_bias=bias, key_mask=mask)
+    t = target * mask
+    t = t / t.sum(1, keepdim=True)
+    ce = -(t[:, None, None, :] * torch.log(p.clamp_min(1e-300))).sum(-1)  # [B, H, N]; masked keys have t = 0
+    w = mask[:, None, :].double().expand_as(ce)
+    naive = ((ce * w).sum((1, 2)) / w.sum((1, 2))).mean()
+    assert got.dtype == torch.float64
+    torch.testing.assert_close(got, naive, atol=1e-12, rtol=1e-10)
+    weighted = background_mass_loss(p[:, :, :, 0], "weighted", torch.ones(2, 11))
+    assert weighted.dtype == torch.float64
+    torch.testing.assert_close(weighted, p[:, :, :, 0].mean((1, 2)).mean(), atol=1e-14, rtol=1e-12)
 
 
 def test_entropy_in_one_kernel_call_matches_naive_value_and_gradient() -> None:

@@ -26,7 +26,8 @@ class TokenState:
         and to itself).
     size: float [B, N] or None (ToMe token sizes; attention adds log size to the keys' scores).
     positions: long [B, N] or None: original token index of each current token (0 = CLS, p + 1 = patch p,
-        -1 = a fused / merged token); None while no token was dropped or moved.
+        -1 = an EViT fused token; a ToMe-merged token keeps the index of the token it was merged into);
+        None while no token was dropped or moved.
     cls_attn: float [B, H, N] CLS-row attention of the latest routed layer that computed it.
     keys: float [B, H, N, D] keys of the latest routed layer whose policy asked for them (ToMe's metric).
     """
