@@ -10,7 +10,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY salguide ./salguide
 # torch comes from the base image (it satisfies salguide's torch>=2.3), so no CPU wheel is pulled in.
-RUN pip install --no-cache-dir ".[triton]" && rm -rf /src
+RUN pip install --no-cache-dir ".[triton,diffusion]" && rm -rf /src
 
 WORKDIR /work
 ENTRYPOINT ["salguide-train"]

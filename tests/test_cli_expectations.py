@@ -178,6 +178,26 @@ def test_sweep_table_combines_jobs_and_summarises_methods(tmp_path):
     assert "| Original | 3 |" in summary  # counted once per seed, not once per job
 
 
+def test_generative_unlearning_sweep_gets_a_summary_without_avg_gap(tmp_path):
+    """A -m sweep of a DDPM preset: rows with UA / Acc_r / FD and no classifier metrics. The summary is the
+    mean ± std of those columns (there is no Avg.Gap for them); it failed with KeyError 'RA' before."""
+
+    def rows(seed: int, ua: float) -> list[dict]:
+        return [
+            {"method": "Original", "seed": seed, "UA": 0.0, "Acc_r": 99.0, "FD": 1.0, "RTE": None},
+            {"method": "Retrain", "seed": seed, "UA": 96.0, "Acc_r": 97.0, "FD": 0.5, "RTE": 700.0},
+            {"method": "SalUn", "seed": seed, "UA": ua, "Acc_r": 97.0, "FD": 0.7, "RTE": 60.0},
+        ]
+
+    _job(tmp_path, 0, ["seed=0"], rows(0, 100.0))
+    _job(tmp_path, 1, ["seed=1"], rows(1, 90.0))
+    write_sweep_results(tmp_path)
+    summary = (tmp_path / "summary.md").read_text()
+    assert summary.splitlines()[0] == "| method | n | UA | Acc_r | FD |"
+    assert "| SalUn | 2 | 95.00 ± 7.07 | 97.00 ± 0.00 | 0.70 ± 0.00 |" in summary
+    assert "Avg.Gap" not in summary
+
+
 def test_sweep_summary_refuses_jobs_that_disagree():
     rows = [{"job": "0", **_row("Original", 0, 1.0)}, {"job": "1", **_row("Original", 0, 2.0)}]
     assert unlearning_summary(rows) is None  # the sweep varied something else: no per-method summary
@@ -218,3 +238,14 @@ def test_init_from_for_another_model_is_refused_before_training(tmp_path):
     with pytest.raises(ValueError, match="cnn.safetensors does not hold this model's weights"):
         run_task(cfg)
     assert not (tmp_path / "run" / "models").exists()
+
+
+def test_ckpt_path_with_unlearning_retrain_is_refused_before_training(tmp_path):
+    """unlearning=retrain has no method stage to resume: ckpt_path used to be ignored silently."""
+    ckpt = tmp_path / "some.ckpt"
+    ckpt.write_bytes(b"")
+    cfg = _compose(f"ckpt_path={ckpt}", "unlearning=retrain", "logger=none", "callbacks=none",
+                   f"paths.output_dir={tmp_path / 'run'}", f"paths.cache_dir={tmp_path / 'cache'}")  # fmt: skip
+    with pytest.raises(ValueError, match="unlearning=retrain has none"):
+        run_task(cfg)
+    assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").iterdir())

@@ -151,6 +151,11 @@ def run_unlearning(cfg: DictConfig) -> float | None:
     check_writable(cfg.paths.cache_dir, "paths.cache_dir")
     method, label = spec.key, method_label(cfg, spec)
     init_from, ckpt_path = check_init_from(cfg), check_ckpt_path(cfg)
+    if ckpt_path is not None and spec.from_scratch:
+        raise ValueError(
+            "ckpt_path resumes the unlearning method's stage, and unlearning=retrain has none (Retrain is the "
+            "cached reference, trained whole or loaded): run it without ckpt_path"
+        )
     orig_path, rpath = cache_paths(cfg)
 
     datamodule = instantiate(cfg.data)

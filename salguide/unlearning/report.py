@@ -87,8 +87,9 @@ def write_results(
 def aggregate(rows: Sequence[dict[str, Any]], retrain_key: str = "Retrain") -> list[dict[str, Any]]:
     """Mean and sample std per method over seeds, for every numeric column (``<key>`` and ``<key>_std``).
 
-    Rows carry ``method`` and ``seed``; when a Retrain row exists for a seed, each row of that seed gets its
-    Avg.Gap to it first. ``n`` counts the seeds; the std of a single seed is 0.
+    Rows carry ``method`` and ``seed``; when a Retrain row with the classifier metrics (UA, RA, TA, MIA)
+    exists for a seed, each row of that seed gets its Avg.Gap to it first (generative-unlearning rows,
+    with UA, Acc_r and FD, get none). ``n`` counts the seeds; the std of a single seed is 0.
     """
     _check_rows(rows, ("seed",))
     seen: set[tuple[Any, Any]] = set()
@@ -102,6 +103,8 @@ def aggregate(rows: Sequence[dict[str, Any]], retrain_key: str = "Retrain") -> l
     gapped = []
     for seed_rows in by_seed.values():
         ref = _retrain_row(seed_rows, retrain_key)
+        if ref is not None and not all(k in ref for k in METRIC_KEYS):
+            ref = None  # not a classifier-unlearning reference: no Avg.Gap
         gapped += [{**r, GAP: avg_gap(r, ref)} if ref is not None else dict(r) for r in seed_rows]
     summary = []
     for method in dict.fromkeys(r["method"] for r in gapped):
