@@ -6,6 +6,7 @@ import operator
 from typing import Any
 
 import numpy as np
+import torch
 
 
 def as_int(value: Any, name: str, minimum: int | None = None) -> int:
@@ -36,3 +37,21 @@ def as_ints(values: Any, name: str) -> list[int]:
     except TypeError:
         raise ValueError(f"{name} must be an integer or a sequence of integers, got {values!r}") from None
     return [as_int(v, name) for v in items]
+
+
+def check_labels(y: Any, logits: Any, where: str) -> None:
+    """Class labels ``y`` for ``logits`` [B, C]: an integer tensor [B] with values in [0, C). A clear
+    ValueError naming ``where`` otherwise (cross-entropy would raise an IndexError, or a device assert on a
+    GPU). One host read of the labels' range."""
+    if not isinstance(y, torch.Tensor) or y.dtype == torch.bool or y.is_floating_point() or y.is_complex():
+        what = f"{y.dtype} tensor" if isinstance(y, torch.Tensor) else type(y).__name__
+        raise ValueError(f"{where}: class labels must be an integer tensor, got a {what}")
+    batch, classes = logits.shape[0], logits.shape[-1]
+    if y.shape != (batch,):
+        raise ValueError(f"{where}: class labels must have shape [B={batch}], got {tuple(y.shape)}")
+    if batch:
+        low, high = (int(v) for v in torch.aminmax(y))
+        if low < 0 or high >= classes:
+            raise ValueError(
+                f"{where}: class labels must lie in [0, {classes}) for {classes} logits, got {low}..{high}"
+            )

@@ -19,6 +19,8 @@ from typing import Any, ClassVar
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from salguide._checks import check_labels
+
 MASK_SEMANTICS = ("irrelevant", "relevant", "none")
 
 
@@ -88,10 +90,13 @@ class AuxiliaryLoss(nn.Module):
     def forward(self, model: Any, x: Tensor, y: Tensor, mask: Tensor | None = None) -> AuxiliaryLossOutput:
         """Cross-entropy plus the weighted penalty, with one forward of ``model`` on ``x``."""
         self.check_mask(mask)
+        if isinstance(x, Tensor) and x.shape[0] == 0:
+            raise ValueError(f"{type(self).__name__}: the batch is empty (a loss over no samples is undefined)")
         x = self.prepare_input(x)
         with self.arm(model, x, mask):
             logits = as_logits(model(x))
             check_logits_shape(logits, x.shape[0], type(self).__name__)
+            check_labels(y, logits, type(self).__name__)
             task = F.cross_entropy(logits, y)  # type: ignore[arg-type]
             pen = self.penalty(model, x, y, mask, logits)  # type: ignore[arg-type]
         return AuxiliaryLossOutput(task + pen, task, pen, logits)  # type: ignore[arg-type]

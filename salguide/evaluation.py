@@ -70,7 +70,7 @@ class ObjectMass:
     object masks only; nothing is reported without them)."""
 
     def __init__(self, layer: int = -1) -> None:
-        self.layer = int(layer)
+        self.layer = as_int(layer, "layer")
         self.total, self.count = 0.0, 0
 
     def update(self, module: Any, batch: Sequence[Tensor], datamodule: Any) -> None:

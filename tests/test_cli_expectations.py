@@ -249,3 +249,27 @@ def test_ckpt_path_with_unlearning_retrain_is_refused_before_training(tmp_path):
     with pytest.raises(ValueError, match="unlearning=retrain has none"):
         run_task(cfg)
     assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").iterdir())
+
+
+def test_ckpt_path_resumes_its_stage_and_refuses_other_files(tmp_path):
+    """A run's checkpoints/classify.ckpt resumes the classify stage (epoch 1 -> 2); another stage's checkpoint
+    (it used to "resume" and train nothing) or a file that is not a checkpoint (a bare KeyError after the
+    earlier stages had trained) is refused before anything trains."""
+    import shutil
+
+    common = ["experiment=decoy_vanilla", "logger=none", "callbacks=none", "print_table=false",
+              f"paths.cache_dir={tmp_path / 'cache'}", "data.batch_size=256"]  # fmt: skip
+    run_task(_compose(*common, "trainer.max_epochs=1", f"paths.output_dir={tmp_path / 'a'}"))
+    ckpt = tmp_path / "a" / "checkpoints" / "classify.ckpt"
+    assert torch.load(ckpt, weights_only=True)["epoch"] == 0
+    run_task(_compose(*common, "trainer.max_epochs=2", f"ckpt_path={ckpt}", f"paths.output_dir={tmp_path / 'b'}"))
+    assert torch.load(tmp_path / "b" / "checkpoints" / "classify.ckpt", weights_only=True)["epoch"] == 1
+    other = tmp_path / "x" / "checkpoints" / "original.ckpt"
+    other.parent.mkdir(parents=True)
+    shutil.copy(ckpt, other)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a checkpoint")
+    for path, message in ((other, "checkpoint of stage 'original'"), (notes, "not a Lightning checkpoint")):
+        with pytest.raises(ValueError, match=message):
+            run_task(_compose(*common, f"ckpt_path={path}", f"paths.output_dir={tmp_path / 'c'}"))
+        assert not (tmp_path / "c" / "checkpoints").exists()

@@ -47,6 +47,8 @@ def topk_key_mask(cls_attn: Tensor, keep: float, alive: Tensor | None = None) ->
 def drop_masked(x: Tensor, mask: Tensor, positions: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Gather the tokens where ``mask`` is True (same count per sample), keeping their order."""
     B, N, C = x.shape
+    if mask.dtype != torch.bool or mask.shape != (B, N):
+        raise ValueError(f"mask must be a bool tensor [B={B}, N={N}], got a {mask.dtype} tensor {tuple(mask.shape)}")
     k = int(mask[0].sum())
     if not bool((mask.sum(1) == k).all()):
         raise ValueError("every sample must keep the same number of tokens")

@@ -110,6 +110,9 @@ class ConcentrationLoss(AttentionLoss):
             raise ValueError(f"ConcentrationLoss: target must be 'box', 'point' or 'mask', got {target!r}")
         if queries not in QUERIES:
             raise ValueError(f"ConcentrationLoss: queries must be one of {QUERIES}, got {queries!r}")
+        for name, value in (("width", width), ("sigma", sigma)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+                raise ValueError(f"ConcentrationLoss: {name} must be a finite number > 0, got {value!r}")
         self.target, self.width, self.sigma, self.queries = target, width, sigma, queries
         if queries != "cls":
             self.requests = {"qk": True, "lse": True}

@@ -29,6 +29,11 @@ def _check(name: str, t: Tensor, dims: int) -> None:
         raise ValueError(f"{name} must be a tensor with {dims} dims, got {getattr(t, 'shape', type(t).__name__)}")
 
 
+def _check_weights(name: str, t: Tensor) -> None:
+    if t.numel() and not bool((torch.isfinite(t) & (t >= 0)).all()):
+        raise ValueError(f"{name} must hold finite weights >= 0 (NaN, inf or negative entries found)")
+
+
 def concentration_loss(cls_attn: Tensor, target: Tensor, eps: float = 1e-6) -> Tensor:
     """Mean over samples with a non-empty target and heads of -sum_j t_j log(p_0j + eps), t = target / sum.
 
@@ -38,6 +43,7 @@ def concentration_loss(cls_attn: Tensor, target: Tensor, eps: float = 1e-6) -> T
     if target.shape != (cls_attn.shape[0], cls_attn.shape[2]):
         expected = (cls_attn.shape[0], cls_attn.shape[2])
         raise ValueError(f"target must have shape [B, N] = {expected}, got {tuple(target.shape)}")
+    _check_weights("target", target)
     total = target.sum(1, keepdim=True)
     ok = total[:, 0] > 0
     t = target / total.clamp_min(1e-12)
@@ -72,6 +78,7 @@ def concentration_loss_all(
     B, _, N, _ = q.shape
     if target.shape != (B, N):
         raise ValueError(f"target must have shape [B, N] = {(B, N)}, got {tuple(target.shape)}")
+    _check_weights("target", target)
     dt = torch.promote_types(q.dtype, torch.float32)  # float32, or float64 for float64 inputs
     t = target.to(dt)
     alive = torch.ones(B, N, dtype=torch.bool, device=q.device) if key_mask is None else key_mask.bool()

@@ -22,6 +22,8 @@ class Schedule:
         if kind not in ("constant", "linear", "cosine"):
             raise ValueError(f"schedule kind must be 'constant', 'linear' or 'cosine', got {kind!r}")
         self.end, self.start = float(end), float(end if start is None else start)
+        if not (math.isfinite(self.end) and math.isfinite(self.start)):
+            raise ValueError(f"schedule values must be finite, got start={start!r}, end={end!r}")
         self.steps, self.kind = as_int(steps, "schedule steps", 0), kind
 
     def __call__(self, step: int) -> float:

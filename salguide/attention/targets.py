@@ -76,8 +76,8 @@ def gaussian_from_points(points: Tensor, grid: tuple[int, int], sigma: float | T
     cy = (torch.arange(gh, device=points.device, dtype=torch.float32) + 0.5) / gh
     cx = (torch.arange(gw, device=points.device, dtype=torch.float32) + 0.5) / gw
     sig = torch.as_tensor(sigma, dtype=torch.float32, device=points.device).expand(points.shape[0], 2)
-    if (sig <= 0).any():
-        raise ValueError("sigma must be > 0")
+    if not bool(((sig > 0) & torch.isfinite(sig)).all()):
+        raise ValueError(f"sigma must be finite and > 0, got {sigma!r}")
     dy = (cy[None, :] - points[:, :1].float()) / sig[:, :1]  # [B, gh]
     dx = (cx[None, :] - points[:, 1:].float()) / sig[:, 1:]  # [B, gw]
     return torch.exp(-0.5 * (dy[:, :, None] ** 2 + dx[:, None, :] ** 2)).flatten(1)
@@ -91,6 +91,8 @@ def gaussian_from_boxes(boxes: Tensor, grid: tuple[int, int], width: float = 0.5
     size = boxes[:, 2:] - boxes[:, :2]
     if (size <= 0).any():
         raise ValueError("boxes must have y1 > y0 and x1 > x0")
+    if isinstance(width, bool) or not isinstance(width, (int, float)) or not 0 < width < float("inf"):
+        raise ValueError(f"width must be a finite number > 0, got {width!r}")
     return gaussian_from_points((boxes[:, :2] + boxes[:, 2:]) / 2, grid, (width * size / 2).clamp_min(1e-3))
 
 

@@ -21,6 +21,8 @@ def bipartite_merge(
     original order (so the class token stays first), then the B tokens; a merged token keeps its B
     token's position."""
     B, N, C = x.shape
+    if metric.dim() != 3 or metric.shape[:2] != (B, N):
+        raise ValueError(f"metric must have shape [B={B}, N={N}, D] like the tokens, got {tuple(metric.shape)}")
     na = (N + 1) // 2
     if not 0 <= r <= na - 1:
         raise ValueError(f"ToMe can merge between 0 and {na - 1} tokens of {N}, got r = {r}")

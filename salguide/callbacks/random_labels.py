@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from salguide._checks import as_int
 from salguide._lightning import Callback
 from salguide._rng import Generator, stream_seed
 from salguide.data.protocols import ClassBatch, ForgetSetData, require
@@ -44,9 +45,9 @@ class RandomLabelCallback(Callback):
         exclude_true: bool = False,
     ) -> None:
         self.forget_dataset = forget_dataset
-        self.num_classes = num_classes
-        self.n_retain = n_retain
-        self.seed = seed
+        self.num_classes = None if num_classes is None else as_int(num_classes, "num_classes", 1)
+        self.n_retain = None if n_retain is None else as_int(n_retain, "n_retain", 0)
+        self.seed = as_int(seed, "seed")
         self.exclude_true = exclude_true
         self._x: torch.Tensor | None = None
         self._labels: torch.Tensor | None = None

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from salguide._checks import as_int
 from salguide._lightning import LightningDataModule
 from salguide.data.digits import digit_images
 from salguide.data.loaders import seeded_loader
@@ -26,9 +27,8 @@ class ThreeSplitDataModule(LightningDataModule):
 
     def __init__(self, batch_size: int, seed: int, num_workers: int) -> None:
         super().__init__()
-        if int(batch_size) < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.batch_size, self.seed, self.num_workers = int(batch_size), int(seed), int(num_workers)
+        self.batch_size, self.seed = as_int(batch_size, "batch_size", 1), as_int(seed, "seed")
+        self.num_workers = as_int(num_workers, "num_workers", 0)
         self.train_dataset: Dataset | None = None
         self.val_dataset: Dataset | None = None
         self.test_dataset: Dataset | None = None
@@ -57,7 +57,8 @@ class AnnotatedDigitsDataModule(ThreeSplitDataModule, ABC):
         val_fraction: float, num_workers: int,
     ) -> None:  # fmt: skip
         super().__init__(batch_size, seed, num_workers)
-        if not 8 <= int(digit_size) <= int(image_size):
+        image_size, digit_size = as_int(image_size, "image_size"), as_int(digit_size, "digit_size")
+        if not 8 <= digit_size <= image_size:
             raise ValueError(
                 f"need 8 <= digit_size <= image_size, got digit_size={digit_size}, image_size={image_size}"
             )

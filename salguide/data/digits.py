@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
+from salguide._checks import as_int
 from salguide.data.forget import ForgetDataModule
 
 _MAX_PIXEL = 16.0  # load_digits pixels are counts in 0..16
@@ -46,7 +47,8 @@ class DigitsDataModule(ForgetDataModule):
         train_on: str = "full",
     ) -> None:
         super().__init__(batch_size, seed, forget, forget_class, forget_ratio, num_workers, train_on)
-        if int(image_size) < 8:
+        image_size = as_int(image_size, "image_size")
+        if image_size < 8:
             raise ValueError(f"image_size must be >= 8 (the digits are 8x8), got {image_size}")
         if not 0.0 < float(test_fraction) < 1.0:
             raise ValueError(f"test_fraction must lie in the open interval (0, 1), got {test_fraction}")
@@ -58,6 +60,12 @@ class DigitsDataModule(ForgetDataModule):
 
     def _load(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         x, y = digit_images(self.image_size)
+        classes, n_test = int(y.unique().numel()), int(np.ceil(self.test_fraction * len(y)))
+        if min(n_test, len(y) - n_test) < classes:
+            raise ValueError(
+                f"test_fraction={self.test_fraction} leaves {len(y) - n_test} training and {n_test} test images of "
+                f"{len(y)}: a stratified split needs at least one image of each of the {classes} classes on each side"
+            )
         tr, te = train_test_split(
             np.arange(len(y)), test_size=self.test_fraction, random_state=self.seed, stratify=y.numpy()
         )

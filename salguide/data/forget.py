@@ -13,6 +13,7 @@ from collections.abc import Callable
 import torch
 from torch.utils.data import DataLoader
 
+from salguide._checks import as_int
 from salguide._lightning import LightningDataModule
 from salguide.data.loaders import seeded_loader
 from salguide.data.splits import check_forget_args, forget_split, ta_indices
@@ -46,13 +47,11 @@ class ForgetDataModule(LightningDataModule, ABC):
         train_on: str = "full",
     ) -> None:
         super().__init__()
-        if int(batch_size) < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if int(num_workers) < 0:
-            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+        batch_size, num_workers = as_int(batch_size, "batch_size", 1), as_int(num_workers, "num_workers", 0)
+        forget_class = as_int(forget_class, "forget_class")
         check_forget_args(forget, forget_class, forget_ratio)
-        self.batch_size, self.num_workers, self.seed = int(batch_size), int(num_workers), int(seed)
-        self.forget, self.forget_class, self.forget_ratio = forget, int(forget_class), float(forget_ratio)
+        self.batch_size, self.num_workers, self.seed = batch_size, num_workers, as_int(seed, "seed")
+        self.forget, self.forget_class, self.forget_ratio = forget, forget_class, float(forget_ratio)
         self.train_on = train_on
         self._ready = False
 

@@ -59,7 +59,13 @@ def check_guidance(scale: float, name: str = "guidance_scale") -> float:
 
 
 def check_conditions(cond: Tensor, num_conditions: int, what: str = "class") -> None:
-    """Raise ValueError unless every entry of ``cond`` is a real condition id in ``[0, num_conditions)``."""
+    """Raise ValueError unless ``cond`` is a 1-D integer tensor whose every entry is a real condition id in
+    ``[0, num_conditions)`` (an empty one passes)."""
+    if not isinstance(cond, Tensor) or cond.is_floating_point() or cond.is_complex() or cond.dtype == torch.bool:
+        got = f"a {cond.dtype} tensor" if isinstance(cond, Tensor) else type(cond).__name__
+        raise ValueError(f"{what} ids must be integers, got {got}")
+    if cond.ndim != 1:
+        raise ValueError(f"{what} ids must be a 1-D tensor [B], got shape {tuple(cond.shape)}")
     if cond.numel() == 0:
         return
     lo, hi = int(cond.min()), int(cond.max())

@@ -22,11 +22,15 @@ from .core import check_conditions, denoising_loss
 from .nets import PromptTable
 from .sampling import sample_images
 
+BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid")  # what DDPMScheduler implements
+
 
 def ddpm_scheduler(num_train_timesteps: int = 200, beta_schedule: str = "squaredcos_cap_v2") -> Any:
     """diffusers' ``DDPMScheduler`` (ε-prediction) without x₀ clipping."""
     from diffusers import DDPMScheduler
 
+    if beta_schedule not in BETA_SCHEDULES:
+        raise ValueError(f"beta_schedule must be one of {BETA_SCHEDULES}, got {beta_schedule!r}")
     # clip_sample=False: the data are standardised (mean 0, std 1), not in [-1, 1]
     return DDPMScheduler(
         num_train_timesteps=as_int(num_train_timesteps, "num_train_timesteps", 2),
@@ -113,13 +117,14 @@ class DiffusionModule(pl.LightningModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         x, y = batch[0], batch[1]
-        check_conditions(y, self.num_conditions)
+        _check_batch(x, y, self.num_conditions)
         loss = denoising_loss(self.eps, self.noise_scheduler, x, self.drop_conditions(y))
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
         return loss
 
     def validation_step(self, batch: Any, batch_idx: int) -> Tensor:
         x, y = batch[0], batch[1]
+        _check_batch(x, y, self.num_conditions)
         gen = torch.Generator().manual_seed(batch_idx)  # the same noise every validation pass
         loss = denoising_loss(self.eps, self.noise_scheduler, x, y, generator=gen)
         self.log("val/loss", loss, on_epoch=True)
@@ -139,8 +144,11 @@ class DiffusionModule(pl.LightningModule):
         seed: int = 0,
     ) -> Tensor:
         """Images for the conditions ``cond`` with classifier-free guidance (see ``sample_images``)."""
-        cond = torch.as_tensor(cond, dtype=torch.long, device=self.device)
-        check_conditions(cond, self.num_conditions)
+        given = torch.as_tensor(cond)
+        if given.numel() == 0:
+            raise ValueError("sample() needs at least one condition")
+        check_conditions(given, self.num_conditions)
+        cond = given.to(dtype=torch.long, device=self.device)
         was = self.training
         self.eval()
         try:
@@ -200,3 +208,12 @@ def denoiser_parts(module: nn.Module) -> tuple[Any, Any, int, int]:
 
 
 __all__ = ["DiffusionModule", "PromptDiffusionModule", "adamw", "ddpm_scheduler", "denoiser_parts"]
+
+
+def _check_batch(x: Tensor, y: Tensor, num_conditions: int) -> None:
+    """A training or validation batch: at least one image, one valid condition id per image."""
+    if x.shape[0] == 0:
+        raise ValueError("the batch is empty: a denoising loss over no images is undefined")
+    check_conditions(y, num_conditions)
+    if y.shape[0] != x.shape[0]:
+        raise ValueError(f"the batch has {x.shape[0]} images but {y.shape[0]} condition ids")

@@ -16,6 +16,8 @@ from torch import Tensor, nn
 
 from salguide._checks import as_int
 
+ATTENTION_HEAD_DIM = 8  # diffusers' UNet2DModel default: heads = width // 8
+
 
 def _widths(block_out_channels: Sequence[int], norm_num_groups: int) -> tuple[int, ...]:
     widths = tuple(as_int(w, "block_out_channels entry", 1) for w in block_out_channels)
@@ -42,6 +44,17 @@ def class_unet(
 
     widths = _widths(block_out_channels, norm_num_groups)
     n = as_int(num_classes, "num_classes", 1)
+    size = as_int(sample_size, "sample_size", 4)
+    if size % 2 ** (len(widths) - 1):
+        raise ValueError(
+            f"sample_size={size} must be divisible by {2 ** (len(widths) - 1)}: the UNet halves it "
+            f"{len(widths) - 1} time(s) for block_out_channels={list(widths)}"
+        )
+    if attention and len(widths) > 1 and widths[-1] < ATTENTION_HEAD_DIM:
+        raise ValueError(
+            f"the attention block's width {widths[-1]} (last of block_out_channels) must be at least the head "
+            f"dim {ATTENTION_HEAD_DIM}, or pass attention=False"
+        )
     down = ["DownBlock2D"] * len(widths)
     if attention and len(widths) > 1:
         down[-1] = "AttnDownBlock2D"
@@ -49,7 +62,7 @@ def class_unet(
     return cast(
         nn.Module,
         UNet2DModel(
-            sample_size=as_int(sample_size, "sample_size", 4),
+            sample_size=size,
             in_channels=as_int(in_channels, "in_channels", 1),
             out_channels=in_channels,
             layers_per_block=as_int(layers_per_block, "layers_per_block", 1),

@@ -8,8 +8,8 @@ from torch import Tensor
 def _check_mask(mask: Tensor, where: str) -> None:
     if not isinstance(mask, Tensor):
         raise TypeError(f"{where}: the annotation mask must be a torch.Tensor, got {type(mask).__name__}")
-    if mask.is_floating_point() and mask.numel() and (float(mask.min()) < 0 or float(mask.max()) > 1):
-        raise ValueError(f"{where}: annotation mask values must lie in [0, 1]")
+    if mask.is_floating_point() and mask.numel() and not bool(((mask >= 0) & (mask <= 1)).all()):
+        raise ValueError(f"{where}: annotation mask values must lie in [0, 1] (NaN is not a mask value)")
 
 
 def feature_mask(mask: Tensor, x: Tensor, where: str = "mask") -> Tensor:
@@ -59,6 +59,7 @@ def to_pixel_map(attr: Tensor) -> Tensor:
 
 def invert(mask: Tensor) -> Tensor:
     """Relevant <-> irrelevant region."""
+    _check_mask(mask, "invert")
     return 1 - mask if mask.is_floating_point() else ~mask.bool()
 
 

@@ -8,6 +8,8 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from salguide._checks import check_labels
+
 
 @torch.no_grad()
 def predict(
@@ -28,6 +30,7 @@ def predict(
             logits = model(x)
             if logits.ndim != 2 or logits.shape[0] != y.shape[0]:
                 raise ValueError(f"model must return logits [B, classes] for {name}, got {tuple(logits.shape)}")
+            check_labels(y, logits, name)
             if not bool(torch.isfinite(logits).all()):
                 raise ValueError(f"model returned NaN or inf logits on {name}")
             probs = logits.float().softmax(-1)

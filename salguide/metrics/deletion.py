@@ -22,6 +22,9 @@ MODES = ("deletion", "insertion")
 
 def blur(x: Tensor, kernel: int = 5) -> Tensor:
     """Box blur (odd ``kernel``, reflect padding): RISE's insertion canvas."""
+    kernel = as_int(kernel, "blur kernel", 1)
+    if kernel % 2 == 0:
+        raise ValueError(f"blur kernel must be odd (the image keeps its size), got {kernel}")
     pad = kernel // 2
     return F.avg_pool2d(F.pad(x, (pad, pad, pad, pad), mode="reflect"), kernel, stride=1)
 
@@ -105,6 +108,8 @@ class _CurveAUC(Metric):
         self.count += auc.numel()
 
     def compute(self) -> Tensor:
+        if int(self.count) == 0:
+            raise ValueError(f"{type(self).__name__}: no sample was scored (update() was never called)")
         return (self.total / self.count.clamp_min(1)).float()
 
 

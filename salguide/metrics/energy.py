@@ -29,4 +29,6 @@ class EnergyInMask(Metric):
         self.count += share.numel()
 
     def compute(self) -> Tensor:
+        if int(self.count) == 0:
+            raise ValueError(f"{type(self).__name__}: no sample was scored (update() was never called)")
         return (self.total / self.count.clamp_min(1)).float()

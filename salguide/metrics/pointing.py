@@ -21,6 +21,8 @@ def pointing_game_hits(saliency: Tensor, region: Tensor, tolerance: int = 0) -> 
         raise ValueError(f"saliency must be a pixel map [B, H, W], got shape {tuple(saliency.shape)}")
     if tolerance < 0:
         raise ValueError(f"tolerance must be >= 0, got {tolerance}")
+    if saliency.numel() and not bool(torch.isfinite(saliency).all()):
+        raise ValueError("saliency contains NaN or inf: its maximum is undefined")
     b, h, w = saliency.shape
     m = pixel_mask(region, b, (h, w), "pointing_game") > 0.5
     if tolerance:
@@ -53,4 +55,8 @@ class PointingGame(Metric):
         self.count += valid.sum().to(self.count.device)
 
     def compute(self) -> Tensor:
+        if int(self.count) == 0:
+            raise ValueError(
+                f"{type(self).__name__}: no sample was scored (update() was never called, or every region was empty)"
+            )
         return self.hits.float() / self.count.clamp_min(1).float()

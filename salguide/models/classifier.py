@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from salguide._checks import check_labels
 from salguide._lightning import pl
 
 from .optim import OptimizerFactory, SchedulerFactory, check_factories, cosine, module_optimizers, sgd
@@ -40,8 +41,12 @@ class ClassifierModule(pl.LightningModule):
         loss_sign: float = 1.0,
     ) -> None:
         super().__init__()
+        if not isinstance(net, nn.Module):
+            raise TypeError(f"ClassifierModule needs a torch.nn.Module as net, got {type(net).__name__}")
         if loss_sign not in (1.0, -1.0):
             raise ValueError(f"loss_sign must be +1 or -1, got {loss_sign}")
+        if isinstance(l1_alpha, bool) or not isinstance(l1_alpha, (int, float)) or not 0 <= l1_alpha < float("inf"):
+            raise ValueError(f"l1_alpha must be a finite number >= 0, got {l1_alpha!r}")
         check_factories(optimizer, scheduler, "ClassifierModule")
         self.model = net
         self.make_optimizer = optimizer if optimizer is not None else sgd()
@@ -63,6 +68,7 @@ class ClassifierModule(pl.LightningModule):
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         x, y = batch[0], batch[1]
         logits = self(x)
+        check_labels(y, logits, "ClassifierModule.training_step")
         ce = F.cross_entropy(logits, y)
         loss = self.hparams["loss_sign"] * ce
         l1 = self._l1_weight()
@@ -75,6 +81,7 @@ class ClassifierModule(pl.LightningModule):
     def _eval_step(self, batch: Any, stage: str) -> None:
         x, y = batch[0], batch[1]
         logits = self(x)
+        check_labels(y, logits, f"ClassifierModule {stage} step")
         self.log_dict(
             {f"{stage}/loss": F.cross_entropy(logits, y), f"{stage}/acc": (logits.argmax(-1) == y).float().mean()},
             prog_bar=stage == "val",

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from salguide._checks import as_int
 from salguide.attention.routing import Router, attach_router
 from salguide.attention.routing.timm_layout import attention_forward, block_forward
 
@@ -20,16 +21,22 @@ from salguide.attention.routing.timm_layout import attention_forward, block_forw
 class PatchEmbed(nn.Module):
     def __init__(self, img_size: int, patch_size: int, in_chans: int, embed_dim: int) -> None:
         super().__init__()
+        img_size, patch_size = as_int(img_size, "img_size", 1), as_int(patch_size, "patch_size", 1)
+        in_chans, embed_dim = as_int(in_chans, "in_chans", 1), as_int(embed_dim, "embed_dim", 1)
         if img_size % patch_size:
             raise ValueError(f"img_size ({img_size}) must be a multiple of patch_size ({patch_size})")
         self.img_size, self.patch_size = img_size, patch_size
         self.grid_size = (img_size // patch_size, img_size // patch_size)
         self.num_patches = self.grid_size[0] * self.grid_size[1]
+        self.in_chans = in_chans
         self.proj = nn.Conv2d(in_chans, embed_dim, patch_size, stride=patch_size)
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.dim() != 4 or tuple(x.shape[-2:]) != (self.img_size, self.img_size):
-            raise ValueError(f"expected images [B, C, {self.img_size}, {self.img_size}], got {tuple(x.shape)}")
+        expected = (self.in_chans, self.img_size, self.img_size)
+        if x.dim() != 4 or tuple(x.shape[1:]) != expected:
+            raise ValueError(f"expected images [B, {', '.join(map(str, expected))}], got {tuple(x.shape)}")
+        if x.shape[0] == 0:
+            raise ValueError("the batch is empty: a ViT needs at least one image")
         return self.proj(x).flatten(2).transpose(1, 2)
 
 
@@ -45,6 +52,7 @@ class Mlp(nn.Module):
 class Attention(nn.Module):
     def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True) -> None:
         super().__init__()
+        num_heads = as_int(num_heads, "num_heads", 1)
         if dim % num_heads:
             raise ValueError(f"embed_dim ({dim}) must be divisible by num_heads ({num_heads})")
         self.num_heads, self.head_dim = num_heads, dim // num_heads

@@ -60,7 +60,7 @@ def run_masking(cfg: DictConfig) -> float:
     runner = StageRunner(cfg)
     seed = runner.seed
     epochs = run_epochs(cfg)
-    init_from, ckpt_path = check_init_from(cfg), check_ckpt_path(cfg)
+    init_from, ckpt_path = check_init_from(cfg), check_ckpt_path(cfg, "mim")
     with runner.stage("mim") as stage:  # the callbacks are built first: a bad plugin fails before training
         callback = next(cb for cb in stage.callbacks if isinstance(cb, AttentionMaskingCallback))
         if callback.save_teacher_to is None:
@@ -112,7 +112,7 @@ def run_attention(cfg: DictConfig) -> float:
         return run_masking(cfg)
     runner = StageRunner(cfg)
     epochs = run_epochs(cfg)
-    init_from, ckpt_path = check_init_from(cfg), check_ckpt_path(cfg)
+    init_from, ckpt_path = check_init_from(cfg), check_ckpt_path(cfg, "attention")
     with runner.stage("attention") as stage:  # the callbacks are built first: a bad plugin fails before training
         names = attention_names(stage.callbacks)
         datamodule, module = build_classifier(cfg, init_from)

@@ -50,7 +50,7 @@ def run_classify(cfg: DictConfig) -> float:
     runner = StageRunner(cfg)
     out, seed = runner.out, runner.seed
     epochs = run_epochs(cfg)
-    init_from, ckpt_path = check_init_from(cfg), check_ckpt_path(cfg)
+    init_from, ckpt_path = check_init_from(cfg), check_ckpt_path(cfg, "classify")
     with runner.stage("classify") as stage:  # the callbacks are built first: a bad plugin fails before training
         input_loss = next((cb.loss for cb in stage.callbacks if isinstance(cb, InputSaliencyCallback)), None)
         datamodule, module = build_classifier(cfg, init_from)

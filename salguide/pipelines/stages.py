@@ -154,12 +154,30 @@ def log_images(loggers: list[Any], images: dict[str, str]) -> None:
                 logger.log_image(key=key, images=[str(path)])
 
 
-def check_ckpt_path(cfg: DictConfig) -> str | None:
-    """``ckpt_path=``: a Lightning checkpoint to resume the trained stage from (checked before training)."""
+def check_ckpt_path(cfg: DictConfig, stage: str) -> str | None:
+    """``ckpt_path=``: a Lightning checkpoint to resume ``stage`` from, checked before anything trains: the
+    file exists, is a Lightning checkpoint (read with ``weights_only=True``), and, when it is a run's
+    ``checkpoints/<name>.ckpt``, was written by the same stage."""
     path = cfg.get("ckpt_path")
-    if path is not None and not Path(path).is_file():
+    if path is None:
+        return None
+    file = Path(path)
+    if not file.is_file():
         raise FileNotFoundError(f"ckpt_path={path}: no such file")
-    return None if path is None else str(path)
+    if file.parent.name == "checkpoints" and file.suffix == ".ckpt" and file.stem != stage:
+        raise ValueError(
+            f"ckpt_path={path} is the checkpoint of stage {file.stem!r}, but this run resumes stage {stage!r} "
+            f"(use <run>/checkpoints/{stage}.ckpt)"
+        )
+    try:
+        ckpt = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as err:  # not a torch file, or one that would need unpickling
+        raise ValueError(
+            f"ckpt_path={path} is not a Lightning checkpoint readable with weights_only=True: {err}"
+        ) from err
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise ValueError(f"ckpt_path={path} is not a Lightning checkpoint (no 'state_dict' in it)")
+    return str(path)
 
 
 def check_init_from(cfg: DictConfig) -> str | None:

@@ -150,12 +150,13 @@ def run_unlearning(cfg: DictConfig) -> float | None:
         retrain_spec(cfg)
     check_writable(cfg.paths.cache_dir, "paths.cache_dir")
     method, label = spec.key, method_label(cfg, spec)
-    init_from, ckpt_path = check_init_from(cfg), check_ckpt_path(cfg)
-    if ckpt_path is not None and spec.from_scratch:
+    init_from = check_init_from(cfg)
+    if cfg.get("ckpt_path") is not None and spec.from_scratch:
         raise ValueError(
             "ckpt_path resumes the unlearning method's stage, and unlearning=retrain has none (Retrain is the "
             "cached reference, trained whole or loaded): run it without ckpt_path"
         )
+    ckpt_path = check_ckpt_path(cfg, method)
     orig_path, rpath = cache_paths(cfg)
 
     datamodule = instantiate(cfg.data)

@@ -17,6 +17,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from salguide._checks import check_labels
+
 from .select import all_finite
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
@@ -78,6 +80,7 @@ def loss_gradients(
         raise ValueError(f"{type(model).__name__} has no parameters to score")
     if batch_loss is not None and loss_fn is not None:
         raise ValueError("pass either loss_fn or batch_loss, not both")
+    default_loss = loss_fn is None and batch_loss is None  # cross-entropy: the labels must be class indices
     loss_fn = loss_fn or F.cross_entropy
     with scoring_mode(model) as params:
         device = torch.device(device) if device is not None else params[0].device
@@ -88,7 +91,12 @@ def loss_gradients(
             x, y = x.to(device), y.to(device)
             if transform is not None:
                 x = transform(x)
-            loss = batch_loss(model, x, y) if batch_loss is not None else loss_fn(model(x), y)
+            if default_loss:
+                logits = model(x)
+                check_labels(y, logits, "saliency scores (cross-entropy on the forget batches)")
+                loss = loss_fn(logits, y)
+            else:
+                loss = batch_loss(model, x, y) if batch_loss is not None else loss_fn(model(x), y)
             if not isinstance(loss, Tensor) or loss.numel() != 1:
                 raise ValueError(f"loss_fn must return a scalar tensor, got {getattr(loss, 'shape', loss)!r}")
             grads = torch.autograd.grad(loss.reshape(()), params, allow_unused=True)
