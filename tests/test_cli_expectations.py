@@ -273,3 +273,13 @@ def test_ckpt_path_resumes_its_stage_and_refuses_other_files(tmp_path):
         with pytest.raises(ValueError, match=message):
             run_task(_compose(*common, f"ckpt_path={path}", f"paths.output_dir={tmp_path / 'c'}"))
         assert not (tmp_path / "c" / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("override", ["+trainer.max_steps=0", "+trainer.limit_train_batches=0"])
+def test_unlearning_refuses_trainer_settings_that_train_nothing(tmp_path, override):
+    """They used to cache the untrained original and Retrain and report a normal-looking table."""
+    cfg = _compose(override, "logger=none", "callbacks=none", f"paths.output_dir={tmp_path / 'run'}",
+                   f"paths.cache_dir={tmp_path / 'cache'}")  # fmt: skip
+    with pytest.raises(ValueError, match="trains nothing, and task=unlearn would cache"):
+        run_task(cfg)
+    assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").iterdir())

@@ -202,9 +202,10 @@ PATH_RULES: dict[str, Any] = {
     "trainer.accumulate_grad_batches": POS_INT,
     "trainer.log_every_n_steps": NONNEG_INT,
     "trainer.num_sanity_val_steps": Num(True, -1),
-    "trainer.max_steps": Either((OneOf((-1,)), POS_INT)),  # -1 = no limit; 0 would train nothing
-    # 0 training batches would cache and report untrained models; 0 validation / test batches skip those loops
-    "trainer.limit_train_batches": Either((POS_INT, Num(lo=0, hi=1, open_lo=True), OneOf((None,)))),
+    # -1 = no limit. 0 steps / 0 training batches evaluate a given model (init_from=) in the classify and
+    # attention tasks; the unlearning pipelines refuse them (they would cache untrained models: stages.py)
+    "trainer.max_steps": Num(True, -1),
+    "trainer.limit_train_batches": Either((NONNEG_INT, Num(lo=0, hi=1), OneOf((None,)))),
     "trainer.limit_val_batches": Either((NONNEG_INT, Num(lo=0, hi=1), OneOf((None,)))),
     "trainer.limit_test_batches": Either((POS_INT, Num(lo=0, hi=1, open_lo=True), OneOf((None,)))),
     "trainer.max_epochs": Num(True, 1, nullable=True),

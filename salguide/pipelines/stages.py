@@ -154,6 +154,15 @@ def log_images(loggers: list[Any], images: dict[str, str]) -> None:
                 logger.log_image(key=key, images=[str(path)])
 
 
+def check_trains(cfg: DictConfig, task: str) -> None:
+    """Refuse trainer settings that train nothing (``max_steps=0``, ``limit_train_batches=0``) in ``task``,
+    whose stages are cached and reported as trained models."""
+    trainer = cfg.get("trainer") or {}
+    for key in ("max_steps", "limit_train_batches"):
+        if trainer.get(key) is not None and trainer.get(key) == 0:
+            raise ValueError(f"trainer.{key}=0 trains nothing, and {task} would cache and report untrained models")
+
+
 def check_ckpt_path(cfg: DictConfig, stage: str) -> str | None:
     """``ckpt_path=``: a Lightning checkpoint to resume ``stage`` from, checked before anything trains: the
     file exists, is a Lightning checkpoint (read with ``weights_only=True``), and, when it is a run's

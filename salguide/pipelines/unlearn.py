@@ -25,7 +25,7 @@ from salguide.weights_io import load_weights
 
 from .fit import train_original, unlearn
 from .runner import StageRunner
-from .stages import as_dict, build, check_ckpt_path, check_init_from, weight_settings
+from .stages import as_dict, build, check_ckpt_path, check_init_from, check_trains, weight_settings
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +151,7 @@ def run_unlearning(cfg: DictConfig) -> float | None:
     check_writable(cfg.paths.cache_dir, "paths.cache_dir")
     method, label = spec.key, method_label(cfg, spec)
     init_from = check_init_from(cfg)
+    check_trains(cfg, "task=unlearn")
     if cfg.get("ckpt_path") is not None and spec.from_scratch:
         raise ValueError(
             "ckpt_path resumes the unlearning method's stage, and unlearning=retrain has none (Retrain is the "

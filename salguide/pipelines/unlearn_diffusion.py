@@ -28,7 +28,7 @@ from salguide.io import atomic_write_json, check_writable
 from salguide.viz.samples import plot_sample_grid
 
 from .runner import Stage, StageRunner
-from .stages import as_dict, weight_settings
+from .stages import as_dict, check_trains, weight_settings
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 1  # bump when the code trains different diffusion weights from the same config
@@ -75,6 +75,7 @@ def _preflight(
     from salguide.models.optim import check_optimizer, check_scheduler
 
     _, scheduler, num_conditions, _ = denoiser_parts(probe)
+    check_trains(cfg, "task=unlearn_diffusion")
     unsupported = [k for k in ("init_from", "ckpt_path") if cfg.get(k) is not None]
     if unsupported:
         raise ValueError(f"task=unlearn_diffusion does not support {', '.join(unsupported)} yet (task=unlearn does)")
