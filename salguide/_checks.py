@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import operator
+from numbers import Real
 from typing import Any
 
 import numpy as np
@@ -39,11 +41,26 @@ def as_ints(values: Any, name: str) -> list[int]:
     return [as_int(v, name) for v in items]
 
 
+def as_finite(value: Any, name: str, *, positive: bool = False) -> float:
+    """``value`` as a float: a real number (not a bool), finite and >= 0 (> 0 with ``positive``); ValueError
+    naming ``name`` otherwise."""
+    bound = "> 0" if positive else ">= 0"
+    ok = isinstance(value, Real) and not isinstance(value, (bool, np.bool_)) and math.isfinite(value)
+    if not ok or (value <= 0 if positive else value < 0):
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+    return float(value)
+
+
+def is_integer_tensor(t: Any) -> bool:
+    """A tensor of an integer dtype (not bool, floating or complex): class labels, condition ids."""
+    return isinstance(t, torch.Tensor) and not (t.dtype == torch.bool or t.is_floating_point() or t.is_complex())
+
+
 def check_labels(y: Any, logits: Any, where: str) -> None:
     """Class labels ``y`` for ``logits`` [B, C]: an integer tensor [B] with values in [0, C). A clear
     ValueError naming ``where`` otherwise (cross-entropy would raise an IndexError, or a device assert on a
     GPU). One host read of the labels' range."""
-    if not isinstance(y, torch.Tensor) or y.dtype == torch.bool or y.is_floating_point() or y.is_complex():
+    if not is_integer_tensor(y):
         what = f"{y.dtype} tensor" if isinstance(y, torch.Tensor) else type(y).__name__
         raise ValueError(f"{where}: class labels must be an integer tensor, got a {what}")
     batch, classes = logits.shape[0], logits.shape[-1]

@@ -16,7 +16,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from salguide._checks import as_int, as_ints
+from salguide._checks import as_finite, as_int, as_ints
 from salguide.auxiliary import AuxiliaryLoss, as_logits
 
 from .losses import background_mass_loss, concentration_loss, concentration_loss_all, diversity_loss, entropy_loss
@@ -111,8 +111,7 @@ class ConcentrationLoss(AttentionLoss):
         if queries not in QUERIES:
             raise ValueError(f"ConcentrationLoss: queries must be one of {QUERIES}, got {queries!r}")
         for name, value in (("width", width), ("sigma", sigma)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
-                raise ValueError(f"ConcentrationLoss: {name} must be a finite number > 0, got {value!r}")
+            as_finite(value, f"ConcentrationLoss: {name}", positive=True)
         self.target, self.width, self.sigma, self.queries = target, width, sigma, queries
         if queries != "cls":
             self.requests = {"qk": True, "lse": True}

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .stats import attention_rows
+from .stats import _acc, attention_rows
 
 
 def _check(name: str, t: Tensor, dims: int) -> None:
@@ -115,9 +115,7 @@ def background_mass_loss(mass: Tensor, queries: str = "cls", row_weights: Tensor
             raise ValueError("queries='weighted' needs row_weights [B, N]")
         w = _row_weights(row_weights, mass.shape[0], mass.shape[2]).to(mass.device)
         total = w.sum(1)
-        per_sample = (mass.to(torch.promote_types(mass.dtype, torch.float32)).mean(1) * w).sum(1) / total.clamp_min(
-            1e-12
-        )
+        per_sample = (_acc(mass).mean(1) * w).sum(1) / total.clamp_min(1e-12)
         ok = total > 0
         return (per_sample * ok).sum() / ok.sum().clamp_min(1)
     if queries == "cls":

@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from salguide._checks import as_finite
+
 
 def _pair(v: Any) -> tuple[int, int]:
     """An int or a (height, width) pair as (int, int)."""
@@ -91,8 +93,7 @@ def gaussian_from_boxes(boxes: Tensor, grid: tuple[int, int], width: float = 0.5
     size = boxes[:, 2:] - boxes[:, :2]
     if (size <= 0).any():
         raise ValueError("boxes must have y1 > y0 and x1 > x0")
-    if isinstance(width, bool) or not isinstance(width, (int, float)) or not 0 < width < float("inf"):
-        raise ValueError(f"width must be a finite number > 0, got {width!r}")
+    as_finite(width, "width", positive=True)
     return gaussian_from_points((boxes[:, :2] + boxes[:, 2:]) / 2, grid, (width * size / 2).clamp_min(1e-3))
 
 

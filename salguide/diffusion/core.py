@@ -11,15 +11,13 @@ A *denoiser* here is any ``eps(x_t, t, cond) -> Tensor`` callable; a scheduler i
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
-from numbers import Real
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from salguide._checks import as_int
+from salguide._checks import as_finite, as_int, is_integer_tensor
 
 Eps = Callable[[Tensor, Tensor, Tensor], Tensor]
 
@@ -53,15 +51,13 @@ def check_t_range(t_range: Sequence[int] | None, scheduler: object) -> tuple[int
 
 def check_guidance(scale: float, name: str = "guidance_scale") -> float:
     """A finite guidance scale > 0 (``w = 1`` is the plain conditional model)."""
-    if isinstance(scale, bool) or not isinstance(scale, Real) or not math.isfinite(scale) or scale <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {scale!r}")
-    return float(scale)
+    return as_finite(scale, name, positive=True)
 
 
 def check_conditions(cond: Tensor, num_conditions: int, what: str = "class") -> None:
     """Raise ValueError unless ``cond`` is a 1-D integer tensor whose every entry is a real condition id in
     ``[0, num_conditions)`` (an empty one passes)."""
-    if not isinstance(cond, Tensor) or cond.is_floating_point() or cond.is_complex() or cond.dtype == torch.bool:
+    if not is_integer_tensor(cond):
         got = f"a {cond.dtype} tensor" if isinstance(cond, Tensor) else type(cond).__name__
         raise ValueError(f"{what} ids must be integers, got {got}")
     if cond.ndim != 1:

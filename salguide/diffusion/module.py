@@ -207,9 +207,6 @@ def denoiser_parts(module: nn.Module) -> tuple[Any, Any, int, int]:
     return parts.eps, parts.noise_scheduler, int(parts.num_conditions), int(parts.null_condition)
 
 
-__all__ = ["DiffusionModule", "PromptDiffusionModule", "adamw", "ddpm_scheduler", "denoiser_parts"]
-
-
 def _check_batch(x: Tensor, y: Tensor, num_conditions: int) -> None:
     """A training or validation batch: at least one image, one valid condition id per image."""
     if x.shape[0] == 0:
@@ -217,3 +214,6 @@ def _check_batch(x: Tensor, y: Tensor, num_conditions: int) -> None:
     check_conditions(y, num_conditions)
     if y.shape[0] != x.shape[0]:
         raise ValueError(f"the batch has {x.shape[0]} images but {y.shape[0]} condition ids")
+
+
+__all__ = ["DiffusionModule", "PromptDiffusionModule", "adamw", "ddpm_scheduler", "denoiser_parts"]

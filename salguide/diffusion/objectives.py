@@ -19,7 +19,6 @@ the retain term is the user's own training step, added by ``DiffusionUnlearningC
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from numbers import Real
 
@@ -27,15 +26,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from salguide._checks import as_finite
+
 from .core import Eps, check_guidance, check_t_range, draw_timesteps, noisy, train_steps
 
 PSEUDO = ("next", "random")
 
 
 def _weight(value: float, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return float(value)
+    return as_finite(value, name)
 
 
 def misaligned(y: Tensor, num_conditions: int, mode: str = "next", generator: torch.Generator | None = None) -> Tensor:

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from salguide._checks import check_labels
+from salguide._checks import as_finite, check_labels
 from salguide._lightning import pl
 
 from .optim import OptimizerFactory, SchedulerFactory, check_factories, cosine, module_optimizers, sgd
@@ -45,8 +45,7 @@ class ClassifierModule(pl.LightningModule):
             raise TypeError(f"ClassifierModule needs a torch.nn.Module as net, got {type(net).__name__}")
         if loss_sign not in (1.0, -1.0):
             raise ValueError(f"loss_sign must be +1 or -1, got {loss_sign}")
-        if isinstance(l1_alpha, bool) or not isinstance(l1_alpha, (int, float)) or not 0 <= l1_alpha < float("inf"):
-            raise ValueError(f"l1_alpha must be a finite number >= 0, got {l1_alpha!r}")
+        as_finite(l1_alpha, "l1_alpha")
         check_factories(optimizer, scheduler, "ClassifierModule")
         self.model = net
         self.make_optimizer = optimizer if optimizer is not None else sgd()

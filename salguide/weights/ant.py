@@ -14,16 +14,14 @@ full-batch gradient steps on the loss and the absolute gradients are summed over
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Callable, Iterable, Sequence
 from functools import reduce
-from numbers import Real
 from operator import and_
 
 import torch
 from torch import Tensor, nn
 
-from salguide._checks import as_int
+from salguide._checks import as_finite, as_int
 
 from .mask import WeightMask
 from .scores import BatchLoss, LossFn, check_finite, loss_gradients
@@ -64,8 +62,7 @@ def _check_run_args(seeds: Sequence[int], trajectory_steps: int, lr: float) -> N
     except (ValueError, TypeError):
         raise ValueError(f"seeds must be a non-empty sequence of integers, got {seeds!r}") from None
     as_int(trajectory_steps, "trajectory_steps", 0)
-    if isinstance(lr, bool) or not isinstance(lr, Real) or not math.isfinite(lr) or lr <= 0:
-        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
+    as_finite(lr, "lr", positive=True)
 
 
 def _seeded(augmentation: Augmentation | None, generator: torch.Generator) -> Callable[[Tensor], Tensor] | None:
