@@ -18,8 +18,16 @@ from salguide.io import atomic_path
 
 
 def save_weights(model: nn.Module, path: str | os.PathLike) -> Path:
-    """Write ``model``'s state dict to ``path`` as safetensors (whole or not at all)."""
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    """Write ``model``'s state dict to ``path`` as safetensors (whole or not at all). Tied tensors (one
+    storage under several names, e.g. shared embeddings) are written once per name, so every name loads."""
+    state: dict[str, Tensor] = {}
+    storages: set[int] = set()
+    for name, v in model.state_dict().items():
+        t = v.detach().contiguous().cpu()
+        if t.untyped_storage().data_ptr() in storages:
+            t = t.clone()
+        storages.add(t.untyped_storage().data_ptr())
+        state[name] = t
     with atomic_path(path) as tmp:
         save_file(state, str(tmp))
     return Path(path)

@@ -16,6 +16,7 @@ from salguide.callbacks import RandomLabelCallback
 from salguide.data import DigitsDataModule
 from salguide.evaluation import ObjectMass
 from salguide.models import ClassifierModule, mlp
+from salguide.models.optim import cosine
 from salguide.models.vit import VisionTransformer
 from salguide.unlearning import accuracy
 
@@ -31,6 +32,7 @@ def _cnn() -> nn.Module:
 
 
 X, MASK = torch.randn(2, 1, 8, 8), (torch.rand(2, 8, 8) > 0.5).float()
+Q = torch.randn(2, 2, 5, 4)  # [B, H, N, D]
 LOADER = [(X, torch.tensor([0, 7]))]
 
 CASES: list[tuple[str, Callable[[], object], type[Exception], str]] = [
@@ -143,6 +145,36 @@ CASES: list[tuple[str, Callable[[], object], type[Exception], str]] = [
         r"must lie in \[0, 1\]",
     ),
     ("invert_range", lambda: I.invert(torch.full((2, 8, 8), 3.0)), ValueError, r"must lie in \[0, 1\]"),
+    ("mask_boxes_channels", lambda: A.mask_boxes(torch.ones(2, 3, 8, 8)), ValueError, r"\[B, 1, H, W\]"),  # channel 0
+    # attention rows from the recorder's q / k / lse (silently mis-indexed or deep einsum errors before)
+    ("cls_lse_shape", lambda: A.cls_attention(Q, Q, torch.zeros(2, 2, 4), scale=0.5), ValueError, "lse must be"),
+    ("cls_keys_shape", lambda: A.cls_attention(Q, Q[:, :, :4], scale=0.5), ValueError, "same shape"),
+    ("cls_key_mask", lambda: A.cls_attention(Q, Q, scale=0.5, key_mask=torch.ones(2, 5)), TypeError, "bool"),
+    ("diversity_lse", lambda: A.diversity_loss(Q, Q, torch.zeros(2, 2), scale=0.5), ValueError, "lse must be"),
+    ("grid_tokens_2d", lambda: I.tokens_to_grid(torch.ones(5, 4)), ValueError, r"\[B, N, D\]"),
+    ("grid_prefix", lambda: I.tokens_to_grid(torch.ones(1, 5, 4), 9), ValueError, r"num_prefix_tokens must lie"),
+    # deletion targets (a short target gave a short curve, silently)
+    (
+        "deletion_target_length",
+        lambda: M.deletion_curve(_cnn(), X, MASK, torch.tensor([0])),
+        ValueError,
+        r"shape \[B=2\]",
+    ),
+    ("deletion_target_range", lambda: M.deletion_curve(_cnn(), X, MASK, torch.tensor([0, 7])), ValueError, "0..7"),
+    (
+        "deletion_batch_0",
+        lambda: M.deletion_curve(_cnn(), X, MASK, torch.tensor([0, 1]), batch_size=0),
+        ValueError,
+        "batch",
+    ),
+    (
+        "deletion_baseline",
+        lambda: M.deletion_curve(_cnn(), X, MASK, torch.tensor([0, 1]), baseline=torch.zeros(3, 3)),
+        ValueError,
+        "does not broadcast",
+    ),
+    # cosine over no epochs (annealed over 1 epoch, then rose again, silently)
+    ("cosine_0", lambda: cosine(torch.optim.SGD(_cnn().parameters(), lr=0.1), 0), ValueError, "max_epochs"),
 ]
 
 
@@ -175,3 +207,19 @@ def test_diffusion_sizes_and_conditions_are_checked() -> None:
     with pytest.raises(ValueError, match="batch is empty"):
         dm.training_step((torch.randn(0, 1, 8, 8), torch.zeros(0, dtype=torch.long)), 0)
     assert dm.sample([0, 2], steps=2).shape == (2, 1, 8, 8)  # valid calls still work
+
+
+def test_tied_weights_save_and_load(tmp_path) -> None:
+    """One storage under two names (tied embeddings): safetensors refused to write it before."""
+    from salguide.weights_io import load_weights, save_weights
+
+    torch.manual_seed(0)
+    src = nn.Sequential(nn.Linear(3, 3), nn.Linear(3, 3))
+    src[1].weight = src[0].weight
+    save_weights(src, tmp_path / "tied.safetensors")
+    dst = nn.Sequential(nn.Linear(3, 3), nn.Linear(3, 3))
+    dst[1].weight = dst[0].weight
+    load_weights(dst, tmp_path / "tied.safetensors")
+    for k, v in src.state_dict().items():
+        assert torch.equal(dst.state_dict()[k], v), k
+    assert dst[1].weight is dst[0].weight

@@ -109,9 +109,13 @@ def test_end_to_end_salun_with_wandb_offline_and_cache(tmp_path):
 
 @pytest.mark.slow
 def test_multirun_sweeps_methods(tmp_path):
-    _run(tmp_path, "-m", "unlearning=ft,ga", *FAST, "logger=none", "compare_to_retrain=false")
+    proc = _run(
+        tmp_path, "-m", "unlearning=ft,ga", *FAST, "logger=none", "compare_to_retrain=false", "saliency.ratio=0.3"
+    )
     results = sorted(tmp_path.glob("outputs/unlearn_digits/multiruns/*/*/results.json"))
     assert len(results) == 2
+    for method in ("FT", "GA"):  # neither uses a weight mask: the saliency override is named as ignored
+        assert f"saliency.ratio=0.3: no effect, {method} trains without a weight mask" in proc.stdout + proc.stderr
     # one combined table for the sweep, and mean ± std per method
     sweep = results[0].parents[1]
     combined = json.loads((sweep / "results.json").read_text())
@@ -123,6 +127,21 @@ def test_multirun_sweeps_methods(tmp_path):
     ]
     summary = (sweep / "summary.md").read_text()
     assert "| FT | 1 |" in summary and "| GA | 1 |" in summary and "| Original | 1 |" in summary
+
+
+def test_user_overrides_of_a_group():
+    from hydra.core.hydra_config import HydraConfig
+
+    from salguide.pipelines.stages import user_overrides
+
+    assert user_overrides("saliency") == []  # outside a Hydra run
+    cfg = _compose("unlearning=ft", "saliency=ant", "saliency.ratio=0.3", "+saliency.extra=1", "seed=1")
+    HydraConfig.instance().set_config(cfg)
+    try:
+        assert user_overrides("saliency") == ["saliency=ant", "saliency.ratio=0.3", "+saliency.extra=1"]
+        assert user_overrides("unlearning") == ["unlearning=ft"] and user_overrides("data") == []
+    finally:
+        HydraConfig.instance().cfg = None
 
 
 def test_unknown_group_option_is_hydras_clear_error(tmp_path):

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from salguide.kernels import AttentionResult, attention_stats
+from salguide.kernels.checks import check_inputs
 
 
 @dataclass
@@ -65,6 +66,12 @@ def attention_rows(
     """Rows ``rows`` (long [R], shared by the batch) of the attention matrix, [B, H, R, N], from the
     log-sum-exp of a kernel call with the same keys, or (``lse=None``) as a softmax of those rows.
     Cost O(B H R N D); differentiable. float32 for half and float32 inputs, float64 for float64 inputs."""
+    scale = check_inputs(q, k, k, key_mask, None, key_bias, None, always_self, scale)  # shapes only: no sync
+    if lse is not None and (not isinstance(lse, Tensor) or tuple(lse.shape) != tuple(q.shape[:3])):
+        got = tuple(lse.shape) if isinstance(lse, Tensor) else type(lse).__name__
+        raise ValueError(f"lse must be the kernel's log-sum-exp [B, H, N] = {tuple(q.shape[:3])}, got {got}")
+    if not isinstance(rows, Tensor) or rows.dim() != 1 or rows.is_floating_point() or rows.dtype == torch.bool:
+        raise ValueError(f"rows must be a 1-D integer tensor of query indices, got {getattr(rows, 'shape', rows)!r}")
     s = _scores_rows(q[:, :, rows], k, scale, key_bias)
     allowed = None
     if key_mask is not None:

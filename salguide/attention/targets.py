@@ -100,6 +100,10 @@ def gaussian_from_boxes(boxes: Tensor, grid: tuple[int, int], width: float = 0.5
 def mask_boxes(mask: Tensor) -> Tensor:
     """Bounding boxes [B, 4] (y0, x0, y1, x1 in [0, 1]) of pixel masks [B, (1,) H, W]; empty masks get the
     whole image."""
+    if not isinstance(mask, Tensor) or mask.dim() not in (3, 4) or (mask.dim() == 4 and mask.shape[1] != 1):
+        raise ValueError(
+            f"mask_boxes needs pixel masks [B, H, W] or [B, 1, H, W], got {getattr(mask, 'shape', mask)!r}"
+        )
     m = mask[:, 0] if mask.dim() == 4 else mask
     H, W = m.shape[-2:]
     rows, cols = m.flatten(2).amax(2) > 0, m.amax(1) > 0  # [B, H], [B, W]

@@ -53,7 +53,11 @@ def capture_output(module: nn.Module, layer: str) -> Iterator[list[tuple[Tensor,
 def tokens_to_grid(acts: Tensor, num_prefix_tokens: int | None = None) -> Tensor:
     """[B, N, D] tokens -> [B, D, h, w], dropping ``num_prefix_tokens`` leading tokens (auto: 0 if N is a
     square, 1 if N - 1 is)."""
+    if acts.dim() != 3:
+        raise ValueError(f"grad_cam: token activations must be [B, N, D], got {tuple(acts.shape)}")
     n = acts.shape[1]
+    if num_prefix_tokens is not None and not 0 <= num_prefix_tokens < n:
+        raise ValueError(f"grad_cam: num_prefix_tokens must lie in [0, {n}) for {n} tokens, got {num_prefix_tokens}")
     if num_prefix_tokens is None:
         if math.isqrt(n) ** 2 == n:
             num_prefix_tokens = 0

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics import Metric
 
-from salguide._checks import as_int
+from salguide._checks import as_int, check_labels
 
 MODES = ("deletion", "insertion")
 
@@ -36,7 +36,12 @@ def _baseline(x: Tensor, baseline: Tensor | float | str) -> Tensor:
         return blur(x)
     if isinstance(baseline, (int, float)):
         return torch.full_like(x, float(baseline))
-    return torch.broadcast_to(baseline.to(x), x.shape)
+    try:
+        return torch.broadcast_to(baseline.to(x), x.shape)
+    except RuntimeError:
+        raise ValueError(
+            f"baseline {tuple(baseline.shape)} does not broadcast to the images {tuple(x.shape)}"
+        ) from None
 
 
 @torch.no_grad()
@@ -60,6 +65,7 @@ def deletion_curve(
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     steps = as_int(steps, "steps", 1)
+    batch_size = as_int(batch_size, "batch_size", 1)
     if x.ndim != 4 or saliency.shape != (x.shape[0], *x.shape[2:]):
         raise ValueError(
             f"need x [B, C, H, W] and a pixel saliency map [B, H, W]; got {tuple(x.shape)} and {tuple(saliency.shape)}"
@@ -75,6 +81,8 @@ def deletion_curve(
         moved = (rank < k).view(b, 1, h, w)
         img = torch.where(moved, base, x) if mode == "deletion" else torch.where(moved, x, base)
         out = torch.cat([model(chunk) for chunk in img.split(batch_size)])
+        if k == 0:
+            check_labels(target, out, "deletion_curve target")
         probs.append(F.softmax(out.float(), -1).gather(1, target.view(-1, 1).to(out.device)).squeeze(1))
     return torch.stack(probs, 1)
 

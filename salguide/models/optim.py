@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from salguide._checks import as_int
+
 OptimizerFactory = Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[..., Any]
 
@@ -21,7 +23,7 @@ SchedulerFactory = Callable[..., Any]
 def cosine(optimizer: torch.optim.Optimizer, max_epochs: int) -> torch.optim.lr_scheduler.CosineAnnealingLR:
     """Cosine annealing from the optimiser's learning rate to 0 over ``max_epochs`` epochs (Loshchilov & Hutter,
     ICLR 2017, without restarts): the recipe of the SalUn classifiers and of the ViTs."""
-    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(int(max_epochs), 1))
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=as_int(max_epochs, "cosine: max_epochs", 1))
 
 
 def sgd(lr: float = 0.05, momentum: float = 0.9, weight_decay: float = 5e-4) -> OptimizerFactory:

@@ -154,6 +154,16 @@ def log_images(loggers: list[Any], images: dict[str, str]) -> None:
                 logger.log_image(key=key, images=[str(path)])
 
 
+def user_overrides(group: str) -> list[str]:
+    """The command line's overrides of ``group`` or of keys under it (``saliency=ant``, ``saliency.ratio=0.3``);
+    empty outside a Hydra run."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return []
+    return [o for o in HydraConfig.get().overrides.task if o.lstrip("+~").split("=", 1)[0].split(".", 1)[0] == group]
+
+
 def check_trains(cfg: DictConfig, task: str) -> None:
     """Refuse trainer settings that train nothing (``max_steps=0``, ``limit_train_batches=0``) in ``task``,
     whose stages are cached and reported as trained models."""

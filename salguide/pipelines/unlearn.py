@@ -25,7 +25,15 @@ from salguide.weights_io import load_weights
 
 from .fit import train_original, unlearn
 from .runner import StageRunner
-from .stages import as_dict, build, check_ckpt_path, check_init_from, check_trains, weight_settings
+from .stages import (
+    as_dict,
+    build,
+    check_ckpt_path,
+    check_init_from,
+    check_trains,
+    user_overrides,
+    weight_settings,
+)
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +158,10 @@ def run_unlearning(cfg: DictConfig) -> float | None:
         retrain_spec(cfg)
     check_writable(cfg.paths.cache_dir, "paths.cache_dir")
     method, label = spec.key, method_label(cfg, spec)
+    if not spec.weight_mask and (ignored := user_overrides("saliency")):
+        log.warning(
+            "%s: no effect, %s trains without a weight mask (unlearning=salun uses one)", " ".join(ignored), label
+        )
     init_from = check_init_from(cfg)
     check_trains(cfg, "task=unlearn")
     if cfg.get("ckpt_path") is not None and spec.from_scratch:
