@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tiny_hf import hf_vit
 from torch import nn
 
 from salguide.attention import declare_timm_layout, route, unroute
@@ -183,24 +184,9 @@ def test_target_of_wrong_shape_is_a_clear_error() -> None:
 transformers = pytest.importorskip("transformers")
 
 
-def _hf_vit() -> nn.Module:
-    cfg = transformers.ViTConfig(
-        image_size=32,
-        patch_size=4,
-        num_channels=1,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        num_labels=10,
-        attn_implementation="eager",
-    )
-    return transformers.ViTForImageClassification(cfg).eval()
-
-
 def test_route_hf_vit_same_logits_and_stats_match_eager_weights() -> None:
     torch.manual_seed(3)
-    model = _hf_vit()
+    model = hf_vit()
     x = torch.randn(2, 1, 32, 32)
     ref = model(pixel_values=x, output_attentions=True)
     eager_attn = ref.attentions[1].detach()
@@ -243,7 +229,7 @@ def test_routed_hf_vit_unpickled_in_a_fresh_process_still_runs_routed(tmp_path) 
     import sys
 
     torch.manual_seed(4)
-    model = route(_hf_vit())
+    model = route(hf_vit())
     x = torch.randn(2, 1, 32, 32)
     with torch.no_grad():
         ref = model(pixel_values=x).logits

@@ -7,27 +7,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tiny_hf import hf_vit
 from torch import nn
 
 from salguide.attention import BackgroundSuppressionLoss, route, token_grid
 
 transformers = pytest.importorskip("transformers")
-
-
-def hf_vit(image_size) -> nn.Module:
-    cfg = transformers.ViTConfig(
-        image_size=image_size,
-        patch_size=4,
-        num_channels=1,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        num_labels=10,
-        attn_implementation="eager",
-    )
-    torch.manual_seed(0)
-    return transformers.ViTForImageClassification(cfg).eval()
 
 
 class Interpolating(nn.Module):
@@ -55,7 +40,7 @@ def background_mass_reference(attn: torch.Tensor, mask: torch.Tensor, patch: int
     ids=["hw_tuple", "interpolate_pos_encoding"],
 )
 def test_attention_loss_uses_the_grid_of_the_actual_input(image_size, input_hw, wrap):
-    vit = hf_vit(image_size)
+    vit = hf_vit(image_size, seed=0)
     model = Interpolating(vit) if wrap else vit
     g = torch.Generator().manual_seed(1)
     x = torch.randn(2, 1, *input_hw, generator=g)
@@ -73,7 +58,7 @@ def test_attention_loss_uses_the_grid_of_the_actual_input(image_size, input_hw, 
 
 
 def test_output_attentions_on_a_routed_model_returns_the_weights():
-    model = hf_vit(32)
+    model = hf_vit(32, seed=0)
     x = torch.randn(2, 1, 32, 32)
     with torch.no_grad():
         eager = model(pixel_values=x, output_attentions=True).attentions
@@ -88,7 +73,7 @@ def test_output_attentions_on_a_routed_model_returns_the_weights():
 
 @pytest.mark.parametrize("weight", [2.0, 0.0])
 def test_attention_losses_take_image_classifier_outputs(weight):
-    model = route(hf_vit(32).train())
+    model = route(hf_vit(32, seed=0).train())
     x, y = torch.randn(2, 1, 32, 32), torch.tensor([3, 7])
     mask = torch.zeros(2, 1, 32, 32)
     mask[:, :, 8:24, 8:24] = 1.0

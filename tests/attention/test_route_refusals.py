@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 from test_attention_routing import EagerAttention, EagerBlock, EagerViT
+from tiny_hf import tiny_config
 from torch import nn
 
 from salguide.attention import declare_timm_layout, route
@@ -181,21 +182,11 @@ def test_rope_argument_is_refused_at_the_forward_when_the_classes_were_declared(
 
 
 transformers = pytest.importorskip("transformers")
-TINY = dict(
-    image_size=32,
-    patch_size=4,
-    num_channels=1,
-    hidden_size=32,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    intermediate_size=64,
-    num_labels=10,
-)
 
 
 @pytest.mark.parametrize("extra", [{}, {"use_relative_position_bias": True}], ids=["plain", "relative_bias"])
 def test_beit_is_refused_at_route_time(extra):
-    cfg = transformers.BeitConfig(**TINY, **extra, attn_implementation="eager")
+    cfg = tiny_config("Beit", **extra)
     model = transformers.BeitForImageClassification(cfg).eval()
     with pytest.raises(
         TypeError,
@@ -209,7 +200,7 @@ def test_beit_is_refused_at_route_time(extra):
 def test_routing_one_hf_model_leaves_models_sharing_its_config_alone():
     from salguide.attention import unroute
 
-    cfg = transformers.ViTConfig(**TINY, attn_implementation="eager")
+    cfg = tiny_config()
     torch.manual_seed(0)
     a, b = transformers.ViTForImageClassification(cfg).eval(), transformers.ViTForImageClassification(cfg).eval()
     x = torch.randn(2, 1, 32, 32)

@@ -9,6 +9,7 @@ import os
 import pytest
 import torch
 from attention_cases import make_case
+from tiny_hf import hf_vit
 
 from salguide.inputs import EnergyLoss, RRRLoss
 from salguide.kernels import attention_reference, attention_stats
@@ -94,11 +95,7 @@ transformers = pytest.importorskip("transformers")
 def test_rrr_on_routed_hf_vit_equals_unrouted():
     from salguide.attention import route, unroute
 
-    cfg = transformers.ViTConfig(image_size=16, patch_size=4, num_channels=1, hidden_size=32, num_hidden_layers=2,
-                                 num_attention_heads=4, intermediate_size=64, num_labels=10,
-                                 attn_implementation="eager")  # fmt: skip
-    torch.manual_seed(2)
-    model = transformers.ViTForImageClassification(cfg).eval()
+    model = hf_vit(16, seed=2)
     params = list(model.parameters())
     x, y, mask = _batch(2)
 
