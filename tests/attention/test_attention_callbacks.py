@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from cpu_trainer import cpu_trainer
 from torch.utils.data import DataLoader, TensorDataset
 
 from salguide._lightning import pl
@@ -48,16 +49,7 @@ class HandWritten(ClassifierModule):
 
 
 def fit(module, callbacks=(), **kw):
-    trainer = pl.Trainer(
-        max_epochs=1,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=list(callbacks),
-        **kw,
-    )
+    trainer = cpu_trainer(max_epochs=1, callbacks=list(callbacks), **kw)
     trainer.fit(module, train_dataloaders=data())
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 

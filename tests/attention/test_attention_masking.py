@@ -7,6 +7,7 @@ from functools import partial
 
 import pytest
 import torch
+from cpu_trainer import cpu_trainer
 from torch.utils.data import DataLoader, TensorDataset
 
 from salguide._lightning import pl
@@ -84,15 +85,7 @@ def test_callback_appends_teacher_guided_masks_and_updates_the_ema_teacher() -> 
             seen.append((batch[-1].clone(), copy.deepcopy(cb.teacher), copy.deepcopy(pl_module.model)))
 
     cb = AttentionMaskingCallback("high", ratio=0.5, ratio_start=0.25, ratio_steps=1, ema=0.9)
-    trainer = pl.Trainer(
-        max_epochs=1,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[cb, Spy()],
-    )
+    trainer = cpu_trainer(max_epochs=1, callbacks=[cb, Spy()])
     trainer.fit(module, DataLoader(ds, batch_size=4))
     (m0, t0, s0), (m1, t1, s1) = seen
     assert (m0.sum(1) == 16).all() and (m1.sum(1) == 32).all()  # ratio 0.25 then 0.5 of 64 patches

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import torch
+from cpu_trainer import cpu_trainer
 from torch.utils.data import DataLoader, TensorDataset
 
-from salguide._lightning import pl
 from salguide.attention.policies import EViTPolicy
 from salguide.callbacks.attention_maps import AttentionMapCallback
 from salguide.callbacks.token_pruning import TokenPruningCallback
@@ -33,15 +33,8 @@ def test_attention_map_callback_writes_png_with_kept_tokens(tmp_path) -> None:
     torch.manual_seed(0)
     module = ClassifierModule(vit_digits(depth=2, embed_dim=32), optimizer=sgd(lr=0.1), scheduler=None)
     cb = AttentionMapCallback(layers=[0, 1], num_images=3, out_dir=str(tmp_path))
-    trainer = pl.Trainer(
-        max_epochs=1,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[TokenPruningCallback(EViTPolicy([0], 0.5)), cb],
-        num_sanity_val_steps=0,
+    trainer = cpu_trainer(
+        max_epochs=1, callbacks=[TokenPruningCallback(EViTPolicy([0], 0.5)), cb], num_sanity_val_steps=0
     )
     trainer.fit(module, loader, loader)
     assert len(cb.paths) == 1 and cb.paths[0].exists() and cb.paths[0].stat().st_size > 1000

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from cpu_trainer import cpu_trainer
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -48,15 +49,7 @@ def loader(side: int, classes: int) -> DataLoader:
 
 
 def fit(module, callbacks, side: int = 4, classes: int = 3) -> dict[str, torch.Tensor]:
-    trainer = pl.Trainer(
-        max_epochs=1,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=list(callbacks),
-    )
+    trainer = cpu_trainer(max_epochs=1, callbacks=list(callbacks))
     trainer.fit(module, train_dataloaders=loader(side, classes))
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 

@@ -12,6 +12,7 @@ import lightning.pytorch as L
 import pytest
 import torch
 import torch.nn.functional as F
+from cpu_trainer import cpu_trainer
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
@@ -121,11 +122,13 @@ def single_process_reference(kind: str) -> dict[str, torch.Tensor]:
 def test_ddp_two_ranks_train_like_one_process_on_the_union_batch(kind, tmp_path):
     loss = penalty_of(kind)
     callback = InputSaliencyCallback(loss) if kind == "rrr" else AttentionLossCallback(loss)
-    trainer = L.Trainer(
-        accelerator="cpu", devices=2, strategy="ddp_spawn", max_steps=STEPS, logger=False,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        callbacks=[callback, SaveParams(tmp_path)], use_distributed_sampler=False,
-    )  # fmt: skip
+    trainer = cpu_trainer(
+        devices=2,
+        strategy="ddp_spawn",
+        max_steps=STEPS,
+        callbacks=[callback, SaveParams(tmp_path)],
+        use_distributed_sampler=False,
+    )
     trainer.fit(Net(kind), datamodule=Data(kind))
 
     reports = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]

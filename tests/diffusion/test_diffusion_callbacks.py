@@ -6,6 +6,7 @@ import pickle
 import lightning.pytorch as L
 import pytest
 import torch
+from cpu_trainer import cpu_trainer
 from diff_helpers import T, batches, tiny
 from torch.utils.data import DataLoader
 
@@ -26,15 +27,7 @@ from salguide.weights import WeightMask
 
 
 def fit(module, callbacks, steps=3, retain=None):
-    trainer = L.Trainer(
-        max_steps=steps,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-        callbacks=callbacks,
-    )
+    trainer = cpu_trainer(max_steps=steps, callbacks=callbacks)
     data = batches(4, label=None, seed=9) if retain is None else retain
     trainer.fit(module, train_dataloaders=DataLoader(data, batch_size=None))  # one (x, y) batch per item
     return trainer

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from cpu_trainer import cpu_trainer
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -44,16 +45,7 @@ class HandWritten(ClassifierModule):
 
 
 def fit(module: pl.LightningModule, callbacks=(), **kw) -> dict[str, torch.Tensor]:
-    trainer = pl.Trainer(
-        max_epochs=1,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=list(callbacks),
-        **kw,
-    )
+    trainer = cpu_trainer(max_epochs=1, callbacks=list(callbacks), **kw)
     trainer.fit(module, train_dataloaders=data())
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
@@ -94,15 +86,7 @@ def test_inverts_a_relevant_mask_for_rrr_and_refuses_manual_optimisation():
             return DataLoader(TensorDataset(x, y, 1 - m), batch_size=4)
 
     module = ClassifierModule(net(), optimizer=sgd(lr=0.1, momentum=0.0, weight_decay=0.0), scheduler=None)
-    trainer = pl.Trainer(
-        max_epochs=1,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[InputSaliencyCallback(RRRLoss(5.0))],
-    )
+    trainer = cpu_trainer(max_epochs=1, callbacks=[InputSaliencyCallback(RRRLoss(5.0))])
     trainer.fit(module, datamodule=Dm())
     ref = fit(HandWritten(net(), RRRLoss(5.0)))
     for k, v in module.state_dict().items():
