@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from salguide._lightning import installed
+import torch
+
+from salguide._lightning import Callback, installed
 
 
 def check_strategy(strategy: Any, owner: str, why: str) -> None:
@@ -26,3 +28,19 @@ def refuse_sharded(callback: Any, trainer: Any, why: str) -> None:
     call without a Trainer (``trainer=None``) has no strategy to check."""
     if trainer is not None:
         check_strategy(trainer.strategy, type(callback).__name__, why)
+
+
+class ReleaseSpawnedProcessGroup(Callback):
+    """In a worker that ``ddp_spawn`` or ``ddp_notebook`` started for one ``fit``, destroy the process group
+    at ``teardown`` of a fit that was not interrupted, before the worker exits. Left to interpreter finalization, a gloo
+    group's worker threads can still hold tensors whose release needs the GIL of a dying interpreter, and the
+    rank aborts ("terminate called without an active exception"; pytorch/pytorch#179291). Ranks of other
+    launchers (``strategy=ddp``) keep their group: later fits in the same process reuse it. Append it last,
+    after any callback whose teardown communicates."""
+
+    def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        spawned = installed("_MultiProcessingLauncher", module="strategies.launchers.multiprocessing")
+        launcher = getattr(trainer.strategy, "launcher", None)
+        dist = torch.distributed
+        if isinstance(launcher, spawned) and not trainer.interrupted and dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()

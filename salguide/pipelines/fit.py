@@ -13,6 +13,7 @@ from torch import nn
 
 from salguide._lightning import pl
 from salguide.callbacks import RandomLabelCallback, WeightSaliencyCallback
+from salguide.callbacks._strategy import ReleaseSpawnedProcessGroup
 from salguide.models.classifier import ClassifierModule
 from salguide.unlearning.methods import MethodSpec, method_spec
 from salguide.weights import WeightMask
@@ -125,9 +126,9 @@ def fit_module(
     """Fit the LightningModule ``module`` for ``epochs`` (seeded by ``seed`` once the Trainer is built;
     None: not reseeded) with salguide's quiet Trainer defaults under ``trainer_kwargs``; ``ckpt_path``
     resumes from a checkpoint. Returns the Trainer (e.g. for its test loop). Every salguide Trainer is
-    built here: the Python API's and the stage runner's alike."""
+    built here: the Python API's and the stage runner's alike; each ends with ``ReleaseSpawnedProcessGroup``."""
     kwargs = {**QUIET, **(trainer_kwargs or {}), "max_epochs": epochs}
-    trainer = pl.Trainer(logger=logger, callbacks=callbacks, **kwargs)
+    trainer = pl.Trainer(logger=logger, callbacks=[*callbacks, ReleaseSpawnedProcessGroup()], **kwargs)
     if seed is not None:
         pl.seed_everything(seed, workers=True, verbose=False)
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)

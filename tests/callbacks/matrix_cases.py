@@ -36,6 +36,7 @@ from salguide.callbacks import (
     TokenPruningCallback,
     WeightSaliencyCallback,
 )
+from salguide.callbacks._strategy import ReleaseSpawnedProcessGroup
 from salguide.evaluation import ExplanationScores
 from salguide.inputs import RRRLoss
 from salguide.models import ClassifierModule
@@ -264,6 +265,7 @@ class RankReport(pl.Callback):
 def fit_ddp(name: str, out: Path, strategy: str) -> None:
     """``name``'s case on 2 CPU processes (gloo) with ``strategy`` (``ddp_spawn`` or ``ddp``)."""
     case = build(name, out)
-    trainer(case, devices=2, strategy=strategy, callbacks=[*case.callbacks, RankReport(out, name)]).fit(
+    last = [RankReport(out, name), ReleaseSpawnedProcessGroup()]  # no gloo group left to a spawned rank's exit
+    trainer(case, devices=2, strategy=strategy, callbacks=[*case.callbacks, *last]).fit(
         case.module, datamodule=case.data
     )
