@@ -72,3 +72,14 @@ def check_labels(y: Any, logits: Any, where: str) -> None:
             raise ValueError(
                 f"{where}: class labels must lie in [0, {classes}) for {classes} logits, got {low}..{high}"
             )
+
+
+def check_finite_loss(loss: Any, where: str) -> Any:
+    """``loss`` unchanged, or a ValueError naming ``where`` when it is NaN or inf: the optimiser step it feeds would
+    make every weight it reaches NaN (NaN or inf inputs, or a diverging learning rate). One host read."""
+    if isinstance(loss, torch.Tensor) and not bool(torch.isfinite(loss.detach()).all()):
+        raise ValueError(
+            f"{where}: the training loss is {loss.detach().float().sum().item()}; the next step would make the "
+            "weights NaN (check the batch for NaN or inf inputs, or lower the learning rate)"
+        )
+    return loss

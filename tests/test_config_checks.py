@@ -93,3 +93,15 @@ def test_names_that_leave_the_output_root_are_refused(name):
     with pytest.raises(ValueError, match="relative folder name"):
         check_name(name)
     assert check_name("study/a") == "study/a"
+
+
+def test_the_data_modules_train_on_takes_full():
+    """data.train_on is the data module's split (full by default), unlike a method's train_on (retain / forget)."""
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module(config_module="salguide.configs", version_base="1.3"):
+        check_config(compose(config_name="train", overrides=["+data.train_on=full"]))
+        with pytest.raises(ValueError, match="data.train_on must be one of 'full', 'retain', 'forget'"):
+            check_config(compose(config_name="train", overrides=["+data.train_on=all"]))
+        with pytest.raises(ValueError, match="unlearning.train_on must be one of 'retain', 'forget'"):
+            check_config(compose(config_name="train", overrides=["unlearning.train_on=full"]))

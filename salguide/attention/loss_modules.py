@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from salguide._checks import as_finite, as_int, as_ints
 from salguide.auxiliary import AuxiliaryLoss, as_logits
+from salguide.inputs.masks import check_annotation
 
 from .losses import background_mass_loss, concentration_loss, concentration_loss_all, diversity_loss, entropy_loss
 from .recorder import AttentionRecorder
@@ -57,6 +58,13 @@ class AttentionLoss(AuxiliaryLoss):
         """A recorder of what this loss needs, for a forward on input ``x`` (its size sets the patch grid); entered
         around the step's forward, so that :meth:`penalty` reads the statistics of that forward."""
         self.check_mask(mask)
+        if mask is not None:
+            check_annotation(mask, type(self).__name__)
+            if isinstance(x, Tensor) and x.dim() == 4 and (mask.dim() < 2 or mask.shape[-2:] != x.shape[-2:]):
+                raise ValueError(
+                    f"{type(self).__name__}: the mask {tuple(mask.shape)} must cover the images {tuple(x.shape)} "
+                    "pixel for pixel ([B, H, W] or [B, 1, H, W]); it is pooled to the patch grid here"
+                )
         routed = find_routed(model)
         rec = AttentionRecorder(routed, self.layers, target=self.mass_target(routed, mask, x), **self.requests)
         rec.owner = self  # type: ignore[attr-defined]  # marks the recorder as armed by this loss

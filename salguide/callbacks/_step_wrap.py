@@ -12,6 +12,8 @@ from typing import Any
 
 from torch import Tensor
 
+from salguide._checks import check_finite_loss
+
 
 class TrainingStepWrapper:
     """Mixin: ``_wrap(pl_module)`` routes ``training_step`` through ``self._step(pl_module, original, batch, ...)``;
@@ -38,7 +40,10 @@ class TrainingStepWrapper:
         original = pl_module.training_step  # bound method of the class (or a user's instance override)
 
         def training_step(batch: Any, *args: Any, **kwargs: Any) -> Any:
-            return self._step(pl_module, original, batch, *args, **kwargs)
+            out = self._step(pl_module, original, batch, *args, **kwargs)
+            where = f"{type(self).__name__} at step {pl_module.global_step}"
+            check_finite_loss(out.get("loss") if isinstance(out, dict) else out, where)
+            return out
 
         pl_module.training_step = training_step
         self._module = pl_module

@@ -69,8 +69,15 @@ class TokenPruningCallback(Callback):
         self._eval_start()
 
     def state_dict(self) -> dict[str, Any]:
-        return {"keep": self.policy.keep, "target": self.target}
+        return {"keep": self.policy.keep, "target": self.target, "policy": self.policy.name}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.target = state["target"]
+        """Resume the keep rate; a checkpoint of another policy or target keep rate is refused (training would
+        follow this callback's schedule while evaluation used the checkpoint's rate)."""
+        name = state.get("policy", self.policy.name)
+        if name != self.policy.name or state["target"] != self.target:
+            raise ValueError(
+                f"the checkpoint was trained with {name} keeping {state['target']}, but this TokenPruningCallback "
+                f"has {self.policy.name} keeping {self.target}: resume with the checkpoint's policy and keep rate"
+            )
         self.policy.set_keep(state["keep"])

@@ -127,6 +127,12 @@ class WeightSaliencyCallback(Callback):
             mask, snapshot = WeightMask.from_state_dict(self._resumed["mask"]), self._resumed["frozen_values"]
             if self._given is not None and mask != self._given:
                 raise ValueError("the checkpoint was trained with a different weight mask than the one passed")
+            made = self._resumed.get("computed_with")  # (ratio, scope) of a mask computed from the forget set
+            if self._given is None and made is not None and tuple(made) != (self.ratio, self.scope):
+                raise ValueError(
+                    f"the checkpoint's mask was computed with ratio={made[0]}, scope={made[1]!r}, but this callback "
+                    f"has ratio={self.ratio}, scope={self.scope!r}: resume with the checkpoint's settings"
+                )
         elif self._given is not None:
             mask = self._given
         else:
@@ -196,13 +202,16 @@ class WeightSaliencyCallback(Callback):
         if self._update is None or self.mask is None:
             return {}
         frozen = {name: t.cpu() for name, t in self._update.snapshot().items()}
-        return {"mask": self.mask.to_state_dict(), "frozen_values": frozen}
+        state: dict[str, Any] = {"mask": self.mask.to_state_dict(), "frozen_values": frozen}
+        if self._source is None:
+            state["computed_with"] = [self.ratio, self.scope]
+        return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Keep the checkpoint's mask and θ₀ for ``on_fit_start`` (which runs after this on resume)."""
         if not state_dict:
             return
-        if set(state_dict) != {"mask", "frozen_values"}:
+        if not {"mask", "frozen_values"} <= set(state_dict) <= {"mask", "frozen_values", "computed_with"}:
             raise ValueError(f"not a WeightSaliencyCallback state: keys {sorted(state_dict)}")
         self._resumed = state_dict
 

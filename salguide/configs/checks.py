@@ -188,6 +188,7 @@ NAME_RULES: dict[str, Any] = {
 
 PATH_RULES: dict[str, Any] = {
     "model.net.width": POS_INT,
+    "data.train_on": OneOf(("full", "retain", "forget")),  # the data module's split (the methods' train_on: below)
     "callbacks.data_samples.per_class": POS_INT,
     "callbacks.*.every_n_epochs": POS_INT,  # the observers (explanation metrics, overlays, attention maps)
     "callbacks.*.num_samples": POS_INT,

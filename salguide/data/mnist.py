@@ -178,12 +178,18 @@ class IDXDataModule(ForgetDataModule):
                 f"{cls.dataset} in {root}: train images {tuple(tx.shape[2:])} and test images "
                 f"{tuple(sx.shape[2:])} differ in size"
             )
+        if tx.shape[-1] == 0 or tx.shape[-2] == 0:
+            raise ValueError(f"{cls.dataset} in {root}: the images are {tuple(tx.shape[2:])}, empty")
         return out
 
     def _load(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         data = self.read_files(self.data_dir, self.seed, self.train_size, self.test_size)
         (train_x, train_y), (test_x, test_y) = data["train"], data["test"]
         self.mean, self.std = pixel_stats(train_x)
+        if not self.std > 0:  # normalising by it would turn every input into NaN or inf
+            raise ValueError(
+                f"{self.dataset} in {self.data_dir}: every training pixel is {self.mean:.4g}, no image data"
+            )
         return train_x, train_y, test_x, test_y
 
     def eval_transform(self) -> Normalize:

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from salguide._checks import as_int
+from salguide._checks import as_int, check_finite_loss
 from salguide._lightning import pl
 from salguide.models.optim import OptimizerFactory, SchedulerFactory, adamw, check_factories, module_optimizers
 
@@ -120,7 +120,7 @@ class DiffusionModule(pl.LightningModule):
         _check_batch(x, y, self.num_conditions)
         loss = denoising_loss(self.eps, self.noise_scheduler, x, self.drop_conditions(y))
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
-        return loss
+        return check_finite_loss(loss, f"DiffusionModule at step {self.global_step}")
 
     def validation_step(self, batch: Any, batch_idx: int) -> Tensor:
         x, y = batch[0], batch[1]

@@ -5,7 +5,8 @@ from __future__ import annotations
 from torch import Tensor
 
 
-def _check_mask(mask: Tensor, where: str) -> None:
+def check_annotation(mask: Tensor, where: str) -> None:
+    """An annotation mask: a tensor whose float values lie in [0, 1] (TypeError / ValueError naming ``where``)."""
     if not isinstance(mask, Tensor):
         raise TypeError(f"{where}: the annotation mask must be a torch.Tensor, got {type(mask).__name__}")
     if mask.is_floating_point() and mask.numel() and not bool(((mask >= 0) & (mask <= 1)).all()):
@@ -15,7 +16,7 @@ def _check_mask(mask: Tensor, where: str) -> None:
 def feature_mask(mask: Tensor, x: Tensor, where: str = "mask") -> Tensor:
     """``mask`` expanded to ``x``'s shape. Images [B, C, H, W] accept [B, C, H, W], [B, 1, H, W] or
     [B, H, W]; other inputs need the exact shape. Raises ``ValueError`` on any other shape."""
-    _check_mask(mask, where)
+    check_annotation(mask, where)
     ok = mask.shape == x.shape
     if not ok and x.ndim == 4:
         b, _, h, w = x.shape
@@ -37,7 +38,7 @@ def feature_mask(mask: Tensor, x: Tensor, where: str = "mask") -> Tensor:
 def pixel_mask(mask: Tensor, batch: int, size: tuple[int, ...], where: str = "mask") -> Tensor:
     """``mask`` as [B, H, W] for pixel-level maps: accepts [B, H, W], [B, 1, H, W], or [B, C, H, W] (any
     channel set counts)."""
-    _check_mask(mask, where)
+    check_annotation(mask, where)
     if mask.ndim == 4 and mask.shape[0] == batch and tuple(mask.shape[2:]) == tuple(size):
         mask = mask.amax(1)
     if tuple(mask.shape) != (batch, *size):
@@ -59,7 +60,7 @@ def to_pixel_map(attr: Tensor) -> Tensor:
 
 def invert(mask: Tensor) -> Tensor:
     """Relevant <-> irrelevant region."""
-    _check_mask(mask, "invert")
+    check_annotation(mask, "invert")
     return 1 - mask if mask.is_floating_point() else ~mask.bool()
 
 

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from salguide._checks import as_finite, check_labels
+from salguide._checks import as_finite, check_finite_loss, check_labels
 from salguide._lightning import pl
 
 from .optim import OptimizerFactory, SchedulerFactory, check_factories, cosine, module_optimizers, sgd
@@ -75,7 +75,7 @@ class ClassifierModule(pl.LightningModule):
             loss = loss + l1 * sum(p.abs().sum() for p in self.parameters() if p.requires_grad)
         acc = (logits.argmax(-1) == y).float().mean()
         self.log_dict({"train/loss": loss.detach(), "train/ce": ce.detach(), "train/acc": acc}, prog_bar=True)
-        return loss
+        return check_finite_loss(loss, f"ClassifierModule at step {self.global_step}")
 
     def _eval_step(self, batch: Any, stage: str) -> None:
         x, y = batch[0], batch[1]

@@ -92,6 +92,6 @@ def test_token_pruning_callback_schedule_and_detach() -> None:
     fit(module, [cb, Spy()])
     assert seen == [1.0, 0.75, 0.5]
     assert router_of(module.model).policy is None
-    assert cb.state_dict() == {"keep": 0.5, "target": 0.5}
+    assert cb.state_dict() == {"keep": 0.5, "target": 0.5, "policy": "evit"}
     with pytest.raises(TypeError, match="TokenPolicy"):
         TokenPruningCallback("evit")

@@ -151,3 +151,16 @@ def test_real_fashion_mnist_from_the_debian_package():
         naive = _naive_read(Path(FASHION_MNIST_DIR, images + ".gz"))
         assert np.array_equal(naive[::997], x[::997, 0].numpy())
     assert len(dm.forget_dataset) == 6000 and len(dm.test_dataset) == 9000
+
+
+@pytest.mark.parametrize("shape", ["constant", "empty"])
+def test_images_without_data_are_refused(tmp_path, shape):
+    """Constant images gave std 0 and NaN inputs (a model trained on them, then failed); 0 x 0 images a conv error."""
+    from idx_helpers import write_idx
+
+    make_idx_dir(tmp_path, gz=False)
+    for split, n in (("train", 120), ("test", 40)):
+        images = np.full((n, 28, 28), 7, np.uint8) if shape == "constant" else np.zeros((n, 0, 0), np.uint8)
+        write_idx(tmp_path / NAMES[split][0], images, gz=False)
+    with pytest.raises(ValueError, match="no image data" if shape == "constant" else r"\(0, 0\), empty"):
+        FashionMNISTDataModule(data_dir=tmp_path).setup("fit")
