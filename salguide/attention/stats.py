@@ -72,6 +72,20 @@ def attention_rows(
         raise ValueError(f"lse must be the kernel's log-sum-exp [B, H, N] = {tuple(q.shape[:3])}, got {got}")
     if not isinstance(rows, Tensor) or rows.dim() != 1 or rows.is_floating_point() or rows.dtype == torch.bool:
         raise ValueError(f"rows must be a 1-D integer tensor of query indices, got {getattr(rows, 'shape', rows)!r}")
+    return _rows(q, k, lse, rows, scale, key_bias, key_mask, always_self)
+
+
+def _rows(
+    q: Tensor,
+    k: Tensor,
+    lse: Tensor | None,
+    rows: Tensor,
+    scale: float,
+    key_bias: Tensor | None,
+    key_mask: Tensor | None,
+    always_self: bool,
+) -> Tensor:
+    """``attention_rows`` without its argument checks (for inputs a kernel call has just checked)."""
     s = _scores_rows(q[:, :, rows], k, scale, key_bias)
     allowed = None
     if key_mask is not None:
@@ -106,6 +120,14 @@ def cls_attention(
     return attention_rows(q, k, lse, rows, scale=scale, key_bias=key_bias, key_mask=key_mask, always_self=always_self)[
         :, :, 0
     ]
+
+
+def layer_cls_attention(
+    q: Tensor, k: Tensor, scale: float, key_bias: Tensor | None, key_mask: Tensor | None, always_self: bool
+) -> Tensor:
+    """``cls_attention`` (one-query softmax) of a routed layer's q and k, which its kernel call has checked."""
+    rows = torch.zeros(1, dtype=torch.long, device=q.device)
+    return _rows(q, k, None, rows, scale, key_bias, key_mask, always_self)[:, :, 0]
 
 
 def attention_with_entropy(

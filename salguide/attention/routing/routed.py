@@ -12,7 +12,7 @@ from torch import Tensor
 
 from salguide.kernels import attention, attention_stats
 
-from ..stats import AttentionStats, attention_with_entropy, cls_attention
+from ..stats import AttentionStats, attention_with_entropy, layer_cls_attention
 from .router import Router
 
 
@@ -96,7 +96,7 @@ def routed_attention(router: Router, index: int, q: Tensor, k: Tensor, v: Tensor
     )
     cls = None
     if need_cls:  # a one-query softmax: O(N D), no log-sum-exp needed
-        cls = cls_attention(q, k, scale=scale, key_bias=bias, key_mask=mask, always_self=always_self)
+        cls = layer_cls_attention(q, k, scale, bias, mask, always_self)  # q, k checked by the kernel call above
         if router.policy is not None and router.policy.wants_cls(index):
             st.cls_attn = cls
     if rec is not None:
