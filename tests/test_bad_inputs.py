@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import lightning.pytorch as L
 import pytest
 import torch
 from torch import nn
@@ -226,27 +225,10 @@ def test_tied_weights_save_and_load(tmp_path) -> None:
     assert dst[1].weight is dst[0].weight
 
 
-class _UserModule(L.LightningModule):
-    """A user's own module (not salguide's): its training_step returns the cross-entropy."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.net = nn.Sequential(nn.Flatten(), nn.Linear(64, 3))
-
-    def forward(self, x):
-        return self.net(x)
-
-    def training_step(self, batch, batch_idx):
-        return nn.functional.cross_entropy(self(batch[0]), batch[1])
-
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.1)
-
-
 @pytest.mark.parametrize("wrapped", [False, True], ids=["classifier_module", "user_module_with_rrr"])
 def test_a_nan_training_loss_stops_before_the_weights_turn_nan(wrapped) -> None:
     """One NaN pixel used to train on silently until every weight was NaN."""
-    from cpu_trainer import cpu_trainer
+    from cpu_trainer import PlainModule, cpu_trainer
     from torch.utils.data import DataLoader, TensorDataset
 
     from salguide.callbacks import InputSaliencyCallback
@@ -254,7 +236,11 @@ def test_a_nan_training_loss_stops_before_the_weights_turn_nan(wrapped) -> None:
     x = torch.randn(8, 1, 8, 8)
     x[3, 0, 2, 2] = float("nan")
     loader = DataLoader(TensorDataset(x, torch.arange(8) % 3, torch.ones(8, 1, 8, 8)), batch_size=4)
-    module = _UserModule() if wrapped else ClassifierModule(_cnn(), scheduler=None)
+    module = (
+        PlainModule(nn.Sequential(nn.Flatten(), nn.Linear(64, 3)))
+        if wrapped
+        else ClassifierModule(_cnn(), scheduler=None)
+    )
     before = {k: v.clone() for k, v in module.state_dict().items()}
     callbacks = [InputSaliencyCallback(I.RRRLoss(1.0))] if wrapped else []
     where = "InputSaliencyCallback at step 0" if wrapped else "ClassifierModule at step 0"

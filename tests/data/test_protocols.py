@@ -6,6 +6,7 @@ from __future__ import annotations
 import lightning.pytorch as L
 import pytest
 import torch
+from cpu_trainer import PlainModule
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -51,21 +52,6 @@ def test_shipped_datamodules_implement_their_protocols():
     assert require(DigitsDataModule(), ForgetLoaderData, by="test")
 
 
-class _Net(L.LightningModule):
-    def __init__(self) -> None:
-        super().__init__()
-        self.net = nn.Linear(4, 3)
-
-    def forward(self, x):
-        return self.net(x)
-
-    def training_step(self, batch, batch_idx):
-        return nn.functional.cross_entropy(self(batch[0]), batch[1])
-
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.1)
-
-
 def _data(n: int = 8) -> TensorDataset:
     g = torch.Generator().manual_seed(0)
     return TensorDataset(torch.randn(n, 4, generator=g), torch.arange(n) % 3)
@@ -81,7 +67,7 @@ class OnlyTrain(L.LightningDataModule):
 def _fit(callback, datamodule) -> None:
     trainer = L.Trainer(max_epochs=1, callbacks=[callback], logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
-    trainer.fit(_Net(), datamodule=datamodule)
+    trainer.fit(PlainModule(nn.Linear(4, 3)), datamodule=datamodule)
 
 
 def test_weight_saliency_names_the_missing_forget_dataloader():
