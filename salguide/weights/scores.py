@@ -91,12 +91,13 @@ def loss_gradients(
             x, y = x.to(device), y.to(device)
             if transform is not None:
                 x = transform(x)
-            if default_loss:
-                logits = model(x)
-                check_labels(y, logits, "saliency scores (cross-entropy on the forget batches)")
-                loss = loss_fn(logits, y)
+            if batch_loss is not None:
+                loss = batch_loss(model, x, y)
             else:
-                loss = batch_loss(model, x, y) if batch_loss is not None else loss_fn(model(x), y)
+                logits = model(x)
+                if default_loss:
+                    check_labels(y, logits, "saliency scores (cross-entropy on the forget batches)")
+                loss = loss_fn(logits, y)
             if not isinstance(loss, Tensor) or loss.numel() != 1:
                 raise ValueError(f"loss_fn must return a scalar tensor, got {getattr(loss, 'shape', loss)!r}")
             grads = torch.autograd.grad(loss.reshape(()), params, allow_unused=True)
